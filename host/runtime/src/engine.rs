@@ -1,0 +1,227 @@
+//! The process-wide engine: pooling allocator, epoch ticker, linker, artifact cache.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use tenken_limits::Limits;
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, StoreLimits};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::bindings::OfficeCheck;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("could not set up the wasm engine: {0}")]
+    Engine(String),
+    #[error("plugin is {size} bytes; the limit is {max} bytes (plugin_component_bytes_max)")]
+    TooLarge { size: u64, max: u64 },
+    #[error("not a valid component: {0}")]
+    Compile(String),
+    #[error(
+        "plugin was built for {found}; this host serves {expected}: rebuild the plugin against \
+         the host's wit/ (compatible = same major version, minor not newer)"
+    )]
+    IncompatibleContract { found: String, expected: String },
+    #[error("plugin does not fit the office-check world: {0}")]
+    NotOfficeCheck(String),
+    #[error("plugin does not link: {0}")]
+    Link(String),
+    #[error("plugin's describe() failed: {0}")]
+    Describe(String),
+    #[error("artifact cache at {path}: {message}")]
+    Cache { path: PathBuf, message: String },
+}
+
+/// Per-store state: the WASI context (granting nothing), the resource table, store limits
+/// and the masters the `master` import answers from.
+pub(crate) struct HostState {
+    pub(crate) wasi: WasiCtx,
+    pub(crate) table: ResourceTable,
+    pub(crate) limits: StoreLimits,
+    pub(crate) masters: Arc<dyn tenken_model::Masters + Send + Sync>,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// One per process: create it once and share it (`Arc`); it owns the epoch ticker thread.
+pub struct Runtime {
+    pub(crate) engine: Engine,
+    pub(crate) linker: Linker<HostState>,
+    pub(crate) limits: Limits,
+    cache_dir: Option<PathBuf>,
+    ticker_stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Runtime {
+    /// Builds the engine with every pooling bound set from `limits`.
+    pub fn new(limits: &Limits, cache_dir: Option<&Path>) -> Result<Runtime, RuntimeError> {
+        let err = |e: wasmtime::Error| RuntimeError::Engine(format!("{e:#}"));
+        let instances = limits.plugin_instances_max.max(1);
+        let mut pool = PoolingAllocationConfig::default();
+        // A Rust wasip2 component is one main core module plus a handful of shims; 16
+        // core instances and 2 memories per component leave room for other languages'
+        // guests without letting one component take the pool.
+        pool.total_component_instances(instances)
+            .total_core_instances(instances * 16)
+            .max_core_instances_per_component(16)
+            .total_memories(instances * 2)
+            .max_memories_per_component(2)
+            .total_tables(instances * 8)
+            .max_tables_per_component(8)
+            .total_stacks(instances)
+            .table_elements(limits.plugin_table_elements_max as usize)
+            .max_memory_size(limits.plugin_memory_bytes_max as usize)
+            .max_component_instance_size(1 << 20)
+            .max_core_instance_size(1 << 20);
+        let mut config = Config::new();
+        config
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+            .epoch_interruption(true)
+            .max_wasm_stack(limits.plugin_stack_bytes_max as usize)
+            .wasm_component_model(true)
+            .cranelift_opt_level(wasmtime::OptLevel::Speed);
+        let engine = Engine::new(&config).map_err(err)?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(err)?;
+        OfficeCheck::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s).map_err(err)?;
+
+        // The epoch ticker: deadlines are counted in ticks. It holds only a weak handle so
+        // it never keeps the engine alive.
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let weak = engine.weak();
+        let tick = Duration::from_millis(limits.plugin_epoch_tick_ms.max(1));
+        let stop2 = stop.clone();
+        std::thread::Builder::new()
+            .name("tenken-epoch".into())
+            .spawn(move || {
+                while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::sleep(tick);
+                    match weak.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => break,
+                    }
+                }
+            })
+            .map_err(|e| RuntimeError::Engine(format!("cannot start the epoch thread: {e}")))?;
+
+        Ok(Runtime { engine, linker, limits: limits.clone(), cache_dir: cache_dir.map(Path::to_path_buf), ticker_stop: stop })
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Compiles a component, or loads the artifact this host compiled earlier.
+    ///
+    /// The cache key is the component's sha256 plus the engine's compatibility hash, so a
+    /// wasmtime upgrade or a config change never loads a stale artifact. Artifacts are
+    /// only ever written by this function, and their own sha256 is kept beside them and
+    /// checked before `deserialize` (which trusts its input).
+    pub(crate) fn compile(&self, bytes: &[u8], digest: &str) -> Result<Component, RuntimeError> {
+        let compile = || Component::new(&self.engine, bytes).map_err(|e| RuntimeError::Compile(format!("{e:#}")));
+        let Some(dir) = &self.cache_dir else { return compile() };
+        let key = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            self.engine.precompile_compatibility_hash().hash(&mut h);
+            format!("{}-{:016x}", digest.trim_start_matches("sha256:"), h.finish())
+        };
+        let artifact = dir.join(format!("{key}.cwasm"));
+        let sum_file = dir.join(format!("{key}.sha256"));
+        if let (Ok(art), Ok(sum)) = (std::fs::read(&artifact), std::fs::read_to_string(&sum_file)) {
+            if hex::encode(Sha256::digest(&art)) == sum.trim() {
+                // SAFETY: the artifact was produced by `precompile_component` of an engine
+                // with the same compatibility hash (it is in the key), and its digest
+                // matches the one recorded when this process family wrote it.
+                if let Ok(c) = unsafe { Component::deserialize(&self.engine, &art) } {
+                    return Ok(c);
+                }
+            }
+        }
+        let art = self.engine.precompile_component(bytes).map_err(|e| RuntimeError::Compile(format!("{e:#}")))?;
+        let cache_err = |e: std::io::Error| RuntimeError::Cache { path: dir.clone(), message: e.to_string() };
+        std::fs::create_dir_all(dir).map_err(cache_err)?;
+        // Write to a temporary name then rename, so a concurrent reader never sees half a file.
+        let tmp = dir.join(format!("{key}.{}.tmp", std::process::id()));
+        std::fs::write(&tmp, &art).map_err(cache_err)?;
+        std::fs::rename(&tmp, &artifact).map_err(cache_err)?;
+        std::fs::write(&sum_file, hex::encode(Sha256::digest(&art))).map_err(cache_err)?;
+        // SAFETY: produced just above by this engine.
+        unsafe { Component::deserialize(&self.engine, &art) }.map_err(|e| RuntimeError::Compile(format!("{e:#}")))
+    }
+
+    pub(crate) fn new_store_state(&self, masters: Arc<dyn tenken_model::Masters + Send + Sync>, out: wasmtime_wasi::p2::pipe::MemoryOutputPipe) -> HostState {
+        let mut b = wasmtime_wasi::WasiCtxBuilder::new();
+        // No preopens, no env, no args, no network: the builder grants nothing unless asked.
+        // Clocks and randomness are fixed so a plugin cannot observe time or differ between
+        // a check and its replay.
+        b.stdout(out.clone())
+            .stderr(out)
+            .wall_clock(FixedClock)
+            .monotonic_clock(FixedClock)
+            .secure_random(ZeroRng)
+            .insecure_random(ZeroRng)
+            .insecure_random_seed(0);
+        let limits = wasmtime::StoreLimitsBuilder::new()
+            .memory_size(self.limits.plugin_memory_bytes_max as usize)
+            .table_elements(self.limits.plugin_table_elements_max as usize)
+            .instances(32)
+            .tables(16)
+            .memories(4)
+            .trap_on_grow_failure(true)
+            .build();
+        HostState { wasi: b.build(), table: ResourceTable::new(), limits, masters }
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// A clock stuck at the epoch: plugins get no time source.
+struct FixedClock;
+
+impl wasmtime_wasi::HostWallClock for FixedClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl wasmtime_wasi::HostMonotonicClock for FixedClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+/// Deterministic "randomness" (all zeros): rule plugins must be pure functions.
+struct ZeroRng;
+
+impl rand_core::TryRng for ZeroRng {
+    type Error = std::convert::Infallible;
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        Ok(0)
+    }
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        Ok(0)
+    }
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+        dst.fill(0);
+        Ok(())
+    }
+}

@@ -1,0 +1,232 @@
+//! A loaded office-check plugin and the sandboxed calls into it.
+
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use tenken_model as m;
+use wasmtime::Store;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+
+use crate::bindings::{OfficeCheck, OfficeCheckPre};
+use crate::convert::{self, Batch, FileInput};
+use crate::engine::{HostState, Runtime, RuntimeError};
+
+/// The WIT package this host implements.
+pub const CONTRACT_PACKAGE: &str = "tenken:plugin";
+/// The contract version this host implements (see the versioning policy in `wit/types.wit`).
+pub const CONTRACT_VERSION: &str = "1.0.0";
+
+/// A compiled, linked, pre-instantiated plugin. Cheap to share (`Arc`); each call
+/// instantiates it afresh in its own store.
+pub struct Plugin {
+    pub info: m::PluginInfo,
+    /// `sha256:<hex>` of the component bytes.
+    pub digest: String,
+    /// The contract version the component was built for.
+    pub contract: String,
+    pre: OfficeCheckPre<HostState>,
+    runtime: Arc<Runtime>,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin").field("info", &self.info).field("digest", &self.digest).finish()
+    }
+}
+
+/// Why a plugin call produced no findings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The epoch deadline passed (`plugin_call_ms_max`).
+    Timeout,
+    /// The wasm stack limit was hit (`plugin_stack_bytes_max`).
+    StackOverflow,
+    /// Memory could not grow (`plugin_memory_bytes_max`).
+    Memory,
+    /// Guest output exceeded `plugin_output_bytes_max`.
+    Output,
+    /// Any other trap (panic, unreachable, bad conversion).
+    Trap,
+}
+
+impl FailureKind {
+    /// The `plugin.` rule id a failure is reported under.
+    pub fn rule(self) -> &'static str {
+        match self {
+            FailureKind::Timeout => "plugin.timeout",
+            FailureKind::StackOverflow => "plugin.stack-overflow",
+            FailureKind::Memory => "plugin.memory",
+            FailureKind::Output => "plugin.output",
+            FailureKind::Trap => "plugin.trap",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CallFailure {
+    pub kind: FailureKind,
+    pub message: String,
+    /// The last bytes the guest wrote to stdout/stderr, for the operator.
+    pub output_tail: String,
+}
+
+impl std::fmt::Display for CallFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.kind.rule(), self.message)
+    }
+}
+
+/// Finds the contract version a component was built for from its export names
+/// (`tenken:plugin/checker@1.0.0`) and checks it against ours.
+fn check_contract(runtime: &Runtime, component: &wasmtime::component::Component, interface: &str) -> Result<String, RuntimeError> {
+    let ty = component.component_type();
+    let wanted = format!("{CONTRACT_PACKAGE}/{interface}@");
+    let exports: Vec<String> = ty.exports(&runtime.engine).map(|(n, _)| n.to_string()).collect();
+    let Some(name) = exports.iter().find(|n| n.starts_with(&wanted)) else {
+        let same_pkg: Vec<&String> = exports.iter().filter(|n| n.starts_with(CONTRACT_PACKAGE)).collect();
+        return Err(RuntimeError::NotOfficeCheck(format!(
+            "it exports {:?} but not `{CONTRACT_PACKAGE}/{interface}`{}",
+            exports,
+            if same_pkg.is_empty() { "" } else { " (wrong world?)" }
+        )));
+    };
+    let found = &name[wanted.len()..];
+    let host = semver::Version::parse(CONTRACT_VERSION).expect("valid constant");
+    let compatible = semver::Version::parse(found)
+        .map(|v| v.major == host.major && v.minor <= host.minor && v.pre.is_empty())
+        .unwrap_or(false);
+    if !compatible {
+        return Err(RuntimeError::IncompatibleContract {
+            found: format!("{CONTRACT_PACKAGE}@{found}"),
+            expected: format!("{CONTRACT_PACKAGE}@{CONTRACT_VERSION}"),
+        });
+    }
+    // Imports from our package must be from the same major too (a 2.x `master` import
+    // would not link; say why instead of "import not found").
+    for (import, _) in ty.imports(&runtime.engine) {
+        if let Some(rest) = import.strip_prefix(&format!("{CONTRACT_PACKAGE}/")) {
+            let ver = rest.split('@').nth(1).unwrap_or("");
+            if semver::Version::parse(ver).map(|v| v.major != host.major || v.minor > host.minor).unwrap_or(true) {
+                return Err(RuntimeError::IncompatibleContract {
+                    found: format!("{import}"),
+                    expected: format!("{CONTRACT_PACKAGE}@{CONTRACT_VERSION}"),
+                });
+            }
+        }
+    }
+    Ok(found.to_string())
+}
+
+impl Plugin {
+    /// Validates, compiles (or loads from the artifact cache), links and describes a
+    /// component. Every failure says what is wrong with the component.
+    pub fn load(runtime: &Arc<Runtime>, bytes: &[u8]) -> Result<Plugin, RuntimeError> {
+        let max = runtime.limits.plugin_component_bytes_max;
+        if bytes.len() as u64 > max {
+            return Err(RuntimeError::TooLarge { size: bytes.len() as u64, max });
+        }
+        let digest = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
+        let component = runtime.compile(bytes, &digest)?;
+        let contract = check_contract(runtime, &component, "checker")?;
+        let instance_pre = runtime.linker.instantiate_pre(&component).map_err(|e| RuntimeError::Link(format!("{e:#}")))?;
+        let pre = OfficeCheckPre::new(instance_pre).map_err(|e| RuntimeError::NotOfficeCheck(format!("{e:#}")))?;
+        let mut plugin = Plugin {
+            info: m::PluginInfo { name: String::new(), version: String::new(), rules: vec![] },
+            digest,
+            contract,
+            pre,
+            runtime: runtime.clone(),
+        };
+        let masters: Arc<dyn m::Masters + Send + Sync> = Arc::new(NoMasters);
+        plugin.info = plugin
+            .call(&masters, |bindings, store| bindings.tenken_plugin_checker().call_describe(store))
+            .map(convert::info_from)
+            .map_err(|f| RuntimeError::Describe(f.to_string()))?;
+        Ok(plugin)
+    }
+
+    /// File-level rules.
+    pub fn check_file(&self, masters: &Arc<dyn m::Masters + Send + Sync>, input: &FileInput) -> Result<Vec<m::Finding>, CallFailure> {
+        let out = self.call(masters, |b, store| b.tenken_plugin_checker().call_check_file(store, &input.ctx, &input.file))?;
+        Ok(self.findings(out))
+    }
+
+    /// Receipt-level rules on a batch.
+    pub fn check_receipts(&self, masters: &Arc<dyn m::Masters + Send + Sync>, input: &FileInput, batch: &Batch) -> Result<Vec<m::Finding>, CallFailure> {
+        let out = self.call(masters, |b, store| b.tenken_plugin_checker().call_check_receipts(store, &input.ctx, &batch.receipts))?;
+        Ok(self.findings(out))
+    }
+
+    /// Converts and bounds what the plugin returned: at most `plugin_findings_per_call_max`
+    /// findings (one extra `plugin.output` finding says how many were dropped), messages cut
+    /// to `plugin_message_chars_max` characters.
+    fn findings(&self, out: Vec<crate::bindings::tenken::plugin::types::Finding>) -> Vec<m::Finding> {
+        let limits = &self.runtime.limits;
+        let max = limits.plugin_findings_per_call_max as usize;
+        let total = out.len();
+        let mut findings: Vec<m::Finding> = out.into_iter().take(max).map(|f| convert::finding_from(f, limits.plugin_message_chars_max as usize)).collect();
+        if total > max {
+            findings.push(m::Finding::error(
+                "plugin.output",
+                format!("{} returned {total} findings in one call; only {max} kept (plugin_findings_per_call_max)", self.info.name),
+            ));
+        }
+        findings
+    }
+
+    /// One sandboxed call: fresh store, limits, deadline, bounded output.
+    fn call<R>(
+        &self,
+        masters: &Arc<dyn m::Masters + Send + Sync>,
+        f: impl FnOnce(&OfficeCheck, &mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<R, CallFailure> {
+        let limits = &self.runtime.limits;
+        let out = MemoryOutputPipe::new(limits.plugin_output_bytes_max as usize);
+        let state = self.runtime.new_store_state(masters.clone(), out.clone());
+        let mut store = Store::new(&self.runtime.engine, state);
+        store.limiter(|s| &mut s.limits);
+        let ticks = limits.plugin_call_ms_max.div_ceil(limits.plugin_epoch_tick_ms.max(1)).max(1);
+        store.set_epoch_deadline(ticks);
+        store.epoch_deadline_trap();
+        let result = self.pre.instantiate(&mut store).and_then(|bindings| f(&bindings, &mut store));
+        // The store is dropped here on every path: after a trap it must not be reused.
+        drop(store);
+        result.map_err(|e| classify(e, &out, limits))
+    }
+}
+
+fn classify(e: wasmtime::Error, out: &MemoryOutputPipe, limits: &tenken_limits::Limits) -> CallFailure {
+    let contents = out.contents();
+    let tail_start = contents.len().saturating_sub(512);
+    let output_tail = String::from_utf8_lossy(&contents[tail_start..]).into_owned();
+    let text = format!("{e:#}");
+    let kind = match e.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::Interrupt) => FailureKind::Timeout,
+        Some(wasmtime::Trap::StackOverflow) => FailureKind::StackOverflow,
+        _ if text.contains("write beyond capacity") || contents.len() as u64 >= limits.plugin_output_bytes_max => FailureKind::Output,
+        _ if text.contains("memory") && (text.contains("grow") || text.contains("limit")) => FailureKind::Memory,
+        _ => FailureKind::Trap,
+    };
+    let message = match kind {
+        FailureKind::Timeout => format!("did not finish within {} ms (plugin_call_ms_max)", limits.plugin_call_ms_max),
+        FailureKind::StackOverflow => format!("exceeded the wasm stack of {} bytes (plugin_stack_bytes_max)", limits.plugin_stack_bytes_max),
+        FailureKind::Memory => format!("tried to use more than {} bytes of memory (plugin_memory_bytes_max): {}", limits.plugin_memory_bytes_max, first_line(&text)),
+        FailureKind::Output => format!("wrote more than {} bytes to stdout/stderr (plugin_output_bytes_max)", limits.plugin_output_bytes_max),
+        FailureKind::Trap => format!("trapped: {}", first_line(&text)),
+    };
+    CallFailure { kind, message, output_tail }
+}
+
+fn first_line(s: &str) -> String {
+    let line = s.lines().next().unwrap_or("").to_string();
+    line.chars().take(300).collect()
+}
+
+/// Masters for `describe`, which must not look anything up.
+struct NoMasters;
+
+impl m::Masters for NoMasters {
+    fn lookup(&self, _: m::MasterKind, _: &str, _: m::Date) -> m::Lookup {
+        m::Lookup::Unknown
+    }
+}
