@@ -4,39 +4,73 @@
 //! month of work; telling them every line that is wrong (as file-level `format.` findings)
 //! is worth more than stopping at the first. Structural problems (no IR, no GO, records
 //! before the first RE, bad encoding, over-long lines) are the parser's to report; field
-//! level checks belong to the `format` rule plugin, which sees every raw record.
+//! level checks belong to the format rules, which see every raw record.
+//!
+//! Layout: [`lines`] splits and decodes physical lines, [`views`] builds the typed views,
+//! this module walks the record structure (IR → RE… → GO) and enforces the limits.
 
 #![forbid(unsafe_code)]
 
-mod dates;
+mod date;
+mod lines;
 mod views;
 
-pub use dates::{parse_date, parse_year_month};
+pub use date::{parse_date, parse_year_month};
 
 use tenken_limits::Limits;
-use tenken_model::{Claim, FileView, Finding, RawRecord, Receipt};
+use tenken_model::{Claim, FileView, Finding, LineKind, RawRecord, Receipt, ReceiptSummary, Severity};
 
-/// Every rule id the parser emits, with severity and meaning (for docs/RULES.md and tests).
-pub const PARSER_RULES: &[(&str, &str, &str)] = &[
-    ("format.file.empty", "error", "the file is empty"),
-    ("format.file.too-large", "error", "the file is larger than claim_bytes_max; nothing was parsed"),
-    ("format.encoding", "error", "a line is not valid Shift_JIS (CP932); it was decoded with replacement characters"),
-    ("format.control-character", "error", "a line contains a NUL, 0x1A or other control byte (only one 0x1A at the very end is allowed)"),
-    ("format.line.empty", "warning", "an empty line (skipped)"),
-    ("format.line.too-long", "error", "a line is longer than claim_line_bytes_max (record skipped)"),
-    ("format.fields.too-many", "error", "a record has more than claim_fields_per_record_max fields (record skipped)"),
-    ("format.records.too-many", "error", "the file has more than claim_records_max records; the rest was not read"),
-    ("format.ir.missing", "error", "there is no IR record"),
-    ("format.ir.not-first", "error", "the IR record is not the first record"),
-    ("format.ir.duplicate", "error", "a second IR record"),
-    ("format.go.missing", "error", "there is no GO record"),
-    ("format.go.not-last", "error", "records follow the GO record"),
-    ("format.go.duplicate", "error", "a second GO record"),
-    ("format.record.outside-receipt", "error", "a record that belongs to a receipt appears before the first RE (or after GO)"),
-    ("format.findings.truncated", "error", "more parser findings than claim_parse_findings_max; the rest are not listed"),
+/// Every rule id the parser emits: (id, severity, meaning). For docs/RULES.md and tests.
+pub const PARSER_RULES: &[(&str, Severity, &str)] = &[
+    ("format.file.empty", Severity::Error, "the file has no records (empty, or only line breaks)"),
+    ("format.file.too-large", Severity::Error, "the file is larger than claim_bytes_max; nothing was parsed"),
+    ("format.encoding", Severity::Error, "bytes that are not CP932 (Shift_JIS); the field was decoded with U+FFFD"),
+    (
+        "format.control-character",
+        Severity::Error,
+        "a NUL, TAB, stray CR, 0x1A or other control byte inside a line (one 0x1A at the very end is allowed)",
+    ),
+    ("format.line.empty", Severity::Warning, "an empty line (skipped)"),
+    ("format.line.too-long", Severity::Error, "a line longer than claim_line_bytes_max (record skipped)"),
+    (
+        "format.fields.too-many",
+        Severity::Error,
+        "a record with more than claim_fields_per_record_max fields (record skipped)",
+    ),
+    (
+        "format.records.too-many",
+        Severity::Error,
+        "more than claim_records_max records; the rest of the file was not read",
+    ),
+    ("format.ir.missing", Severity::Error, "there is no IR record"),
+    ("format.ir.not-first", Severity::Error, "the IR record is not the first record"),
+    ("format.ir.duplicate", Severity::Error, "a second IR record (kept in FileView.records only)"),
+    ("format.go.missing", Severity::Error, "there is no GO record"),
+    ("format.go.not-last", Severity::Error, "records follow the GO record (reported once, at the first)"),
+    ("format.go.duplicate", Severity::Error, "a second GO record (the first one is the trailer)"),
+    ("format.record.outside-receipt", Severity::Error, "a record other than IR/GO before the first RE"),
+    (
+        "format.findings.truncated",
+        Severity::Warning,
+        "more parser findings than claim_parse_findings_max; the rest are not reported",
+    ),
 ];
 
+/// `9000` → `9,000`: sizes in messages are read by clerks, not parsed.
+fn group(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// Collects parser findings up to the limit, then one `format.findings.truncated`.
+/// Findings are built lazily so a file with a million bad lines formats only `max` messages.
 struct Findings {
     list: Vec<Finding>,
     max: usize,
@@ -44,203 +78,404 @@ struct Findings {
 }
 
 impl Findings {
-    fn push(&mut self, f: Finding) {
+    fn push(&mut self, make: impl FnOnce() -> Finding) {
         if self.list.len() < self.max {
-            self.list.push(f);
+            self.list.push(make());
         } else if !self.truncated {
             self.truncated = true;
-            self.list.push(Finding::error(
+            let at = make().line;
+            let from = at.map(|l| format!(" from line {l} on")).unwrap_or_default();
+            let mut f = Finding::warning(
                 "format.findings.truncated",
-                format!("{} 件を超える形式エラーは省略しました (claim_parse_findings_max): more format errors than the limit; fix these first", self.max),
-            ));
+                format!(
+                    "形式エラーが {} 件を超えたため以降は省略します: further parser findings{from} are not reported \
+                     (claim_parse_findings_max); fix these first, or check the file is a RECEIPTC.UKE",
+                    self.max
+                ),
+            );
+            f.line = at;
+            self.list.push(f);
         }
     }
 }
 
-/// Where a record goes in the file structure.
-#[derive(PartialEq)]
-enum State {
-    BeforeIr,
-    /// After IR, before the first RE.
-    Header,
-    InReceipt,
-    AfterGo,
+/// A receipt being filled, with what the summary and 診療識別 carry-over need.
+struct Open {
+    receipt: Receipt,
+    ho: u32,
+    ko: u32,
+    /// 診療識別 of the previous SI/IY/TO/CO line of this receipt ("" before the first).
+    category: String,
 }
 
-/// Parses a claim file. Never fails: what is wrong is in `Claim::parse_findings`.
+impl Open {
+    fn new(record: RawRecord) -> Open {
+        let mut receipt = views::receipt(record.line, &record.fields);
+        receipt.records.push(record);
+        Open { receipt, ho: 0, ko: 0, category: String::new() }
+    }
+
+    /// The 診療識別 of a tekiyou line: its own when recorded, else the previous line's.
+    /// With no previous line there is nothing to carry: "" and not carried, so a rule can
+    /// flag the missing 診療識別.
+    fn category(&mut self, field: &str) -> (String, bool) {
+        if field.trim_matches(' ').is_empty() {
+            let carried = !self.category.is_empty();
+            (self.category.clone(), carried)
+        } else {
+            self.category.clear();
+            self.category.push_str(field);
+            (self.category.clone(), false)
+        }
+    }
+
+    fn push(&mut self, record: RawRecord) {
+        let (line, r) = (record.line, &record.fields);
+        let kind = match record.id() {
+            "SI" => Some(LineKind::Procedure),
+            "IY" => Some(LineKind::Drug),
+            "TO" => Some(LineKind::Material),
+            _ => None,
+        };
+        if let Some(kind) = kind {
+            let (category, carried) = self.category(record.field(1));
+            self.receipt.lines.push(views::service_line(line, kind, r, category, carried));
+        } else {
+            match record.id() {
+                "HO" => {
+                    self.ho += 1;
+                    // Only one HO is valid; the first is the view, the count tells a rule more.
+                    if self.receipt.insurance.is_none() {
+                        self.receipt.insurance = Some(views::insurance(line, r));
+                    }
+                }
+                "KO" => {
+                    self.ko += 1;
+                    self.receipt.public_expenses.push(views::public_expense(line, r));
+                }
+                "SY" => self.receipt.diagnoses.push(views::diagnosis(line, r)),
+                "CO" => {
+                    let (category, _) = self.category(record.field(1));
+                    self.receipt.comments.push(views::comment(line, r, category));
+                }
+                _ => {}
+            }
+        }
+        self.receipt.records.push(record);
+    }
+
+    fn close(self, receipts: &mut Vec<Receipt>, summaries: &mut Vec<ReceiptSummary>) {
+        let r = &self.receipt;
+        // 主保険点数: HO when there is one (even if its 合計点数 does not parse), else 第1公費.
+        let main_points = if self.ho > 0 {
+            r.insurance.as_ref().and_then(|h| h.total_points)
+        } else {
+            r.public_expenses.first().and_then(|k| k.total_points)
+        };
+        summaries.push(ReceiptSummary {
+            line: r.line,
+            number: r.number,
+            number_raw: r.records.first().map(|re| re.field(1).to_owned()).unwrap_or_default(),
+            service_month: r.service_month,
+            insurance_records: self.ho,
+            public_records: self.ko,
+            main_points,
+        });
+        receipts.push(self.receipt);
+    }
+}
+
+/// Parses a claim file. Never fails: what is wrong is in `Claim::parse_findings` (all
+/// file-level, `receipt: None`).
 pub fn parse(bytes: &[u8], limits: &Limits) -> Claim {
     let mut findings = Findings { list: Vec::new(), max: limits.claim_parse_findings_max as usize, truncated: false };
     let mut file = FileView { header: None, trailer: None, records: Vec::new(), receipts: Vec::new(), line_count: 0 };
     let mut receipts: Vec<Receipt> = Vec::new();
 
     if bytes.len() as u64 > limits.claim_bytes_max {
-        findings.push(Finding::error(
-            "format.file.too-large",
-            format!(
-                "ファイルが大きすぎます: {} bytes; the limit is {} (claim_bytes_max). Split the claim into volumes or check that this is a RECEIPTC.UKE",
-                bytes.len(),
-                limits.claim_bytes_max
-            ),
-        ));
-        return Claim { file, receipts, parse_findings: findings.list };
-    }
-    // One 0x1A (EOF) is allowed at the very end, after the last line break or as the last byte.
-    let body = bytes.strip_suffix(&[0x1a]).unwrap_or(bytes);
-    if body.iter().all(|b| b.is_ascii_whitespace()) {
-        findings.push(Finding::error("format.file.empty", "ファイルが空です: the file has no records; send the RECEIPTC.UKE produced by the レセコン"));
+        findings.push(|| {
+            Finding::error(
+                "format.file.too-large",
+                format!(
+                    "ファイルが大きすぎます: the file is {} bytes; the limit is {} (claim_bytes_max). Nothing was read: \
+                     check the file is a RECEIPTC.UKE, or split it into volumes",
+                    group(bytes.len() as u64),
+                    group(limits.claim_bytes_max)
+                ),
+            )
+        });
         return Claim { file, receipts, parse_findings: findings.list };
     }
 
-    let mut state = State::BeforeIr;
-    let mut records_seen: u32 = 0;
-    let mut current: Option<views::ReceiptBuilder> = None;
+    // One 0x1A (EOF) is allowed as the very last byte, after the last line break or not.
+    let body = bytes.strip_suffix(&[lines::EOF_MARK]).unwrap_or(bytes);
+    let line_max = limits.claim_line_bytes_max as usize;
+    let fields_max = limits.claim_fields_per_record_max as usize;
+
     let mut line_no: u32 = 0;
-    let mut lines = body.split(|b| *b == b'\n').peekable();
-    while let Some(raw_line) = lines.next() {
+    // Non-empty lines met (records read or skipped); decides between "empty" and "no IR".
+    let mut records: u32 = 0;
+    // Records actually placed in the structure.
+    let mut placed: u32 = 0;
+    let mut stopped = false;
+    let mut go_line: Option<u32> = None;
+    let mut after_go_reported = false;
+    let mut open: Option<Open> = None;
+
+    for line in lines::physical_lines(body) {
         line_no = line_no.saturating_add(1);
-        // The final line break leaves an empty last piece: not a line.
-        if raw_line.is_empty() && lines.peek().is_none() {
-            line_no -= 1;
-            break;
+        if stopped {
+            // Keep counting lines (cheap) so line_count stays the file's, not the prefix's.
+            continue;
         }
-        let line = raw_line.strip_suffix(b"\r").unwrap_or(raw_line);
-        if line.len() > limits.claim_line_bytes_max as usize {
-            findings.push(
+        let n = line_no;
+        if line.is_empty() {
+            findings.push(|| {
+                Finding::warning(
+                    "format.line.empty",
+                    format!("{n} 行目が空行です: line {n} is empty and was skipped; remove it"),
+                )
+                .at_line(n)
+            });
+            continue;
+        }
+        records = records.saturating_add(1);
+        if records > limits.claim_records_max {
+            stopped = true;
+            findings.push(|| {
+                Finding::error(
+                    "format.records.too-many",
+                    format!(
+                        "レコード数が上限を超えました: more than {} records (claim_records_max); lines {n} onwards were not read. \
+                         Split the file into volumes or raise the limit",
+                        group(limits.claim_records_max as u64)
+                    ),
+                )
+                .at_line(n)
+            });
+            continue;
+        }
+        if line.len() > line_max {
+            findings.push(|| {
                 Finding::error(
                     "format.line.too-long",
                     format!(
-                        "{line_no} 行目が長すぎます: {} bytes; the limit is {} (claim_line_bytes_max). The record was skipped; check the file is a RECEIPTC.UKE",
-                        line.len(),
-                        limits.claim_line_bytes_max
+                        "{n} 行目が長すぎます: line {n} is {} bytes; the limit is {} (claim_line_bytes_max). \
+                         The record was skipped: check the file is a RECEIPTC.UKE with CR LF line breaks",
+                        group(line.len() as u64),
+                        group(line_max as u64)
                     ),
                 )
-                .at_line(line_no),
-            );
+                .at_line(n)
+            });
             continue;
         }
-        if line.is_empty() {
-            findings.push(Finding::warning("format.line.empty", format!("{line_no} 行目が空行です: empty line skipped")).at_line(line_no));
-            continue;
-        }
-        if records_seen >= limits.claim_records_max {
-            findings.push(
-                Finding::error(
-                    "format.records.too-many",
-                    format!("レコード数が上限 {} を超えました (claim_records_max); the rest of the file was not read", limits.claim_records_max),
-                )
-                .at_line(line_no),
-            );
-            break;
-        }
-        records_seen += 1;
-
-        if let Some(pos) = line.iter().position(|b| (*b < 0x20 && *b != b'\t') || *b == 0x7f) {
-            findings.push(
-                Finding::error(
-                    "format.control-character",
-                    format!("{line_no} 行目の {} バイト目に制御文字 0x{:02X} があります: remove it (only one 0x1A is allowed, at the very end)", pos + 1, line[pos]),
-                )
-                .at_line(line_no),
-            );
-        }
-        let (text, had_errors) = encoding_rs::SHIFT_JIS.decode_without_bom_handling(line);
-        if had_errors {
-            findings.push(
-                Finding::error(
-                    "format.encoding",
-                    format!("{line_no} 行目が Shift_JIS (CP932) として読めません: save the file as Shift_JIS; undecodable bytes were replaced"),
-                )
-                .at_line(line_no),
-            );
-        }
-        let fields: Vec<String> = text.split(',').map(str::to_owned).collect();
-        if fields.len() > limits.claim_fields_per_record_max as usize {
-            findings.push(
+        let scan = lines::scan(line);
+        if scan.commas >= fields_max {
+            findings.push(|| {
                 Finding::error(
                     "format.fields.too-many",
-                    format!("{line_no} 行目の項目数 {} が上限 {} を超えています (claim_fields_per_record_max): record skipped", fields.len(), limits.claim_fields_per_record_max),
+                    format!(
+                        "{n} 行目の項目数が多すぎます: line {n} has {} fields; the limit is {fields_max} \
+                         (claim_fields_per_record_max). The record was skipped: values must not contain commas",
+                        scan.commas + 1
+                    ),
                 )
-                .at_line(line_no),
-            );
+                .at_line(n)
+            });
             continue;
         }
-        let record = RawRecord { line: line_no, fields };
-        let id = record.id().to_string();
-
-        match id.as_str() {
-            "IR" => {
-                if file.header.is_some() {
-                    findings.push(Finding::error("format.ir.duplicate", "IR レコードが複数あります: one IR per file (volume)").at(line_no, "IR", None));
-                } else {
-                    if state != State::BeforeIr {
-                        findings.push(Finding::error("format.ir.not-first", "IR レコードが先頭にありません: IR must be the first record").at(line_no, "IR", None));
-                    }
-                    file.header = Some(views::header(&record));
-                }
-                if state == State::BeforeIr {
-                    state = State::Header;
-                }
-                file.records.push(record);
-            }
-            "GO" => {
-                if let Some(b) = current.take() {
-                    receipts.push(b.finish());
-                }
-                if file.trailer.is_some() {
-                    findings.push(Finding::error("format.go.duplicate", "GO レコードが複数あります: one GO per file (volume)").at(line_no, "GO", None));
-                } else {
-                    file.trailer = Some(views::trailer(&record));
-                }
-                state = State::AfterGo;
-                file.records.push(record);
-            }
-            "RE" => {
-                if state == State::AfterGo {
-                    findings.push(Finding::error("format.go.not-last", "GO レコードの後にレコードがあります: GO must be the last record").at(line_no, "RE", None));
-                }
-                if state == State::BeforeIr {
-                    state = State::Header;
-                }
-                if let Some(b) = current.take() {
-                    receipts.push(b.finish());
-                }
-                current = Some(views::ReceiptBuilder::new(record));
-                if state != State::AfterGo {
-                    state = State::InReceipt;
-                }
-            }
-            _ => match (&state, current.as_mut()) {
-                (State::InReceipt, Some(b)) => b.push(record),
-                (State::AfterGo, _) => {
-                    findings.push(
-                        Finding::error("format.go.not-last", format!("GO レコードの後に {id} レコードがあります: GO must be the last record")).at(line_no, &id, None),
-                    );
-                    file.records.push(record);
-                }
-                _ => {
-                    findings.push(
-                        Finding::error(
-                            "format.record.outside-receipt",
-                            format!("{id} レコードが最初の RE より前にあります: every record after IR belongs to a receipt that starts with RE"),
-                        )
-                        .at(line_no, &id, None),
-                    );
-                    file.records.push(record);
-                }
-            },
+        let (fields, bad_field) = lines::decode_fields(line, &scan);
+        let id = fields.first().map(String::as_str).unwrap_or("");
+        if let Some((pos, byte)) = scan.first_control {
+            let field = lines::field_at(line, pos) as u32;
+            let more = if scan.controls > 1 {
+                format!(" ({} control bytes on this line)", scan.controls)
+            } else {
+                String::new()
+            };
+            findings.push(|| {
+                Finding::error(
+                    "format.control-character",
+                    format!(
+                        "{n} 行目 項目 {field} に制御文字 0x{byte:02X} があります: line {n}, byte {}{more}. \
+                         Remove it; only one 0x1A (EOF) is allowed, as the last byte of the file",
+                        pos + 1
+                    ),
+                )
+                .at(n, id, Some(field))
+            });
         }
+        if let Some(field) = bad_field {
+            findings.push(|| {
+                Finding::error(
+                    "format.encoding",
+                    format!(
+                        "{n} 行目 項目 {field} が CP932 (Shift_JIS) として読めません: line {n}, field {field} has bytes that \
+                         are not Shift_JIS; they were replaced with U+FFFD. Save the file as Shift_JIS (CP932)"
+                    ),
+                )
+                .at(n, id, Some(field as u32))
+            });
+        }
+        let record = RawRecord { line: n, fields };
+        let first = placed == 0;
+        placed += 1;
+        place(record, first, &mut file, &mut receipts, &mut open, &mut go_line, &mut after_go_reported, &mut findings);
     }
-    if let Some(b) = current.take() {
-        receipts.push(b.finish());
+    if let Some(o) = open.take() {
+        o.close(&mut receipts, &mut file.receipts);
     }
     file.line_count = line_no;
 
-    if file.header.is_none() {
-        findings.push(Finding::error("format.ir.missing", "IR (医療機関情報) レコードがありません: the file must start with an IR record"));
+    if records == 0 {
+        findings.push(|| {
+            Finding::error(
+                "format.file.empty",
+                format!(
+                    "ファイルにレコードがありません: the file has no records ({} bytes, {line_no} lines). \
+                     Send the RECEIPTC.UKE the レセコン produced",
+                    group(bytes.len() as u64)
+                ),
+            )
+        });
+    } else {
+        if file.header.is_none() {
+            findings.push(|| {
+                Finding::error(
+                    "format.ir.missing",
+                    "IR (医療機関情報) レコードがありません: there is no IR record; the file must start with one. \
+                     Check the file is a RECEIPTC.UKE and was not cut short at the start",
+                )
+            });
+        }
+        // When reading stopped at claim_records_max the GO may simply be in the unread part.
+        if file.trailer.is_none() && !stopped {
+            findings.push(|| {
+                Finding::error(
+                    "format.go.missing",
+                    "GO (診療報酬請求書) レコードがありません: there is no GO record; the file must end with one. \
+                     Was the file cut short?",
+                )
+            });
+        }
     }
-    if file.trailer.is_none() {
-        findings.push(Finding::error("format.go.missing", "GO (診療報酬請求書) レコードがありません: the file must end with a GO record; was it cut short?"));
-    }
-    file.receipts = receipts.iter().map(views::summary).collect();
     Claim { file, receipts, parse_findings: findings.list }
+}
+
+/// Puts one record where the structure says it belongs and reports structural problems.
+#[allow(clippy::too_many_arguments)]
+fn place(
+    record: RawRecord,
+    first: bool,
+    file: &mut FileView,
+    receipts: &mut Vec<Receipt>,
+    open: &mut Option<Open>,
+    go_line: &mut Option<u32>,
+    after_go_reported: &mut bool,
+    findings: &mut Findings,
+) {
+    let n = record.line;
+    if let Some(go) = *go_line
+        && !*after_go_reported
+    {
+        *after_go_reported = true;
+        let id = record.id();
+        findings.push(|| {
+            Finding::error(
+                "format.go.not-last",
+                format!(
+                    "GO レコード ({go} 行目) の後にレコードがあります: line {n} ({id}) follows the GO record on line {go}; \
+                     GO must be the last record. Remove what follows or merge the files properly"
+                ),
+            )
+            .at(n, id, None)
+        });
+    }
+    match record.id() {
+        "IR" => {
+            if file.header.is_some() {
+                findings.push(|| {
+                    Finding::error(
+                        "format.ir.duplicate",
+                        format!(
+                            "IR レコードが複数あります: a second IR record on line {n}; one file (volume) has one IR"
+                        ),
+                    )
+                    .at(n, "IR", None)
+                });
+            } else {
+                if !first {
+                    findings.push(|| {
+                        Finding::error(
+                            "format.ir.not-first",
+                            format!("IR レコードが先頭にありません: the IR record is on line {n}; it must be the first record"),
+                        )
+                        .at(n, "IR", None)
+                    });
+                }
+                // Still used as the header: its 請求年月 and payer are needed either way.
+                file.header = Some(views::header(n, &record.fields));
+            }
+            file.records.push(record);
+        }
+        "GO" => {
+            if let Some(o) = open.take() {
+                o.close(receipts, &mut file.receipts);
+            }
+            if file.trailer.is_some() {
+                findings.push(|| {
+                    Finding::error(
+                        "format.go.duplicate",
+                        format!(
+                            "GO レコードが複数あります: a second GO record on line {n}; one file (volume) has one GO"
+                        ),
+                    )
+                    .at(n, "GO", None)
+                });
+            } else {
+                file.trailer = Some(views::trailer(n, &record.fields));
+                *go_line = Some(n);
+            }
+            file.records.push(record);
+        }
+        "RE" => {
+            // An RE after GO still starts a receipt: its content stays checkable.
+            if let Some(o) = open.take() {
+                o.close(receipts, &mut file.receipts);
+            }
+            *open = Some(Open::new(record));
+        }
+        _ => match open.as_mut() {
+            Some(o) => o.push(record),
+            None => {
+                // After GO the go.not-last finding already covers it.
+                if go_line.is_none() {
+                    let id = record.id();
+                    findings.push(|| {
+                        Finding::error(
+                            "format.record.outside-receipt",
+                            format!(
+                                "{id} レコードが最初の RE より前にあります: line {n} ({id}) comes before the first RE record; \
+                                 every record between IR and GO belongs to a receipt that starts with RE"
+                            ),
+                        )
+                        .at(n, id, None)
+                    });
+                }
+                file.records.push(record);
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn groups_thousands() {
+        assert_eq!(super::group(0), "0");
+        assert_eq!(super::group(999), "999");
+        assert_eq!(super::group(9000), "9,000");
+        assert_eq!(super::group(268_435_456), "268,435,456");
+    }
 }

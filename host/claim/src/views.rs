@@ -1,176 +1,154 @@
-//! Typed views of the records rules commonly need, built from raw records.
+//! Typed views built from raw records: IR, GO, RE, HO, KO, SY, SI/IY/TO, CO.
 //!
-//! A value that does not parse becomes `None` here; the raw record keeps it verbatim for the
-//! format rules to report.
+//! Field positions follow shared/docs/receipt-domain.md §2 (医科, current 西暦 layout). A
+//! value that does not parse is `None` here; the raw record keeps it verbatim so a format
+//! rule can report exactly what was wrong. Nothing in this module reports findings.
 
 use tenken_model::{
-    CommentRecord, Diagnosis, FileHeader, FileTrailer, Insurance, LineComment, LineKind, Payer, PublicExpense, RawRecord,
-    Receipt, ReceiptSummary, ServiceLine,
+    CommentRecord, Diagnosis, FileHeader, FileTrailer, Insurance, LineComment, LineKind, Payer, PublicExpense, Receipt,
+    ServiceLine,
 };
 
-use crate::dates::{parse_date, parse_year_month};
+use crate::date::{parse_date, parse_year_month};
 
-fn num<T: std::str::FromStr>(s: &str) -> Option<T> {
-    let t = s.trim();
-    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+/// Field `i` of a record, "" when the record is shorter.
+fn f(fields: &[String], i: usize) -> &str {
+    fields.get(i).map(String::as_str).unwrap_or("")
+}
+
+/// Strict unsigned number: ASCII digits only, at least one, no sign or spaces; None on
+/// overflow. Strict because a lenient view would hide the very problems format rules report.
+pub(crate) fn num_u64(s: &str) -> Option<u64> {
+    if s.is_empty() {
         return None;
     }
-    t.parse().ok()
+    let mut v: u64 = 0;
+    for b in s.bytes() {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add((b - b'0') as u64)?;
+    }
+    Some(v)
 }
 
-fn text(r: &RawRecord, i: usize) -> String {
-    r.field(i).to_string()
+pub(crate) fn num_u32(s: &str) -> Option<u32> {
+    num_u64(s).and_then(|v| u32::try_from(v).ok())
 }
 
-pub(crate) fn header(r: &RawRecord) -> FileHeader {
+pub(crate) fn header(line: u32, r: &[String]) -> FileHeader {
     FileHeader {
-        line: r.line,
-        payer: Payer::from_ir_code(r.field(1)),
-        prefecture: text(r, 2),
-        fee_table: text(r, 3),
-        institution_code: text(r, 4),
-        institution_name: r.field(6).trim_end_matches([' ', '\u{3000}']).to_string(),
-        billing_month: parse_year_month(r.field(7)),
-        volume: text(r, 8),
-        phone: text(r, 9),
+        line,
+        payer: Payer::from_ir_code(f(r, 1)),
+        prefecture: f(r, 2).to_owned(),
+        fee_table: f(r, 3).to_owned(),
+        institution_code: f(r, 4).to_owned(),
+        // 可変 漢字 field: some レセコン pad it to 40 bytes with (full-width) spaces.
+        institution_name: f(r, 6).trim_end_matches([' ', '\u{3000}']).to_owned(),
+        billing_month: parse_year_month(f(r, 7)),
+        volume: f(r, 8).to_owned(),
+        phone: f(r, 9).to_owned(),
     }
 }
 
-pub(crate) fn trailer(r: &RawRecord) -> FileTrailer {
-    FileTrailer { line: r.line, total_count: num(r.field(1)), total_points: num(r.field(2)), volume: text(r, 3) }
+pub(crate) fn trailer(line: u32, r: &[String]) -> FileTrailer {
+    FileTrailer { line, total_count: num_u64(f(r, 1)), total_points: num_u64(f(r, 2)), volume: f(r, 3).to_owned() }
 }
 
-/// Builds one receipt record by record, carrying 診療識別 over continuation lines.
-pub(crate) struct ReceiptBuilder {
-    receipt: Receipt,
-    /// The 診療識別 of the previous SI/IY/TO/CO line of this receipt.
-    category: String,
-}
-
-impl ReceiptBuilder {
-    pub(crate) fn new(re: RawRecord) -> ReceiptBuilder {
-        let receipt = Receipt {
-            line: re.line,
-            number: num(re.field(1)),
-            kind: text(&re, 2),
-            service_month: parse_year_month(re.field(3)),
-            name: text(&re, 4),
-            sex: text(&re, 5),
-            birth_date: parse_date(re.field(6)),
-            admission_date: parse_date(re.field(8)),
-            special_notes: text(&re, 11),
-            insurance: None,
-            public_expenses: Vec::new(),
-            diagnoses: Vec::new(),
-            lines: Vec::new(),
-            comments: Vec::new(),
-            records: vec![re],
-        };
-        ReceiptBuilder { receipt, category: String::new() }
+/// A receipt with only the RE facts filled; the caller appends the other records.
+pub(crate) fn receipt(line: u32, r: &[String]) -> Receipt {
+    Receipt {
+        line,
+        number: num_u32(f(r, 1)),
+        kind: f(r, 2).to_owned(),
+        service_month: parse_year_month(f(r, 3)),
+        name: f(r, 4).to_owned(),
+        sex: f(r, 5).to_owned(),
+        birth_date: parse_date(f(r, 6)),
+        admission_date: parse_date(f(r, 8)),
+        special_notes: f(r, 11).to_owned(),
+        insurance: None,
+        public_expenses: Vec::new(),
+        diagnoses: Vec::new(),
+        lines: Vec::new(),
+        comments: Vec::new(),
+        records: Vec::new(),
     }
+}
 
-    /// The current 診療識別: the field's own value, else the carried one.
-    fn category(&mut self, own: &str) -> (String, bool) {
-        if own.trim().is_empty() {
-            (self.category.clone(), true)
-        } else {
-            self.category = own.trim().to_string();
-            (self.category.clone(), false)
+pub(crate) fn insurance(line: u32, r: &[String]) -> Insurance {
+    Insurance {
+        line,
+        // 固定 8 bytes, right-justified with spaces for 6-digit 国保 numbers.
+        insurer_number: f(r, 1).trim_matches(' ').to_owned(),
+        symbol: f(r, 2).to_owned(),
+        number: f(r, 3).to_owned(),
+        days: num_u32(f(r, 4)),
+        total_points: num_u64(f(r, 5)),
+    }
+}
+
+pub(crate) fn public_expense(line: u32, r: &[String]) -> PublicExpense {
+    PublicExpense {
+        line,
+        payer_number: f(r, 1).to_owned(),
+        recipient_number: f(r, 2).to_owned(),
+        days: num_u32(f(r, 4)),
+        total_points: num_u64(f(r, 5)),
+    }
+}
+
+pub(crate) fn diagnosis(line: u32, r: &[String]) -> Diagnosis {
+    Diagnosis {
+        line,
+        code: f(r, 1).to_owned(),
+        start_date: parse_date(f(r, 2)),
+        outcome: f(r, 3).to_owned(),
+        modifiers: f(r, 4).to_owned(),
+        name: f(r, 5).to_owned(),
+        primary: f(r, 6) == "01",
+        note: f(r, 7).to_owned(),
+    }
+}
+
+/// Where a line kind keeps its comment pairs and day fields.
+fn layout(kind: LineKind) -> (usize, usize) {
+    // (first comment code field, first day field); three (code, text) pairs each.
+    match kind {
+        LineKind::Material => (11, 17),
+        LineKind::Procedure | LineKind::Drug => (7, 13),
+    }
+}
+
+/// An SI/IY/TO line. `category` is the 診療識別 after carry-over (decided by the caller,
+/// which knows the previous line of the receipt).
+pub(crate) fn service_line(line: u32, kind: LineKind, r: &[String], category: String, carried: bool) -> ServiceLine {
+    let (comment_base, day_base) = layout(kind);
+    let mut comments = Vec::new();
+    for pair in 0..3 {
+        let at = comment_base + pair * 2;
+        let code = f(r, at);
+        if !code.is_empty() {
+            comments.push(LineComment { code: code.to_owned(), text: f(r, at + 1).to_owned(), field: at as u32 });
         }
     }
-
-    pub(crate) fn push(&mut self, r: RawRecord) {
-        let line = r.line;
-        match r.id() {
-            // A second HO is kept raw only; the format rules report it.
-            "HO" if self.receipt.insurance.is_none() => {
-                self.receipt.insurance = Some(Insurance {
-                    line,
-                    insurer_number: r.field(1).trim().to_string(),
-                    symbol: text(&r, 2),
-                    number: text(&r, 3),
-                    days: num(r.field(4)),
-                    total_points: num(r.field(5)),
-                })
-            }
-            "KO" => self.receipt.public_expenses.push(PublicExpense {
-                line,
-                payer_number: r.field(1).trim().to_string(),
-                recipient_number: r.field(2).trim().to_string(),
-                days: num(r.field(4)),
-                total_points: num(r.field(5)),
-            }),
-            "SY" => self.receipt.diagnoses.push(Diagnosis {
-                line,
-                code: r.field(1).trim().to_string(),
-                start_date: parse_date(r.field(2)),
-                outcome: text(&r, 3),
-                modifiers: r.field(4).trim().to_string(),
-                name: text(&r, 5),
-                primary: r.field(6) == "01",
-                note: text(&r, 7),
-            }),
-            id @ ("SI" | "IY" | "TO") => {
-                let kind = match id {
-                    "SI" => LineKind::Procedure,
-                    "IY" => LineKind::Drug,
-                    _ => LineKind::Material,
-                };
-                // TO has 単位コード/単価/予備/商品名 between 回数 and the comments.
-                let (comment_base, day_base) = if kind == LineKind::Material { (11, 17) } else { (7, 13) };
-                let (category, carried) = self.category(r.field(1));
-                let comments = (0..3)
-                    .map(|k| comment_base + 2 * k)
-                    .filter(|&i| !r.field(i).trim().is_empty())
-                    .map(|i| LineComment { code: r.field(i).trim().to_string(), text: text(&r, i + 1), field: i as u32 })
-                    .collect();
-                let days = (0..31).map(|d| num(r.field(day_base + d)).unwrap_or(0)).collect();
-                self.receipt.lines.push(ServiceLine {
-                    line,
-                    kind,
-                    category,
-                    category_carried: carried,
-                    burden: text(&r, 2),
-                    code: r.field(3).trim().to_string(),
-                    quantity: r.field(4).trim().to_string(),
-                    points: num(r.field(5)),
-                    count: num(r.field(6)),
-                    days,
-                    comments,
-                })
-            }
-            "CO" => {
-                let (category, _) = self.category(r.field(1));
-                self.receipt.comments.push(CommentRecord {
-                    line,
-                    category,
-                    burden: text(&r, 2),
-                    code: r.field(3).trim().to_string(),
-                    text: text(&r, 4),
-                })
-            }
-            _ => {}
-        }
-        self.receipt.records.push(r);
-    }
-
-    pub(crate) fn finish(self) -> Receipt {
-        self.receipt
+    // Blank and unparsable day fields are 0; the raw record keeps the original text.
+    let days = (0..31).map(|d| num_u32(f(r, day_base + d)).unwrap_or(0)).collect();
+    ServiceLine {
+        line,
+        kind,
+        category,
+        category_carried: carried,
+        burden: f(r, 2).to_owned(),
+        code: f(r, 3).to_owned(),
+        quantity: f(r, 4).to_owned(),
+        points: num_u64(f(r, 5)),
+        count: num_u32(f(r, 6)),
+        days,
+        comments,
     }
 }
 
-pub(crate) fn summary(r: &Receipt) -> ReceiptSummary {
-    let count = |id: &str| r.records.iter().filter(|x| x.id() == id).count() as u32;
-    ReceiptSummary {
-        line: r.line,
-        number: r.number,
-        number_raw: r.records.first().map(|re| re.field(1).to_string()).unwrap_or_default(),
-        service_month: r.service_month,
-        insurance_records: count("HO"),
-        public_records: count("KO"),
-        main_points: match &r.insurance {
-            Some(h) => h.total_points,
-            None => r.public_expenses.first().and_then(|k| k.total_points),
-        },
-    }
+pub(crate) fn comment(line: u32, r: &[String], category: String) -> CommentRecord {
+    CommentRecord { line, category, burden: f(r, 2).to_owned(), code: f(r, 3).to_owned(), text: f(r, 4).to_owned() }
 }

@@ -126,3 +126,14 @@ mod tests {
         dbg.matches(": ").count()
     }
 }
+
+#[cfg(test)]
+mod doc_sync {
+    #[test]
+    fn docs_limits_md_lists_every_limit() {
+        let doc = include_str!("../../../docs/LIMITS.md");
+        for (name, _, _) in super::Limits::describe() {
+            assert!(doc.contains(&format!("`{name}`")), "docs/LIMITS.md does not document {name}");
+        }
+    }
+}
