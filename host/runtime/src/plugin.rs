@@ -200,6 +200,9 @@ fn classify(e: wasmtime::Error, out: &MemoryOutputPipe, limits: &tenken_limits::
     let tail_start = contents.len().saturating_sub(512);
     let output_tail = String::from_utf8_lossy(&contents[tail_start..]).into_owned();
     let text = format!("{e:#}");
+    // The top-level message is "error while executing at wasm backtrace: ..."; the cause is
+    // what an operator needs.
+    let cause = e.root_cause().to_string();
     let kind = match e.downcast_ref::<wasmtime::Trap>() {
         Some(wasmtime::Trap::Interrupt) => FailureKind::Timeout,
         Some(wasmtime::Trap::StackOverflow) => FailureKind::StackOverflow,
@@ -210,9 +213,13 @@ fn classify(e: wasmtime::Error, out: &MemoryOutputPipe, limits: &tenken_limits::
     let message = match kind {
         FailureKind::Timeout => format!("did not finish within {} ms (plugin_call_ms_max)", limits.plugin_call_ms_max),
         FailureKind::StackOverflow => format!("exceeded the wasm stack of {} bytes (plugin_stack_bytes_max)", limits.plugin_stack_bytes_max),
-        FailureKind::Memory => format!("tried to use more than {} bytes of memory (plugin_memory_bytes_max): {}", limits.plugin_memory_bytes_max, first_line(&text)),
+        FailureKind::Memory => format!("tried to use more than {} bytes of memory (plugin_memory_bytes_max): {}", limits.plugin_memory_bytes_max, first_line(&cause)),
         FailureKind::Output => format!("wrote more than {} bytes to stdout/stderr (plugin_output_bytes_max)", limits.plugin_output_bytes_max),
-        FailureKind::Trap => format!("trapped: {}", first_line(&text)),
+        FailureKind::Trap => match output_tail.lines().rev().find(|l| !l.trim().is_empty()) {
+            // A Rust guest's panic message goes to stderr just before the trap.
+            Some(said) => format!("trapped: {} (guest output: {})", first_line(&cause), first_line(said)),
+            None => format!("trapped: {}", first_line(&cause)),
+        },
     };
     CallFailure { kind, message, output_tail }
 }
