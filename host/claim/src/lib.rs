@@ -110,7 +110,8 @@ struct Open {
 
 impl Open {
     fn new(record: RawRecord) -> Open {
-        let mut receipt = views::receipt(record.line, &record.fields);
+        let fields: Vec<&str> = record.fields().collect();
+        let mut receipt = views::receipt(record.line, &fields);
         receipt.records.push(record);
         Open { receipt, ho: 0, ko: 0, category: String::new() }
     }
@@ -130,7 +131,8 @@ impl Open {
     }
 
     fn push(&mut self, record: RawRecord) {
-        let (line, r) = (record.line, &record.fields);
+        let fields: Vec<&str> = record.fields().collect();
+        let (line, r) = (record.line, &fields[..]);
         let kind = match record.id() {
             "SI" => Some(LineKind::Procedure),
             "IY" => Some(LineKind::Drug),
@@ -285,8 +287,8 @@ pub fn parse(bytes: &[u8], limits: &Limits) -> Claim {
             });
             continue;
         }
-        let (fields, bad_field) = lines::decode_fields(line, &scan);
-        let id = fields.first().map(String::as_str).unwrap_or("");
+        let (text, bad_field) = lines::decode_line(line, &scan);
+        let id = text.split(',').next().unwrap_or("");
         if let Some((pos, byte)) = scan.first_control {
             let field = lines::field_at(line, pos) as u32;
             let more = if scan.controls > 1 {
@@ -318,7 +320,7 @@ pub fn parse(bytes: &[u8], limits: &Limits) -> Claim {
                 .at(n, id, Some(field as u32))
             });
         }
-        let record = RawRecord { line: n, fields };
+        let record = RawRecord { line: n, text };
         let first = placed == 0;
         placed += 1;
         place(record, first, &mut file, &mut receipts, &mut open, &mut go_line, &mut after_go_reported, &mut findings);
@@ -415,7 +417,7 @@ fn place(
                     });
                 }
                 // Still used as the header: its 請求年月 and payer are needed either way.
-                file.header = Some(views::header(n, &record.fields));
+                file.header = Some(views::header(n, &record.fields().collect::<Vec<_>>()));
             }
             file.records.push(record);
         }
@@ -434,7 +436,7 @@ fn place(
                     .at(n, "GO", None)
                 });
             } else {
-                file.trailer = Some(views::trailer(n, &record.fields));
+                file.trailer = Some(views::trailer(n, &record.fields().collect::<Vec<_>>()));
                 *go_line = Some(n);
             }
             file.records.push(record);

@@ -61,38 +61,35 @@ pub(crate) fn field_at(line: &[u8], pos: usize) -> usize {
 
 /// Splits a decoded line into owned fields. Empty fields (most of an SI record) cost no
 /// allocation.
-fn split_owned(text: &str, commas: usize) -> Vec<String> {
-    let mut fields = Vec::with_capacity(commas + 1);
-    fields.extend(text.split(',').map(str::to_owned));
-    fields
-}
-
-/// Decodes a line into its fields. Returns the fields and, when some bytes were not valid
-/// CP932, the CSV index of the first such field (those fields are decoded with U+FFFD).
-pub(crate) fn decode_fields(line: &[u8], scan: &Scan) -> (Vec<String>, Option<usize>) {
+/// Decodes a line to its text. Returns the text and, when some bytes were not valid
+/// CP932, the 0-based index of the first field that had them (decoded with U+FFFD).
+pub(crate) fn decode_line(line: &[u8], scan: &Scan) -> (String, Option<usize>) {
     if !scan.non_ascii {
         // ASCII is the same in CP932 and UTF-8; from_utf8 cannot fail here, but fall through
         // to the decoder rather than unwrap.
         if let Ok(text) = std::str::from_utf8(line) {
-            return (split_owned(text, scan.commas), None);
+            return (text.to_owned(), None);
         }
     }
     if let Some(text) = SHIFT_JIS.decode_without_bom_handling_and_without_replacement(line) {
-        return (split_owned(&text, scan.commas), None);
+        return (text.into_owned(), None);
     }
     // Slow path, only for broken lines: decode field by field to find the bad one.
-    let mut fields = Vec::with_capacity(scan.commas + 1);
+    let mut text = String::with_capacity(line.len() + 16);
     let mut first_bad = None;
     for (i, raw) in line.split(|b| *b == b',').enumerate() {
+        if i > 0 {
+            text.push(',');
+        }
         match SHIFT_JIS.decode_without_bom_handling_and_without_replacement(raw) {
-            Some(text) => fields.push(text.into_owned()),
+            Some(t) => text.push_str(&t),
             None => {
                 first_bad.get_or_insert(i);
-                fields.push(SHIFT_JIS.decode_without_bom_handling(raw).0.into_owned());
+                text.push_str(&SHIFT_JIS.decode_without_bom_handling(raw).0);
             }
         }
     }
-    (fields, first_bad)
+    (text, first_bad)
 }
 
 #[cfg(test)]
@@ -118,12 +115,13 @@ mod tests {
         // "テスト" in CP932, then a lone lead byte in field 2.
         let line = b"RE,\x83\x65\x83\x58\x83\x67,\x83";
         let s = scan(line);
-        let (fields, bad) = decode_fields(line, &s);
+        let (text, bad) = decode_line(line, &s);
+        let fields: Vec<&str> = text.split(',').collect();
         assert_eq!(fields[1], "テスト");
         assert_eq!(bad, Some(2));
         assert_eq!(fields.len(), 3);
         // NEC special character ① (0x8740) is CP932, not plain Shift_JIS.
-        let (fields, bad) = decode_fields(b"\x87\x40", &scan(b"\x87\x40"));
-        assert_eq!((fields[0].as_str(), bad), ("①", None));
+        let (text, bad) = decode_line(b"\x87\x40", &scan(b"\x87\x40"));
+        assert_eq!((text.as_str(), bad), ("①", None));
     }
 }

@@ -12,8 +12,8 @@ use tenken_model::{
 use crate::date::{parse_date, parse_year_month};
 
 /// Field `i` of a record, "" when the record is shorter.
-fn f(fields: &[String], i: usize) -> &str {
-    fields.get(i).map(String::as_str).unwrap_or("")
+fn f<'a>(fields: &[&'a str], i: usize) -> &'a str {
+    fields.get(i).copied().unwrap_or("")
 }
 
 /// Strict unsigned number: ASCII digits only, at least one, no sign or spaces; None on
@@ -36,7 +36,7 @@ pub(crate) fn num_u32(s: &str) -> Option<u32> {
     num_u64(s).and_then(|v| u32::try_from(v).ok())
 }
 
-pub(crate) fn header(line: u32, r: &[String]) -> FileHeader {
+pub(crate) fn header(line: u32, r: &[&str]) -> FileHeader {
     FileHeader {
         line,
         payer: Payer::from_ir_code(f(r, 1)),
@@ -51,12 +51,12 @@ pub(crate) fn header(line: u32, r: &[String]) -> FileHeader {
     }
 }
 
-pub(crate) fn trailer(line: u32, r: &[String]) -> FileTrailer {
+pub(crate) fn trailer(line: u32, r: &[&str]) -> FileTrailer {
     FileTrailer { line, total_count: num_u64(f(r, 1)), total_points: num_u64(f(r, 2)), volume: f(r, 3).to_owned() }
 }
 
 /// A receipt with only the RE facts filled; the caller appends the other records.
-pub(crate) fn receipt(line: u32, r: &[String]) -> Receipt {
+pub(crate) fn receipt(line: u32, r: &[&str]) -> Receipt {
     Receipt {
         line,
         number: num_u32(f(r, 1)),
@@ -76,7 +76,7 @@ pub(crate) fn receipt(line: u32, r: &[String]) -> Receipt {
     }
 }
 
-pub(crate) fn insurance(line: u32, r: &[String]) -> Insurance {
+pub(crate) fn insurance(line: u32, r: &[&str]) -> Insurance {
     Insurance {
         line,
         // 固定 8 bytes, right-justified with spaces for 6-digit 国保 numbers.
@@ -88,7 +88,7 @@ pub(crate) fn insurance(line: u32, r: &[String]) -> Insurance {
     }
 }
 
-pub(crate) fn public_expense(line: u32, r: &[String]) -> PublicExpense {
+pub(crate) fn public_expense(line: u32, r: &[&str]) -> PublicExpense {
     PublicExpense {
         line,
         payer_number: f(r, 1).to_owned(),
@@ -98,7 +98,7 @@ pub(crate) fn public_expense(line: u32, r: &[String]) -> PublicExpense {
     }
 }
 
-pub(crate) fn diagnosis(line: u32, r: &[String]) -> Diagnosis {
+pub(crate) fn diagnosis(line: u32, r: &[&str]) -> Diagnosis {
     Diagnosis {
         line,
         code: f(r, 1).to_owned(),
@@ -122,7 +122,7 @@ fn layout(kind: LineKind) -> (usize, usize) {
 
 /// An SI/IY/TO line. `category` is the 診療識別 after carry-over (decided by the caller,
 /// which knows the previous line of the receipt).
-pub(crate) fn service_line(line: u32, kind: LineKind, r: &[String], category: String, carried: bool) -> ServiceLine {
+pub(crate) fn service_line(line: u32, kind: LineKind, r: &[&str], category: String, carried: bool) -> ServiceLine {
     let (comment_base, day_base) = layout(kind);
     let mut comments = Vec::new();
     for pair in 0..3 {
@@ -149,6 +149,6 @@ pub(crate) fn service_line(line: u32, kind: LineKind, r: &[String], category: St
     }
 }
 
-pub(crate) fn comment(line: u32, r: &[String], category: String) -> CommentRecord {
+pub(crate) fn comment(line: u32, r: &[&str], category: String) -> CommentRecord {
     CommentRecord { line, category, burden: f(r, 2).to_owned(), code: f(r, 3).to_owned(), text: f(r, 4).to_owned() }
 }

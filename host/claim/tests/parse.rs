@@ -141,7 +141,7 @@ fn hostile_inputs_become_findings() {
     let unknown = SAMPLE.replacen("SY,", "ZZ,1,2,3\nSY,", 1);
     let c = parse(&cp932(&unknown, true), &l);
     assert!(c.parse_findings.is_empty());
-    assert!(c.receipts[0].records.iter().any(|r| r.id() == "ZZ" && r.fields.len() == 4));
+    assert!(c.receipts[0].records.iter().any(|r| r.id() == "ZZ" && r.field_count() == 4));
 
     // Over-long line, too many fields, size and record limits.
     let small = Limits { claim_line_bytes_max: 60, claim_fields_per_record_max: 40, ..Limits::default() };

@@ -7,23 +7,45 @@
 
 use crate::{Date, Payer, YearMonth};
 
-/// One physical record: its 1-based line number and all CSV fields.
-/// `fields[0]` is the record id, so `fields[i]` is CSV index `i` (the finding `field`).
+/// One physical record: its 1-based line number and its text (decoded, without the line
+/// break). The fields are `text` split on `,` — UKE has no quoting — so field 0 is the record
+/// id and field `i` is CSV index `i` (the finding `field`).
+///
+/// Why one string and not a list of fields: a big file has tens of millions of fields, and
+/// every one of them would be allocated by the parser, copied into each plugin's memory and
+/// allocated again there. One string per record made the sandboxed pipeline several times
+/// faster (docs/PERFORMANCE.md).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct RawRecord {
     pub line: u32,
-    pub fields: Vec<String>,
+    pub text: String,
 }
 
 impl RawRecord {
-    pub fn id(&self) -> &str {
-        self.fields.first().map(String::as_str).unwrap_or("")
+    pub fn new(line: u32, text: impl Into<String>) -> RawRecord {
+        RawRecord { line, text: text.into() }
     }
 
-    /// Field `i`, or "" when the record is shorter.
+    /// The record id (field 0).
+    pub fn id(&self) -> &str {
+        self.text.split(',').next().unwrap_or("")
+    }
+
+    /// Field `i`, or "" when the record is shorter. Scans the line: for many fields of one
+    /// record, collect [`RawRecord::fields`] once.
     pub fn field(&self, i: usize) -> &str {
-        self.fields.get(i).map(String::as_str).unwrap_or("")
+        self.text.split(',').nth(i).unwrap_or("")
+    }
+
+    /// All fields, in CSV order.
+    pub fn fields(&self) -> std::str::Split<'_, char> {
+        self.text.split(',')
+    }
+
+    /// Number of CSV fields (commas + 1).
+    pub fn field_count(&self) -> usize {
+        self.text.bytes().filter(|b| *b == b',').count() + 1
     }
 }
 

@@ -78,7 +78,7 @@ fn ym_to(d: m::YearMonth) -> w::YearMonth {
 }
 
 fn raw_to(r: &m::RawRecord) -> w::RawRecord {
-    w::RawRecord { line: r.line, fields: r.fields.clone() }
+    w::RawRecord { line: r.line, text: r.text.clone() }
 }
 
 fn header_to(h: &m::FileHeader) -> w::FileHeader {

@@ -107,7 +107,7 @@ fn severity_to(s: m::Severity) -> w::Severity {
 }
 
 fn raw_from(r: w::RawRecord) -> m::RawRecord {
-    m::RawRecord { line: r.line, fields: r.fields }
+    m::RawRecord { line: r.line, text: r.text }
 }
 
 fn header_from(h: w::FileHeader) -> m::FileHeader {

@@ -231,9 +231,12 @@ fn known_category(c: &str) -> bool {
 
 /// Field count, required, numeric and code-table checks of one record.
 fn check_fields(rec: &RawRecord, receipt: Option<u32>, out: &mut Vec<Finding>) {
+    // Collected once: `RawRecord::field` scans the line, and this reads every field.
+    let fields: Vec<&str> = rec.fields().collect();
+    let field = |i: usize| fields.get(i).copied().unwrap_or("");
     let id = rec.id();
     let Some(spec) = spec_of(id) else { return };
-    let n = rec.fields.len();
+    let n = rec.field_count();
     if n != spec.fields {
         out.push(finding(
             "format.record.field-count",
@@ -251,7 +254,7 @@ fn check_fields(rec: &RawRecord, receipt: Option<u32>, out: &mut Vec<Finding>) {
     let present = |i: u32| (i as usize) < n;
     for &i in spec.required {
         // A field beyond the end is covered by the field-count finding.
-        if present(i) && rec.field(i as usize).is_empty() {
+        if present(i) && field(i as usize).is_empty() {
             out.push(finding(
                 "format.field.required",
                 Error,
@@ -263,10 +266,10 @@ fn check_fields(rec: &RawRecord, receipt: Option<u32>, out: &mut Vec<Finding>) {
             ));
         }
     }
-    if id == "GO" && rec.field(3) == "99" {
+    if id == "GO" && field(3) == "99" {
         // 総件数 / 総合計点数 are recorded in the final volume only.
         for i in [1u32, 2] {
-            if present(i) && rec.field(i as usize).is_empty() {
+            if present(i) && field(i as usize).is_empty() {
                 out.push(finding(
                     "format.field.required",
                     Error,
@@ -283,7 +286,7 @@ fn check_fields(rec: &RawRecord, receipt: Option<u32>, out: &mut Vec<Finding>) {
         }
     }
     let mut numeric = |i: u32, ok: fn(&str) -> bool, what: &str| {
-        let v = rec.field(i as usize);
+        let v = field(i as usize);
         if !v.is_empty() && !ok(v) {
             out.push(finding(
                 "format.field.numeric",
@@ -315,9 +318,12 @@ fn check_fields(rec: &RawRecord, receipt: Option<u32>, out: &mut Vec<Finding>) {
 
 /// Values restricted to a code table (only when the value is otherwise well-formed).
 fn check_codes(rec: &RawRecord, receipt: Option<u32>, out: &mut Vec<Finding>) {
+    // Collected once: `RawRecord::field` scans the line, and this reads every field.
+    let fields: Vec<&str> = rec.fields().collect();
+    let field = |i: usize| fields.get(i).copied().unwrap_or("");
     let id = rec.id();
     let mut code = |i: u32, ok: bool, expected: &str| {
-        let v = rec.field(i as usize);
+        let v = field(i as usize);
         if !v.is_empty() && is_digits(v) && !ok {
             out.push(finding(
                 "format.field.code",
@@ -337,39 +343,39 @@ fn check_codes(rec: &RawRecord, receipt: Option<u32>, out: &mut Vec<Finding>) {
         "IR" => {
             code(
                 1,
-                matches!(rec.field(1), "1" | "2"),
+                matches!(field(1), "1" | "2"),
                 "1 支払基金 / 2 国保連",
             );
-            let pref = rec.field(2);
+            let pref = field(2);
             code(
                 2,
                 pref.len() == 2 && matches!(pref.parse::<u8>(), Ok(1..=47)),
                 "01–47",
             );
             // [U] only 医科 (点数表 1) files are checked by these rules.
-            code(3, rec.field(3) == "1", "1 医科");
+            code(3, field(3) == "1", "1 医科");
         }
-        "RE" => code(5, matches!(rec.field(5), "1" | "2"), "1 男 / 2 女"),
+        "RE" => code(5, matches!(field(5), "1" | "2"), "1 男 / 2 女"),
         "SY" => {
-            code(3, matches!(rec.field(3), "1" | "2" | "3" | "4"), "1–4");
-            code(6, rec.field(6) == "01", "01 主傷病 (または空欄)");
+            code(3, matches!(field(3), "1" | "2" | "3" | "4"), "1–4");
+            code(6, field(6) == "01", "01 主傷病 (または空欄)");
         }
         "SN" => code(
             1,
-            matches!(rec.field(1), "1" | "2" | "3" | "4" | "5"),
+            matches!(field(1), "1" | "2" | "3" | "4" | "5"),
             "1–5",
         ),
         "JD" => {
             code(
                 1,
-                matches!(rec.field(1), "1" | "2" | "3" | "4" | "5"),
+                matches!(field(1), "1" | "2" | "3" | "4" | "5"),
                 "1–5",
             );
             // [S] a validator accepts "", "1", "2" per day (meaning of 2 is [U]).
             for i in 2..=32 {
                 code(
                     i,
-                    matches!(rec.field(i as usize), "1" | "2"),
+                    matches!(field(i as usize), "1" | "2"),
                     "1 / 2 (または空欄)",
                 );
             }

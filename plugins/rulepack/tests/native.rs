@@ -179,7 +179,7 @@ fn corpus_claim() {
             .iter()
             .flat_map(|r| r.records.iter())
             .find(|rec| rec.line == line)
-            .map(|rec| rec.fields.clone())
+            .map(|rec| rec.fields().map(str::to_string).collect::<Vec<_>>())
             .unwrap_or_default()
     };
 
@@ -245,7 +245,7 @@ fn corpus_claim() {
             .flat_map(|r| r.records.iter())
             .filter(|rec| {
                 matches!(rec.id(), "SI" | "IY" | "TO" | "CO")
-                    && rec.fields.iter().any(|f| f == code)
+                    && rec.fields().any(|f| f == code)
             })
             .map(|rec| rec.line)
             .collect();
