@@ -11,7 +11,8 @@ use std::process::Command;
 /// Default rule pack, in the order findings are merged.
 const DEFAULT: &[&str] = &["check-format", "check-totals", "check-id", "check-master", "check-diagnosis"];
 /// Hostile and contract fixtures, used by tests only (paths exported, bytes not embedded).
-const HOSTILE: &[&str] = &["hostile-loop", "hostile-memory", "hostile-recursion", "hostile-trap", "hostile-flood", "fixture-contract-v2"];
+const HOSTILE: &[&str] =
+    &["hostile-loop", "hostile-memory", "hostile-recursion", "hostile-trap", "hostile-flood", "fixture-contract-v2"];
 const TARGET: &str = "wasm32-wasip2";
 
 fn main() {
@@ -43,7 +44,14 @@ fn main() {
         cmd.arg("-p").arg(format!("tenken-{p}"));
     }
     // Flags meant for the host build must not leak into the guest build.
-    for var in ["CARGO_ENCODED_RUSTFLAGS", "RUSTFLAGS", "CARGO_BUILD_RUSTFLAGS", "CARGO_TARGET_DIR", "RUSTC_WORKSPACE_WRAPPER", "RUSTC_WRAPPER"] {
+    for var in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+        "CARGO_TARGET_DIR",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "RUSTC_WRAPPER",
+    ] {
         cmd.env_remove(var);
     }
     let status = cmd.status().expect("could not run cargo to build the wasm plugins");
@@ -81,7 +89,11 @@ fn copy_artifact(built: &Path, out: &Path, name: &str) -> PathBuf {
 /// machine needs nothing but the Rust toolchain.
 fn ensure_target() {
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-    let sysroot = Command::new(&rustc).args(["--print", "sysroot"]).output().ok().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let sysroot = Command::new(&rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
     if let Some(sysroot) = sysroot {
         if Path::new(&sysroot).join("lib/rustlib").join(TARGET).exists() {
             return;

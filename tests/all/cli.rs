@@ -38,12 +38,18 @@ fn gen_then_check_json_shape_and_exit_codes() {
 
     // With injected errors: exit 1 and findings in the documented shape.
     let bad = dir.path().join("bad.UKE");
-    let out = tenken(&["gen", "--receipts", "40", "--seed", "5", "--inject", "insurer-check-digit=0.2", "--out", path(&bad)]);
+    let out =
+        tenken(&["gen", "--receipts", "40", "--seed", "5", "--inject", "insurer-check-digit=0.2", "--out", path(&bad)]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let out = tenken(&["check", path(&bad), "--format", "json"]);
     assert_eq!(out.status.code(), Some(1));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let f = json["findings"].as_array().unwrap().iter().find(|f| f["rule"].as_str().unwrap().starts_with("id.")).expect("an id. finding");
+    let f = json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["rule"].as_str().unwrap().starts_with("id."))
+        .expect("an id. finding");
     for key in ["receipt", "line", "record", "field", "rule", "severity", "message"] {
         assert!(f.get(key).is_some(), "finding lacks {key}: {f}");
     }
@@ -77,7 +83,13 @@ fn usage_and_io_errors_exit_2_with_a_message() {
     let out = tenken(&["check", path(&junk), "--payer", "ssk", "--format", "json"]);
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(json["findings"].as_array().unwrap().iter().any(|f| f["rule"].as_str().unwrap().starts_with("format.") && f["receipt"].is_null()));
+    assert!(
+        json["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["rule"].as_str().unwrap().starts_with("format.") && f["receipt"].is_null())
+    );
 }
 
 #[test]
@@ -101,7 +113,9 @@ fn corpus_claim_via_cli_matches_the_library() {
     let out = tenken(&["check", path(&file), "--masters", path(&corpus.join("ssk-master/full")), "--format", "json"]);
     assert_eq!(out.status.code(), Some(1));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let lib = common::wasm_checker(common::corpus_masters(&corpus)).check_bytes(&std::fs::read(&file).unwrap(), None).unwrap();
+    let lib = common::wasm_checker(common::corpus_masters(&corpus))
+        .check_bytes(&std::fs::read(&file).unwrap(), None)
+        .unwrap();
     assert_eq!(json["findings"].as_array().unwrap().len(), lib.findings.len());
     assert_eq!(json["file"]["receipts"], 75);
 }

@@ -55,7 +55,10 @@ pub fn demo_masters() -> Arc<tenken_master::MasterSet> {
 
 pub fn corpus_masters(corpus: &std::path::Path) -> Arc<tenken_master::MasterSet> {
     static M: OnceLock<Arc<tenken_master::MasterSet>> = OnceLock::new();
-    M.get_or_init(|| Arc::new(tenken_master::MasterSet::load_dir(&corpus.join("ssk-master/full")).expect("corpus masters"))).clone()
+    M.get_or_init(|| {
+        Arc::new(tenken_master::MasterSet::load_dir(&corpus.join("ssk-master/full")).expect("corpus masters"))
+    })
+    .clone()
 }
 
 pub fn wasm_checker(masters: Arc<tenken_master::MasterSet>) -> Checker {

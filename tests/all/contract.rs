@@ -33,7 +33,12 @@ fn bundled_plugins_describe_themselves() {
         assert!(p.digest.starts_with("sha256:"));
         for r in &p.info.rules {
             let prefix = r.id.split('.').next().unwrap();
-            assert!(["format", "totals", "id", "master", "diagnosis"].contains(&prefix), "{}: bad rule id {}", p.info.name, r.id);
+            assert!(
+                ["format", "totals", "id", "master", "diagnosis"].contains(&prefix),
+                "{}: bad rule id {}",
+                p.info.name,
+                r.id
+            );
         }
         names.push(p.info.name);
     }

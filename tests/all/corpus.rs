@@ -48,7 +48,8 @@ fn corpus_claim_findings_match_the_known_facts() {
 
     // A diagnosis. finding for each of the 70 receipts without SY (all but 1, 2, 3, 38, 39).
     let with_sy = [1, 2, 3, 38, 39];
-    let diag: BTreeSet<u32> = report.findings.iter().filter(|f| f.rule == "diagnosis.missing").filter_map(|f| f.receipt).collect();
+    let diag: BTreeSet<u32> =
+        report.findings.iter().filter(|f| f.rule == "diagnosis.missing").filter_map(|f| f.receipt).collect();
     let expected: BTreeSet<u32> = (1..=75).filter(|n| !with_sy.contains(n)).collect();
     assert_eq!(diag, expected);
 }

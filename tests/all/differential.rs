@@ -8,8 +8,7 @@ fn wasm_and_native_agree_on_generated_claims() {
     let masters = common::demo_masters();
     let wasm = common::wasm_checker(masters.clone());
     let native = common::native_checker(masters.clone());
-    let inject: Vec<(tenken_gen::InjectKind, f64)> =
-        tenken_gen::InjectKind::ALL.iter().map(|k| (*k, 0.02)).collect();
+    let inject: Vec<(tenken_gen::InjectKind, f64)> = tenken_gen::InjectKind::ALL.iter().map(|k| (*k, 0.02)).collect();
     let opts = tenken_gen::GenOptions { receipts: 3_000, institutions: 12, seed: 42, inject, ..Default::default() };
     let files = tenken_gen::generate(&opts, &masters).unwrap();
     let mut compared = 0;

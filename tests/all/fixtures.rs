@@ -10,7 +10,8 @@ fn rule_fixtures_through_wasm() {
     let checker = common::wasm_checker(common::demo_masters());
     let dir = common::root().join("tests/fixtures/rules");
     let report = tenken_fixtures::check_dir(&dir, |fx| {
-        let payer = fx.payer.or_else(|| tenken_claim::parse(&fx.bytes, &common::limits()).payer()).unwrap_or(Payer::Ssk);
+        let payer =
+            fx.payer.or_else(|| tenken_claim::parse(&fx.bytes, &common::limits()).payer()).unwrap_or(Payer::Ssk);
         checker.check_bytes(&fx.bytes, Some(payer)).expect("check").findings
     });
     assert!(report.fixtures.len() >= 10, "expected the rule fixtures in {}", dir.display());
@@ -22,7 +23,8 @@ fn rule_fixtures_through_wasm() {
 fn demo_example_reports_its_injections() {
     let dir = common::root().join("examples/demo");
     let bytes = std::fs::read(dir.join("RECEIPTC.UKE")).unwrap();
-    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("injections.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("injections.json")).unwrap()).unwrap();
     let report = common::wasm_checker(common::demo_masters()).check_bytes(&bytes, None).unwrap();
     let injections = manifest[0]["injections"].as_array().unwrap();
     assert!(!injections.is_empty());
@@ -31,5 +33,8 @@ fn demo_example_reports_its_injections() {
         assert!(report.findings.iter().any(|f| f.rule == rule && f.receipt == Some(receipt)), "{inj}");
     }
     let errors: Vec<_> = report.findings.iter().filter(|f| f.severity == tenken_model::Severity::Error).collect();
-    assert!(errors.iter().all(|f| injections.iter().any(|i| i["receipt"].as_u64() == f.receipt.map(u64::from))), "{errors:#?}");
+    assert!(
+        errors.iter().all(|f| injections.iter().any(|i| i["receipt"].as_u64() == f.receipt.map(u64::from))),
+        "{errors:#?}"
+    );
 }

@@ -30,10 +30,8 @@ fn hostile_runtime() -> Arc<Runtime> {
 
 fn run_with(hostile: &str, expected_rule: &str) {
     let rt = hostile_runtime();
-    let mut plugins: Vec<Arc<Plugin>> = tenken_bundled::DEFAULT_PLUGINS
-        .iter()
-        .map(|(_, bytes)| Arc::new(Plugin::load(&rt, bytes).unwrap()))
-        .collect();
+    let mut plugins: Vec<Arc<Plugin>> =
+        tenken_bundled::DEFAULT_PLUGINS.iter().map(|(_, bytes)| Arc::new(Plugin::load(&rt, bytes).unwrap())).collect();
     let path = tenken_bundled::hostile_plugin_path(hostile).unwrap();
     let bad = Arc::new(Plugin::load(&rt, &std::fs::read(path).unwrap()).unwrap());
     assert_eq!(bad.info.name, hostile);
@@ -55,7 +53,8 @@ fn run_with(hostile: &str, expected_rule: &str) {
     let elapsed = t.elapsed();
 
     // Within the budget: at most plugin_failures_per_file_max deadlines per worker, plus slack.
-    let budget = Duration::from_millis(CALL_MS * hostile_limits().plugin_failures_per_file_max as u64) + Duration::from_secs(5);
+    let budget =
+        Duration::from_millis(CALL_MS * hostile_limits().plugin_failures_per_file_max as u64) + Duration::from_secs(5);
     assert!(elapsed < budget, "{hostile}: took {elapsed:?}, budget {budget:?}");
 
     // Every receipt carries a plugin. finding, and the expected kind appears.
@@ -65,8 +64,11 @@ fn run_with(hostile: &str, expected_rule: &str) {
             "{hostile}: receipt {n} has no plugin. finding"
         );
     }
-    assert!(report.findings.iter().any(|f| f.rule == expected_rule), "{hostile}: no {expected_rule} finding: {:#?}",
-        report.findings.iter().filter(|f| f.rule.starts_with("plugin.")).take(5).collect::<Vec<_>>());
+    assert!(
+        report.findings.iter().any(|f| f.rule == expected_rule),
+        "{hostile}: no {expected_rule} finding: {:#?}",
+        report.findings.iter().filter(|f| f.rule.starts_with("plugin.")).take(5).collect::<Vec<_>>()
+    );
     // The default rules still ran: every injected missing diagnosis is reported.
     assert!(!file.injections.is_empty());
     for inj in &file.injections {
@@ -82,7 +84,10 @@ fn run_with(hostile: &str, expected_rule: &str) {
     let clean = Checker::new(
         Engine::Wasm {
             runtime: rt.clone(),
-            plugins: tenken_bundled::DEFAULT_PLUGINS.iter().map(|(_, b)| Arc::new(Plugin::load(&rt, b).unwrap())).collect(),
+            plugins: tenken_bundled::DEFAULT_PLUGINS
+                .iter()
+                .map(|(_, b)| Arc::new(Plugin::load(&rt, b).unwrap()))
+                .collect(),
         },
         masters,
         hostile_limits(),

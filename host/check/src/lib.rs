@@ -47,7 +47,9 @@ impl Engine {
         let plugins = tenken_bundled::DEFAULT_PLUGINS
             .iter()
             .map(|(name, bytes)| {
-                Plugin::load(&runtime, bytes).map(Arc::new).map_err(|source| CheckError::Plugin { name: name.to_string(), source })
+                Plugin::load(&runtime, bytes)
+                    .map(Arc::new)
+                    .map_err(|source| CheckError::Plugin { name: name.to_string(), source })
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Engine::Wasm { runtime, plugins })
@@ -62,11 +64,19 @@ impl Engine {
         match self {
             Engine::Wasm { plugins, .. } => plugins
                 .iter()
-                .map(|p| PluginRef { name: p.info.name.clone(), version: p.info.version.clone(), digest: p.digest.clone() })
+                .map(|p| PluginRef {
+                    name: p.info.name.clone(),
+                    version: p.info.version.clone(),
+                    digest: p.digest.clone(),
+                })
                 .collect(),
             Engine::Native { packs } => packs
                 .iter()
-                .map(|p| PluginRef { name: p.name.to_string(), version: p.version.to_string(), digest: "native".into() })
+                .map(|p| PluginRef {
+                    name: p.name.to_string(),
+                    version: p.version.to_string(),
+                    digest: "native".into(),
+                })
                 .collect(),
         }
     }
@@ -77,7 +87,9 @@ impl Engine {
             Engine::Wasm { plugins, .. } => {
                 plugins.iter().flat_map(|p| p.info.rules.iter().map(|r| (p.info.name.clone(), r.clone()))).collect()
             }
-            Engine::Native { packs } => packs.iter().flat_map(|p| (p.rules)().into_iter().map(|r| (p.name.to_string(), r))).collect(),
+            Engine::Native { packs } => {
+                packs.iter().flat_map(|p| (p.rules)().into_iter().map(|r| (p.name.to_string(), r))).collect()
+            }
         }
     }
 
@@ -251,7 +263,8 @@ impl Checker {
             }
             (Engine::Native { packs }, Job::File(p)) => {
                 let pack = &packs[*p];
-                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (pack.check_file)(s.ctx, &s.claim.file))) {
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (pack.check_file)(s.ctx, &s.claim.file)))
+                {
                     Ok(f) => out.extend(f),
                     Err(_) => out.push(failure_finding(pack.name, "plugin.trap", "panicked", None)),
                 }
@@ -267,7 +280,9 @@ impl Checker {
                 let receipts = &s.claim.receipts[range.clone()];
                 for pack in packs {
                     let masters: &dyn m::Masters = &*self.masters;
-                    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (pack.check_receipts)(s.ctx, receipts, masters))) {
+                    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        (pack.check_receipts)(s.ctx, receipts, masters)
+                    })) {
                         Ok(f) => out.extend(f),
                         Err(_) => {
                             for r in receipts {
@@ -282,7 +297,15 @@ impl Checker {
 
     /// Runs one plugin on one batch; on a trap, retries receipt by receipt (while the
     /// plugin's failure budget lasts) so only the receipts it really fails on are marked.
-    fn run_wasm_batch(&self, plugin: &Plugin, p: usize, receipts: &[m::Receipt], batch: &Batch, s: &Shared<'_>, out: &mut Vec<Finding>) {
+    fn run_wasm_batch(
+        &self,
+        plugin: &Plugin,
+        p: usize,
+        receipts: &[m::Receipt],
+        batch: &Batch,
+        s: &Shared<'_>,
+        out: &mut Vec<Finding>,
+    ) {
         let budget = self.limits.plugin_failures_per_file_max;
         let input = s.file_input.expect("wasm input");
         if s.failures[p].load(Ordering::Relaxed) >= budget {
@@ -331,7 +354,13 @@ struct Shared<'a> {
 }
 
 fn failure_finding(plugin: &str, rule: &str, message: &str, receipt: Option<&m::Receipt>) -> Finding {
-    let f = Finding::error(rule, format!("plugin {plugin} {message}; its checks did not run on this {}", if receipt.is_some() { "receipt" } else { "file" }));
+    let f = Finding::error(
+        rule,
+        format!(
+            "plugin {plugin} {message}; its checks did not run on this {}",
+            if receipt.is_some() { "receipt" } else { "file" }
+        ),
+    );
     match receipt {
         Some(r) => f.receipt(r.number).at(r.line, "RE", None),
         None => f,

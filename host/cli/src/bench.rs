@@ -44,7 +44,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     let masters = crate::load_masters(args.plugins.masters.as_deref())?;
     let t = Instant::now();
-    let opts = tenken_gen::GenOptions { receipts: args.receipts, institutions: 1, seed: args.seed, ..tenken_gen::GenOptions::default() };
+    let opts = tenken_gen::GenOptions {
+        receipts: args.receipts,
+        institutions: 1,
+        seed: args.seed,
+        ..tenken_gen::GenOptions::default()
+    };
     let file = tenken_gen::generate(&opts, &masters)?.remove(0);
     eprintln!("generated {} receipts ({} bytes) in {:.2?}", file.receipts, file.bytes.len(), t.elapsed());
 

@@ -129,7 +129,8 @@ fn main() -> ExitCode {
 
 pub(crate) fn load_masters(dir: Option<&Path>) -> Result<Arc<tenken_master::MasterSet>> {
     Ok(Arc::new(match dir {
-        Some(dir) => tenken_master::MasterSet::load_dir(dir).with_context(|| format!("loading masters from {}", dir.display()))?,
+        Some(dir) => tenken_master::MasterSet::load_dir(dir)
+            .with_context(|| format!("loading masters from {}", dir.display()))?,
         None => tenken_master::demo::demo_master_set(),
     }))
 }
@@ -161,7 +162,8 @@ pub(crate) fn build_engine(args: &PluginArgs, limits: &Limits) -> Result<Engine>
             let mut plugins = Vec::new();
             for p in paths {
                 let bytes = std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?;
-                let plugin = tenken_runtime::Plugin::load(&runtime, &bytes).with_context(|| format!("loading plugin {}", p.display()))?;
+                let plugin = tenken_runtime::Plugin::load(&runtime, &bytes)
+                    .with_context(|| format!("loading plugin {}", p.display()))?;
                 plugins.push(Arc::new(plugin));
             }
             Ok(Engine::Wasm { runtime, plugins })
@@ -199,7 +201,8 @@ fn check(args: CheckArgs) -> Result<ExitCode> {
 
 fn generate(args: GenArgs) -> Result<()> {
     if let Some(dir) = &args.demo_masters {
-        tenken_master::demo::write_demo_masters(dir).with_context(|| format!("writing demo masters to {}", dir.display()))?;
+        tenken_master::demo::write_demo_masters(dir)
+            .with_context(|| format!("writing demo masters to {}", dir.display()))?;
         eprintln!("wrote the demo master set (demo data, not real masters) to {}", dir.display());
         if args.out.is_none() {
             return Ok(());
@@ -230,7 +233,12 @@ fn generate(args: GenArgs) -> Result<()> {
             std::fs::write(&path, &f.bytes).with_context(|| format!("writing {}", path.display()))?;
             manifest.push((path.display().to_string(), f));
         }
-        eprintln!("wrote {} files, {} receipts, under {}", files.len(), files.iter().map(|f| f.receipts).sum::<usize>(), out.display());
+        eprintln!(
+            "wrote {} files, {} receipts, under {}",
+            files.len(),
+            files.iter().map(|f| f.receipts).sum::<usize>(),
+            out.display()
+        );
     }
     if manifest.iter().any(|(_, f)| !f.injections.is_empty()) {
         let json: Vec<_> = manifest

@@ -71,7 +71,11 @@ pub fn print_text(report: &Report, path: &Path) -> anyhow::Result<()> {
         report.count(Severity::Error),
         report.count(Severity::Warning),
         report.count(Severity::Info),
-        if report.findings_dropped > 0 { format!(" ({} more not kept)", report.findings_dropped) } else { String::new() }
+        if report.findings_dropped > 0 {
+            format!(" ({} more not kept)", report.findings_dropped)
+        } else {
+            String::new()
+        }
     )?;
     Ok(())
 }

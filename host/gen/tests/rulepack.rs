@@ -190,4 +190,3 @@ fn corpus_injections_are_reported() {
     let per_kind = assert_injections_found(&files, &masters);
     eprintln!("injections: {per_kind:?}");
 }
-

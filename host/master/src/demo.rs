@@ -83,7 +83,14 @@ const fn p(code: &'static str, name: &'static str, points: f64, inout: &'static 
     Proc { code, name, points, inout, age_min: "00", age_max: "00", count_max: 0, value_kind: "3" }
 }
 
-const fn pa(code: &'static str, name: &'static str, points: f64, inout: &'static str, age_min: &'static str, age_max: &'static str) -> Proc {
+const fn pa(
+    code: &'static str,
+    name: &'static str,
+    points: f64,
+    inout: &'static str,
+    age_min: &'static str,
+    age_max: &'static str,
+) -> Proc {
     Proc { code, name, points, inout, age_min, age_max, count_max: 0, value_kind: "3" }
 }
 
@@ -108,7 +115,16 @@ const PROCEDURES: &[Proc] = &[
     pc("113003510", "てんかん指導料", 250.0, "2", 1),
     pc("113011010", "診療情報提供料（１）", 250.0, "0", 1),
     pc("113012010", "薬剤情報提供料", 4.0, "2", 1),
-    Proc { code: "113018710", name: "乳幼児育児栄養指導料", points: 130.0, inout: "2", age_min: "00", age_max: "03", count_max: 1, value_kind: "3" },
+    Proc {
+        code: "113018710",
+        name: "乳幼児育児栄養指導料",
+        points: 130.0,
+        inout: "2",
+        age_min: "00",
+        age_max: "03",
+        count_max: 1,
+        value_kind: "3",
+    },
     pa("113023910", "高齢者指導加算", 40.0, "2", "75", "00"),
     p("114001110", "往診料", 720.0, "2"),
     p("114030110", "在宅患者訪問診療料（１）", 888.0, "2"),
@@ -125,7 +141,16 @@ const PROCEDURES: &[Proc] = &[
     p("140000710", "創傷処置（１００ｃｍ２以上５００ｃｍ２未満）", 60.0, "0"),
     p("140009310", "ネブライザ", 12.0, "0"),
     p("140033610", "消炎鎮痛等処置（マッサージ等の手技による療法）", 35.0, "0"),
-    Proc { code: "150000490", name: "乳幼児加算（手術）", points: 100.0, inout: "0", age_min: "00", age_max: "06", count_max: 0, value_kind: "5" },
+    Proc {
+        code: "150000490",
+        name: "乳幼児加算（手術）",
+        points: 100.0,
+        inout: "0",
+        age_min: "00",
+        age_max: "06",
+        count_max: 0,
+        value_kind: "5",
+    },
     p("160000310", "尿一般", 26.0, "0"),
     p("160000410", "尿沈渣（鏡検法）", 27.0, "0"),
     p("160008010", "末梢血液一般検査", 21.0, "0"),
@@ -144,7 +169,20 @@ const PROCEDURES: &[Proc] = &[
 ];
 
 /// The 150-column 医科診療行為 row.
-fn procedure_row(change: &str, code: &str, name: &str, value_kind: &str, points: f64, old: Option<(&str, f64)>, inout: &str, ages: (&str, &str), count_max: u32, changed: &str, abolished: &str, seq: usize) -> Vec<String> {
+fn procedure_row(
+    change: &str,
+    code: &str,
+    name: &str,
+    value_kind: &str,
+    points: f64,
+    old: Option<(&str, f64)>,
+    inout: &str,
+    ages: (&str, &str),
+    count_max: u32,
+    changed: &str,
+    abolished: &str,
+    seq: usize,
+) -> Vec<String> {
     let mut c: Vec<String> = (0..150).map(|i| if i < 131 { "0".to_string() } else { String::new() }).collect();
     let name = demo_name(name);
     c[0] = change.into();
@@ -188,7 +226,20 @@ fn procedures() -> String {
             "112007410" => ("20220401", Some(("3", 72.0))),
             _ => (IN_FORCE, None),
         };
-        push(procedure_row("0", pr.code, pr.name, pr.value_kind, pr.points, old, pr.inout, (pr.age_min, pr.age_max), pr.count_max, changed, NEVER, seq));
+        push(procedure_row(
+            "0",
+            pr.code,
+            pr.name,
+            pr.value_kind,
+            pr.points,
+            old,
+            pr.inout,
+            (pr.age_min, pr.age_max),
+            pr.count_max,
+            changed,
+            NEVER,
+            seq,
+        ));
     }
     // A series of 検体検査 so that generators have enough to pick from.
     for i in 0..60usize {
@@ -199,13 +250,65 @@ fn procedures() -> String {
         push(procedure_row("0", &code, &name, "3", points, None, "0", ("00", "00"), 0, IN_FORCE, NEVER, seq));
     }
     seq += 1;
-    push(procedure_row("0", ABOLISHED_PROCEDURES[0], "旧尿検査", "3", 20.0, None, "0", ("00", "00"), 0, IN_FORCE, "20200331", seq));
+    push(procedure_row(
+        "0",
+        ABOLISHED_PROCEDURES[0],
+        "旧尿検査",
+        "3",
+        20.0,
+        None,
+        "0",
+        ("00", "00"),
+        0,
+        IN_FORCE,
+        "20200331",
+        seq,
+    ));
     seq += 1;
-    push(procedure_row("0", ABOLISHED_PROCEDURES[1], "旧指導料", "3", 100.0, None, "2", ("00", "00"), 1, IN_FORCE, "20220331", seq));
+    push(procedure_row(
+        "0",
+        ABOLISHED_PROCEDURES[1],
+        "旧指導料",
+        "3",
+        100.0,
+        None,
+        "2",
+        ("00", "00"),
+        1,
+        IN_FORCE,
+        "20220331",
+        seq,
+    ));
     seq += 1;
-    push(procedure_row("3", NEW_PROCEDURES[0], "新設指導料", "3", 150.0, None, "2", ("00", "00"), 1, "20240601", NEVER, seq));
+    push(procedure_row(
+        "3",
+        NEW_PROCEDURES[0],
+        "新設指導料",
+        "3",
+        150.0,
+        None,
+        "2",
+        ("00", "00"),
+        1,
+        "20240601",
+        NEVER,
+        seq,
+    ));
     seq += 1;
-    push(procedure_row("3", NEW_PROCEDURES[1], "新設検査", "3", 80.0, None, "0", ("00", "00"), 0, "20240601", NEVER, seq));
+    push(procedure_row(
+        "3",
+        NEW_PROCEDURES[1],
+        "新設検査",
+        "3",
+        80.0,
+        None,
+        "0",
+        ("00", "00"),
+        0,
+        "20240601",
+        NEVER,
+        seq,
+    ));
     out
 }
 
@@ -296,7 +399,18 @@ const DRUGS: &[(&str, &str, &str, f64)] = &[
     ("インフルエンザＨＡワクチン", "瓶", "4", 0.0),
 ];
 
-fn drug_row(change: &str, code: &str, name: &str, unit: &str, form: &str, price: f64, changed: &str, abolished: &str, listed: &str, seq: usize) -> Vec<String> {
+fn drug_row(
+    change: &str,
+    code: &str,
+    name: &str,
+    unit: &str,
+    form: &str,
+    price: f64,
+    changed: &str,
+    abolished: &str,
+    listed: &str,
+    seq: usize,
+) -> Vec<String> {
     let mut c: Vec<String> = vec!["0".to_string(); 42];
     let name = demo_name(name);
     c[0] = change.into();
@@ -340,8 +454,30 @@ fn drugs() -> String {
         out.push_str(&line(&drug_row("0", &code, name, unit, form, *price, IN_FORCE, NEVER, "0", i + 1)));
     }
     let n = DRUGS.len();
-    out.push_str(&line(&drug_row("0", ABOLISHED_DRUG, "旧製剤錠１０ｍｇ", "錠", "1", 12.3, IN_FORCE, "20200331", "0", n + 1)));
-    out.push_str(&line(&drug_row("3", NEW_DRUG, "新薬錠２５ｍｇ", "錠", "1", 245.6, "20240601", NEVER, "20240601", n + 2)));
+    out.push_str(&line(&drug_row(
+        "0",
+        ABOLISHED_DRUG,
+        "旧製剤錠１０ｍｇ",
+        "錠",
+        "1",
+        12.3,
+        IN_FORCE,
+        "20200331",
+        "0",
+        n + 1,
+    )));
+    out.push_str(&line(&drug_row(
+        "3",
+        NEW_DRUG,
+        "新薬錠２５ｍｇ",
+        "錠",
+        "1",
+        245.6,
+        "20240601",
+        NEVER,
+        "20240601",
+        n + 2,
+    )));
     out
 }
 
@@ -362,7 +498,17 @@ const MATERIALS: &[(&str, &str, f64)] = &[
     ("在宅自己注射用針（デモ規格）", "本", 17.0),
 ];
 
-fn material_row(change: &str, code: &str, name: &str, unit: &str, price: f64, ages: (&str, &str), changed: &str, abolished: &str, seq: usize) -> Vec<String> {
+fn material_row(
+    change: &str,
+    code: &str,
+    name: &str,
+    unit: &str,
+    price: f64,
+    ages: (&str, &str),
+    changed: &str,
+    abolished: &str,
+    seq: usize,
+) -> Vec<String> {
     let mut c: Vec<String> = vec!["0".to_string(); 38];
     let name = demo_name(name);
     c[0] = change.into();
@@ -401,8 +547,28 @@ fn materials() -> String {
         out.push_str(&line(&material_row("0", &code, name, unit, *price, ("00", "00"), IN_FORCE, NEVER, i + 1)));
     }
     let n = MATERIALS.len();
-    out.push_str(&line(&material_row("0", "739000801", "小児用気管内チューブ", "本", 650.0, ("00", "06"), IN_FORCE, NEVER, n + 1)));
-    out.push_str(&line(&material_row("0", ABOLISHED_MATERIAL, "旧型カテーテル", "本", 900.0, ("00", "00"), IN_FORCE, "20200331", n + 2)));
+    out.push_str(&line(&material_row(
+        "0",
+        "739000801",
+        "小児用気管内チューブ",
+        "本",
+        650.0,
+        ("00", "06"),
+        IN_FORCE,
+        NEVER,
+        n + 1,
+    )));
+    out.push_str(&line(&material_row(
+        "0",
+        ABOLISHED_MATERIAL,
+        "旧型カテーテル",
+        "本",
+        900.0,
+        ("00", "00"),
+        IN_FORCE,
+        "20200331",
+        n + 2,
+    )));
     out
 }
 
@@ -438,7 +604,15 @@ const COMMENTS: &[(&str, &str)] = &[
     ("90", "修飾語："),
 ];
 
-fn comment_row(change: &str, pattern: &str, serial: u32, text: &str, changed: &str, abolished: &str, seq: usize) -> Vec<String> {
+fn comment_row(
+    change: &str,
+    pattern: &str,
+    serial: u32,
+    text: &str,
+    changed: &str,
+    abolished: &str,
+    seq: usize,
+) -> Vec<String> {
     let mut c: Vec<String> = vec!["0".to_string(); 30];
     let text = demo_name(text);
     c[0] = change.into();
@@ -528,9 +702,20 @@ const DISEASES: &[(&str, &str)] = &[
 ];
 
 /// 単独使用禁止: names that need a modifier (部位 etc.) to be a diagnosis.
-const DISEASES_NEED_MODIFIER: &[(&str, &str)] = &[("骨折", "T142"), ("挫傷", "T140"), ("熱傷", "T300"), ("腫瘍", "D489"), ("神経痛", "M792")];
+const DISEASES_NEED_MODIFIER: &[(&str, &str)] =
+    &[("骨折", "T142"), ("挫傷", "T140"), ("熱傷", "T300"), ("腫瘍", "D489"), ("神経痛", "M792")];
 
-fn disease_row(change: &str, code: &str, name: &str, icd: &str, single_forbidden: bool, listed: &str, changed: &str, abolished: &str, seq: usize) -> Vec<String> {
+fn disease_row(
+    change: &str,
+    code: &str,
+    name: &str,
+    icd: &str,
+    single_forbidden: bool,
+    listed: &str,
+    changed: &str,
+    abolished: &str,
+    seq: usize,
+) -> Vec<String> {
     let mut c: Vec<String> = vec!["0".to_string(); 46];
     let name = demo_name(name);
     c[0] = change.into();
@@ -580,7 +765,17 @@ fn diseases() -> String {
         out.push_str(&line(&disease_row("0", &code, name, icd, true, IN_FORCE, IN_FORCE, NEVER, seq)));
     }
     seq += 1;
-    out.push_str(&line(&disease_row("0", ABOLISHED_DISEASE, "旧分類病名", "R69", false, IN_FORCE, IN_FORCE, "20200331", seq)));
+    out.push_str(&line(&disease_row(
+        "0",
+        ABOLISHED_DISEASE,
+        "旧分類病名",
+        "R69",
+        false,
+        IN_FORCE,
+        IN_FORCE,
+        "20200331",
+        seq,
+    )));
     seq += 1;
     // 新規 rows of the real 傷病名 master leave 変更年月日 empty and carry 収載年月日.
     out.push_str(&line(&disease_row("3", NEW_DISEASE, "新設病名", "U071", false, "20240601", "", NEVER, seq)));
@@ -626,7 +821,15 @@ const MODIFIERS: &[(&str, &str)] = &[
     ("8004", "・急性増悪"),
 ];
 
-fn modifier_row(change: &str, code: &str, name: &str, listed: &str, changed: &str, abolished: &str, seq: usize) -> Vec<String> {
+fn modifier_row(
+    change: &str,
+    code: &str,
+    name: &str,
+    listed: &str,
+    changed: &str,
+    abolished: &str,
+    seq: usize,
+) -> Vec<String> {
     let mut c: Vec<String> = vec![String::new(); 19];
     let name = demo_name(name);
     c[0] = change.into();

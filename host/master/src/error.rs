@@ -23,7 +23,9 @@ pub enum MasterError {
     )]
     Encoding { file: String, line: usize, column: usize },
 
-    #[error("{file}: line {line}, column {column}: {problem}; the file is not a well-formed SSK master CSV (every field double-quoted)")]
+    #[error(
+        "{file}: line {line}, column {column}: {problem}; the file is not a well-formed SSK master CSV (every field double-quoted)"
+    )]
     Csv { file: String, line: usize, column: usize, problem: String },
 
     #[error(

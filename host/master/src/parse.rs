@@ -320,14 +320,26 @@ pub fn parse_ssk_named(kind: MasterKind, file: &str, bytes: &[u8]) -> Result<Vec
         }
         let columns = split_fields(file, line_no, line, lay.columns)?;
         if columns.len() < lay.min_columns {
-            return Err(MasterError::Columns { file: file.into(), line: line_no, kind, found: columns.len(), needed: lay.min_columns });
+            return Err(MasterError::Columns {
+                file: file.into(),
+                line: line_no,
+                kind,
+                found: columns.len(),
+                needed: lay.min_columns,
+            });
         }
         let change = match columns[0].as_str() {
             c @ ("0" | "1" | "2" | "3" | "5" | "9") => c.chars().next().unwrap_or('0'),
             other => return Err(MasterError::BadChange { file: file.into(), line: line_no, found: other.into() }),
         };
         if !columns[1].eq_ignore_ascii_case(letter.encode_utf8(&mut [0; 4])) {
-            return Err(MasterError::WrongKind { file: file.into(), line: line_no, kind, found: columns[1].clone(), expected: letter });
+            return Err(MasterError::WrongKind {
+                file: file.into(),
+                line: line_no,
+                kind,
+                found: columns[1].clone(),
+                expected: letter,
+            });
         }
         let code = row_code(kind, &columns);
         if code.is_empty() {
@@ -385,7 +397,12 @@ fn split_fields(file: &str, line_no: usize, line: &str, expected: usize) -> Resu
             let mut field = String::new();
             loop {
                 let Some(q) = line[i..].find('"').map(|q| q + i) else {
-                    return Err(MasterError::Csv { file: file.into(), line: line_no, column, problem: "a quoted field is not closed before the end of the line".into() });
+                    return Err(MasterError::Csv {
+                        file: file.into(),
+                        line: line_no,
+                        column,
+                        problem: "a quoted field is not closed before the end of the line".into(),
+                    });
                 };
                 field.push_str(&line[i..q]);
                 if b.get(q + 1) == Some(&b'"') {
@@ -401,14 +418,24 @@ fn split_fields(file: &str, line_no: usize, line: &str, expected: usize) -> Resu
                 None => break,
                 Some(b',') => i += 1,
                 Some(_) => {
-                    return Err(MasterError::Csv { file: file.into(), line: line_no, column, problem: "text after the closing quote of a field (expected a comma)".into() });
+                    return Err(MasterError::Csv {
+                        file: file.into(),
+                        line: line_no,
+                        column,
+                        problem: "text after the closing quote of a field (expected a comma)".into(),
+                    });
                 }
             }
         } else {
             let end = line[i..].find(',').map(|c| c + i);
             let field = &line[i..end.unwrap_or(b.len())];
             if field.contains('"') {
-                return Err(MasterError::Csv { file: file.into(), line: line_no, column, problem: "a quote inside an unquoted field".into() });
+                return Err(MasterError::Csv {
+                    file: file.into(),
+                    line: line_no,
+                    column,
+                    problem: "a quote inside an unquoted field".into(),
+                });
             }
             fields.push(field.to_string());
             match end {
@@ -452,8 +479,22 @@ mod tests {
         assert!(matches!(e, MasterError::Csv { line: 1, column: 3, .. }), "{e}");
         let e = parse_ssk(MasterKind::Modifier, &sjis("\"0\",\"Z\",\"8282\"")).unwrap_err();
         assert!(matches!(e, MasterError::Columns { found: 3, .. }), "{e}");
-        let row19 = |c: &str, k: &str| (0..19).map(|i| if i == 0 { format!("\"{c}\"") } else if i == 1 { format!("\"{k}\"") } else { "\"1\"".into() }).collect::<Vec<_>>().join(",");
-        let e = parse_ssk(MasterKind::Modifier, &sjis(&format!("{}\n{}", row19("0", "Z"), row19("0", "B")))).unwrap_err();
+        let row19 = |c: &str, k: &str| {
+            (0..19)
+                .map(|i| {
+                    if i == 0 {
+                        format!("\"{c}\"")
+                    } else if i == 1 {
+                        format!("\"{k}\"")
+                    } else {
+                        "\"1\"".into()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let e =
+            parse_ssk(MasterKind::Modifier, &sjis(&format!("{}\n{}", row19("0", "Z"), row19("0", "B")))).unwrap_err();
         assert!(matches!(e, MasterError::WrongKind { line: 2, .. }), "{e}");
         let e = parse_ssk(MasterKind::Modifier, &sjis(&row19("7", "Z"))).unwrap_err();
         assert!(matches!(e, MasterError::BadChange { .. }), "{e}");

@@ -8,8 +8,8 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 use tenken_model::{Date, Lookup, MasterEntry, MasterKind, Masters, days_in_month};
 
-use crate::parse::{MasterRow, parse_ssk_named};
 use crate::MasterError;
+use crate::parse::{MasterRow, parse_ssk_named};
 
 /// FNV-1a: codes are short ASCII strings and the lookup runs ~1M times per big claim file, so
 /// a cheap non-cryptographic hash beats SipHash here. The keys come from master files, not
@@ -70,8 +70,16 @@ struct Version {
 impl Version {
     fn new(row: MasterRow) -> Version {
         let changed_on = row.changed_on();
-        let abolished_on = row.abolished_on().or_else(|| if row.change == '9' { changed_on.map(prev_day) } else { None });
-        Version { changed_on, abolished_on, value: row.value(), old_value: row.old_value(), count_max: row.count_max(), row }
+        let abolished_on =
+            row.abolished_on().or_else(|| if row.change == '9' { changed_on.map(prev_day) } else { None });
+        Version {
+            changed_on,
+            abolished_on,
+            value: row.value(),
+            old_value: row.old_value(),
+            count_max: row.count_max(),
+            row,
+        }
     }
 
     fn entry(&self, old: bool) -> MasterEntry {
@@ -310,7 +318,12 @@ impl MasterSet {
             let full_date = fc.date.clone();
             let mut diffs: Vec<&(Candidate, Option<Vec<MasterRow>>)> = parsed
                 .iter()
-                .filter(|(c, rows)| c.kind == kind && !c.named_full && c.date > full_date && rows.as_ref().is_some_and(|r| !r.iter().any(|r| r.change == '0')))
+                .filter(|(c, rows)| {
+                    c.kind == kind
+                        && !c.named_full
+                        && c.date > full_date
+                        && rows.as_ref().is_some_and(|r| !r.iter().any(|r| r.change == '0'))
+                })
                 .collect();
             diffs.sort_by(|(a, _), (b, _)| (&a.date, &a.name).cmp(&(&b.date, &b.name)));
             for (c, rows) in diffs {

@@ -108,11 +108,19 @@ impl YearMonth {
     }
 
     pub fn next(self) -> YearMonth {
-        if self.month == 12 { YearMonth { year: self.year + 1, month: 1 } } else { YearMonth { year: self.year, month: self.month + 1 } }
+        if self.month == 12 {
+            YearMonth { year: self.year + 1, month: 1 }
+        } else {
+            YearMonth { year: self.year, month: self.month + 1 }
+        }
     }
 
     pub fn prev(self) -> YearMonth {
-        if self.month == 1 { YearMonth { year: self.year - 1, month: 12 } } else { YearMonth { year: self.year, month: self.month - 1 } }
+        if self.month == 1 {
+            YearMonth { year: self.year - 1, month: 12 }
+        } else {
+            YearMonth { year: self.year, month: self.month - 1 }
+        }
     }
 }
 

@@ -36,7 +36,15 @@ pub struct Finding {
 
 impl Finding {
     pub fn new(rule: impl Into<String>, severity: Severity, message: impl Into<String>) -> Finding {
-        Finding { receipt: None, line: None, record: None, field: None, rule: rule.into(), severity, message: message.into() }
+        Finding {
+            receipt: None,
+            line: None,
+            record: None,
+            field: None,
+            rule: rule.into(),
+            severity,
+            message: message.into(),
+        }
     }
 
     pub fn error(rule: impl Into<String>, message: impl Into<String>) -> Finding {

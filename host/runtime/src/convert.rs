@@ -157,7 +157,11 @@ fn receipt_to(r: &m::Receipt) -> w::Receipt {
                 points: l.points,
                 count: l.count,
                 days: l.days.clone(),
-                comments: l.comments.iter().map(|c| w::LineComment { code: c.code.clone(), text: c.text.clone(), field: c.field }).collect(),
+                comments: l
+                    .comments
+                    .iter()
+                    .map(|c| w::LineComment { code: c.code.clone(), text: c.text.clone(), field: c.field })
+                    .collect(),
             })
             .collect(),
         comments: r

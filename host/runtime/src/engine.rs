@@ -112,7 +112,13 @@ impl Runtime {
             })
             .map_err(|e| RuntimeError::Engine(format!("cannot start the epoch thread: {e}")))?;
 
-        Ok(Runtime { engine, linker, limits: limits.clone(), cache_dir: cache_dir.map(Path::to_path_buf), ticker_stop: stop })
+        Ok(Runtime {
+            engine,
+            linker,
+            limits: limits.clone(),
+            cache_dir: cache_dir.map(Path::to_path_buf),
+            ticker_stop: stop,
+        })
     }
 
     pub fn limits(&self) -> &Limits {
@@ -158,7 +164,11 @@ impl Runtime {
         unsafe { Component::deserialize(&self.engine, &art) }.map_err(|e| RuntimeError::Compile(format!("{e:#}")))
     }
 
-    pub(crate) fn new_store_state(&self, masters: Arc<dyn tenken_model::Masters + Send + Sync>, out: wasmtime_wasi::p2::pipe::MemoryOutputPipe) -> HostState {
+    pub(crate) fn new_store_state(
+        &self,
+        masters: Arc<dyn tenken_model::Masters + Send + Sync>,
+        out: wasmtime_wasi::p2::pipe::MemoryOutputPipe,
+    ) -> HostState {
         let mut b = wasmtime_wasi::WasiCtxBuilder::new();
         // No preopens, no env, no args, no network: the builder grants nothing unless asked.
         // Clocks and randomness are fixed so a plugin cannot observe time or differ between

@@ -78,7 +78,11 @@ impl std::fmt::Display for CallFailure {
 
 /// Finds the contract version a component was built for from its export names
 /// (`tenken:plugin/checker@1.0.0`) and checks it against ours.
-fn check_contract(runtime: &Runtime, component: &wasmtime::component::Component, interface: &str) -> Result<String, RuntimeError> {
+fn check_contract(
+    runtime: &Runtime,
+    component: &wasmtime::component::Component,
+    interface: &str,
+) -> Result<String, RuntimeError> {
     let ty = component.component_type();
     let wanted = format!("{CONTRACT_PACKAGE}/{interface}@");
     let exports: Vec<String> = ty.exports(&runtime.engine).map(|(n, _)| n.to_string()).collect();
@@ -128,7 +132,8 @@ impl Plugin {
         let digest = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
         let component = runtime.compile(bytes, &digest)?;
         let contract = check_contract(runtime, &component, "checker")?;
-        let instance_pre = runtime.linker.instantiate_pre(&component).map_err(|e| RuntimeError::Link(format!("{e:#}")))?;
+        let instance_pre =
+            runtime.linker.instantiate_pre(&component).map_err(|e| RuntimeError::Link(format!("{e:#}")))?;
         let pre = OfficeCheckPre::new(instance_pre).map_err(|e| RuntimeError::NotOfficeCheck(format!("{e:#}")))?;
         let mut plugin = Plugin {
             info: m::PluginInfo { name: String::new(), version: String::new(), rules: vec![] },
@@ -146,14 +151,26 @@ impl Plugin {
     }
 
     /// File-level rules.
-    pub fn check_file(&self, masters: &Arc<dyn m::Masters + Send + Sync>, input: &FileInput) -> Result<Vec<m::Finding>, CallFailure> {
-        let out = self.call(masters, |b, store| b.tenken_plugin_checker().call_check_file(store, &input.ctx, &input.file))?;
+    pub fn check_file(
+        &self,
+        masters: &Arc<dyn m::Masters + Send + Sync>,
+        input: &FileInput,
+    ) -> Result<Vec<m::Finding>, CallFailure> {
+        let out =
+            self.call(masters, |b, store| b.tenken_plugin_checker().call_check_file(store, &input.ctx, &input.file))?;
         Ok(self.findings(out))
     }
 
     /// Receipt-level rules on a batch.
-    pub fn check_receipts(&self, masters: &Arc<dyn m::Masters + Send + Sync>, input: &FileInput, batch: &Batch) -> Result<Vec<m::Finding>, CallFailure> {
-        let out = self.call(masters, |b, store| b.tenken_plugin_checker().call_check_receipts(store, &input.ctx, &batch.receipts))?;
+    pub fn check_receipts(
+        &self,
+        masters: &Arc<dyn m::Masters + Send + Sync>,
+        input: &FileInput,
+        batch: &Batch,
+    ) -> Result<Vec<m::Finding>, CallFailure> {
+        let out = self.call(masters, |b, store| {
+            b.tenken_plugin_checker().call_check_receipts(store, &input.ctx, &batch.receipts)
+        })?;
         Ok(self.findings(out))
     }
 
@@ -164,11 +181,18 @@ impl Plugin {
         let limits = &self.runtime.limits;
         let max = limits.plugin_findings_per_call_max as usize;
         let total = out.len();
-        let mut findings: Vec<m::Finding> = out.into_iter().take(max).map(|f| convert::finding_from(f, limits.plugin_message_chars_max as usize)).collect();
+        let mut findings: Vec<m::Finding> = out
+            .into_iter()
+            .take(max)
+            .map(|f| convert::finding_from(f, limits.plugin_message_chars_max as usize))
+            .collect();
         if total > max {
             findings.push(m::Finding::error(
                 "plugin.output",
-                format!("{} returned {total} findings in one call; only {max} kept (plugin_findings_per_call_max)", self.info.name),
+                format!(
+                    "{} returned {total} findings in one call; only {max} kept (plugin_findings_per_call_max)",
+                    self.info.name
+                ),
             ));
         }
         findings
@@ -206,15 +230,26 @@ fn classify(e: wasmtime::Error, out: &MemoryOutputPipe, limits: &tenken_limits::
     let kind = match e.downcast_ref::<wasmtime::Trap>() {
         Some(wasmtime::Trap::Interrupt) => FailureKind::Timeout,
         Some(wasmtime::Trap::StackOverflow) => FailureKind::StackOverflow,
-        _ if text.contains("write beyond capacity") || contents.len() as u64 >= limits.plugin_output_bytes_max => FailureKind::Output,
+        _ if text.contains("write beyond capacity") || contents.len() as u64 >= limits.plugin_output_bytes_max => {
+            FailureKind::Output
+        }
         _ if text.contains("memory") && (text.contains("grow") || text.contains("limit")) => FailureKind::Memory,
         _ => FailureKind::Trap,
     };
     let message = match kind {
         FailureKind::Timeout => format!("did not finish within {} ms (plugin_call_ms_max)", limits.plugin_call_ms_max),
-        FailureKind::StackOverflow => format!("exceeded the wasm stack of {} bytes (plugin_stack_bytes_max)", limits.plugin_stack_bytes_max),
-        FailureKind::Memory => format!("tried to use more than {} bytes of memory (plugin_memory_bytes_max): {}", limits.plugin_memory_bytes_max, first_line(&cause)),
-        FailureKind::Output => format!("wrote more than {} bytes to stdout/stderr (plugin_output_bytes_max)", limits.plugin_output_bytes_max),
+        FailureKind::StackOverflow => {
+            format!("exceeded the wasm stack of {} bytes (plugin_stack_bytes_max)", limits.plugin_stack_bytes_max)
+        }
+        FailureKind::Memory => format!(
+            "tried to use more than {} bytes of memory (plugin_memory_bytes_max): {}",
+            limits.plugin_memory_bytes_max,
+            first_line(&cause)
+        ),
+        FailureKind::Output => format!(
+            "wrote more than {} bytes to stdout/stderr (plugin_output_bytes_max)",
+            limits.plugin_output_bytes_max
+        ),
         FailureKind::Trap => match output_tail.lines().rev().find(|l| !l.trim().is_empty()) {
             // A Rust guest's panic message goes to stderr just before the trap.
             Some(said) => format!("trapped: {} (guest output: {})", first_line(&cause), first_line(said)),

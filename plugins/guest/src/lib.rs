@@ -230,7 +230,13 @@ pub fn receipt_from(r: w::Receipt) -> m::Receipt {
         comments: r
             .comments
             .into_iter()
-            .map(|c| m::CommentRecord { line: c.line, category: c.category, burden: c.burden, code: c.code, text: c.text })
+            .map(|c| m::CommentRecord {
+                line: c.line,
+                category: c.category,
+                burden: c.burden,
+                code: c.code,
+                text: c.text,
+            })
             .collect(),
         records: r.records.into_iter().map(raw_from).collect(),
     }
@@ -292,7 +298,10 @@ macro_rules! office_check {
             ) -> Vec<$crate::bindings::tenken::plugin::types::Finding> {
                 let ctx = $crate::context_from(ctx);
                 let receipts: Vec<_> = receipts.into_iter().map($crate::receipt_from).collect();
-                ($pack.check_receipts)(&ctx, &receipts, &$crate::HostMasters).into_iter().map($crate::finding_to).collect()
+                ($pack.check_receipts)(&ctx, &receipts, &$crate::HostMasters)
+                    .into_iter()
+                    .map($crate::finding_to)
+                    .collect()
             }
         }
 

@@ -24,6 +24,8 @@ tenken_guest::bindings::export!(Plugin);
 
 fn misbehave(n: usize) {
     loop {
-        println!("hostile-flood: {n} receipts, and a very long line of noise to fill the pipe quickly .................................");
+        println!(
+            "hostile-flood: {n} receipts, and a very long line of noise to fill the pipe quickly ................................."
+        );
     }
 }

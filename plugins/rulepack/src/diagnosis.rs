@@ -7,31 +7,11 @@ use Severity::{Error, Info, Warning};
 
 const RULES: &[RuleDecl] = &[
     ("diagnosis.missing", Error, "傷病名 (SY) が 1 件もない"),
-    (
-        "diagnosis.uncoded.name",
-        Error,
-        "未コード化傷病名 (0000999) に傷病名称がない",
-    ),
-    (
-        "diagnosis.uncoded",
-        Info,
-        "未コード化傷病名 (0000999) を使用している (コード化を推奨)",
-    ),
-    (
-        "diagnosis.primary.missing",
-        Warning,
-        "主傷病 (01) の傷病名がない",
-    ),
-    (
-        "diagnosis.start-date",
-        Error,
-        "診療開始日が診療月の末日より後",
-    ),
-    (
-        "diagnosis.duplicate",
-        Warning,
-        "同じ傷病名 (コード・修飾語・名称) が重複している",
-    ),
+    ("diagnosis.uncoded.name", Error, "未コード化傷病名 (0000999) に傷病名称がない"),
+    ("diagnosis.uncoded", Info, "未コード化傷病名 (0000999) を使用している (コード化を推奨)"),
+    ("diagnosis.primary.missing", Warning, "主傷病 (01) の傷病名がない"),
+    ("diagnosis.start-date", Error, "診療開始日が診療月の末日より後"),
+    ("diagnosis.duplicate", Warning, "同じ傷病名 (コード・修飾語・名称) が重複している"),
 ];
 
 pub fn rules() -> Vec<RuleInfo> {
@@ -43,11 +23,7 @@ pub fn check_file(ctx: &CheckContext, file: &FileView) -> Vec<Finding> {
     crate::no_file_rules(ctx, file)
 }
 
-pub fn check_receipts(
-    _ctx: &CheckContext,
-    receipts: &[Receipt],
-    _masters: &dyn Masters,
-) -> Vec<Finding> {
+pub fn check_receipts(_ctx: &CheckContext, receipts: &[Receipt], _masters: &dyn Masters) -> Vec<Finding> {
     let mut out = Vec::new();
     for r in receipts {
         check_receipt(r, &mut out);
@@ -90,10 +66,7 @@ fn check_receipt(r: &Receipt, out: &mut Vec<Finding>) {
                     d.line,
                     "SY",
                     Some(1),
-                    format!(
-                        "未コード化傷病名「{}」: 傷病名マスターのコードがあれば使用してください",
-                        d.name
-                    ),
+                    format!("未コード化傷病名「{}」: 傷病名マスターのコードがあれば使用してください", d.name),
                 ));
             }
         }
@@ -112,9 +85,7 @@ fn check_receipt(r: &Receipt, out: &mut Vec<Finding>) {
         }
         // Quadratic over a receipt's diagnoses, which number in the tens at most.
         if !d.code.is_empty()
-            && r.diagnoses[..i]
-                .iter()
-                .any(|e| e.code == d.code && e.modifiers == d.modifiers && e.name == d.name)
+            && r.diagnoses[..i].iter().any(|e| e.code == d.code && e.modifiers == d.modifiers && e.name == d.name)
         {
             out.push(finding(
                 "diagnosis.duplicate",
@@ -126,11 +97,7 @@ fn check_receipt(r: &Receipt, out: &mut Vec<Finding>) {
                 format!(
                     "傷病名 {}{} が重複しています",
                     d.code,
-                    if d.name.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" ({})", d.name)
-                    }
+                    if d.name.is_empty() { String::new() } else { format!(" ({})", d.name) }
                 ),
             ));
         }

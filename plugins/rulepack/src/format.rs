@@ -7,91 +7,41 @@
 //! whichever of 西暦/和暦 it accepts).
 
 use crate::util::{RuleDecl, finding, is_decimal, is_digits, rule_infos};
-use tenken_model::{
-    CheckContext, FileView, Finding, Masters, RawRecord, Receipt, RuleInfo, Severity,
-};
+use tenken_model::{CheckContext, FileView, Finding, Masters, RawRecord, Receipt, RuleInfo, Severity};
 
 use Severity::{Error, Warning};
 
 const RULES: &[RuleDecl] = &[
-    (
-        "format.record.unknown",
-        Warning,
-        "未知のレコード識別 (unknown record id)",
-    ),
+    ("format.record.unknown", Warning, "未知のレコード識別 (unknown record id)"),
     (
         "format.record.order",
         Error,
         "レコードの順序誤り (RE, HO, KO, SN/JD/MF/GR, SY, SI/IY/TO/CO, SJ; IR 先頭, GO 末尾)",
     ),
-    (
-        "format.record.too-many",
-        Error,
-        "レコードの記録回数超過 (HO ≤1, KO ≤4 per receipt; IR/GO 1 per file)",
-    ),
+    ("format.record.too-many", Error, "レコードの記録回数超過 (HO ≤1, KO ≤4 per receipt; IR/GO 1 per file)"),
     (
         "format.record.field-count",
         Error,
         "レコードの項目数誤り (IR 10, RE 38, HO 15, KO 12, SN 9, SY 8, SI/IY 44, TO 48, CO 5, GO 4, SJ 3, JD/MF 33)",
     ),
     ("format.field.required", Error, "必須項目が記録されていない"),
-    (
-        "format.field.numeric",
-        Error,
-        "数字項目に数字以外が記録されている",
-    ),
-    (
-        "format.field.date",
-        Error,
-        "年月 / 年月日として存在しない値",
-    ),
+    ("format.field.numeric", Error, "数字項目に数字以外が記録されている"),
+    ("format.field.date", Error, "年月 / 年月日として存在しない値"),
     (
         "format.field.code",
         Error,
         "コード表にない値 (審査支払機関, 都道府県, 点数表, 男女区分, 転帰区分, 主傷病, 負担者種別, JD 日別値)",
     ),
     ("format.re.kind", Error, "レセプト種別 (別表5) が不正"),
-    (
-        "format.re.kind-payers",
-        Error,
-        "レセプト種別の主保険・併用数と HO/KO レコード数が一致しない",
-    ),
-    (
-        "format.re.admission-date",
-        Error,
-        "入院レセプトに入院年月日がない",
-    ),
+    ("format.re.kind-payers", Error, "レセプト種別の主保険・併用数と HO/KO レコード数が一致しない"),
+    ("format.re.admission-date", Error, "入院レセプトに入院年月日がない"),
     ("format.re.birth-date", Error, "生年月日が診療年月より後"),
-    (
-        "format.re.service-month",
-        Error,
-        "診療年月が請求年月より前でない",
-    ),
-    (
-        "format.receipt-number.sequence",
-        Error,
-        "レセプト番号が 1 からの連番 (1 ずつ昇順) でない",
-    ),
-    (
-        "format.line.category-missing",
-        Error,
-        "レセプト最初の摘要レコード (SI/IY/TO/CO) に診療識別がない",
-    ),
-    (
-        "format.line.category",
-        Warning,
-        "診療識別 (別表20) にない値",
-    ),
-    (
-        "format.line.day",
-        Error,
-        "診療月に存在しない日 (例 30日の月の31日) に算定日がある",
-    ),
-    (
-        "format.sy.modifier",
-        Error,
-        "修飾語コード欄が 4 桁単位でない、または 20 個 (80 桁) を超える",
-    ),
+    ("format.re.service-month", Error, "診療年月が請求年月より前でない"),
+    ("format.receipt-number.sequence", Error, "レセプト番号が 1 からの連番 (1 ずつ昇順) でない"),
+    ("format.line.category-missing", Error, "レセプト最初の摘要レコード (SI/IY/TO/CO) に診療識別がない"),
+    ("format.line.category", Warning, "診療識別 (別表20) にない値"),
+    ("format.line.day", Error, "診療月に存在しない日 (例 30日の月の31日) に算定日がある"),
+    ("format.sy.modifier", Error, "修飾語コード欄が 4 桁単位でない、または 20 個 (80 桁) を超える"),
 ];
 
 pub fn rules() -> Vec<RuleInfo> {
@@ -109,13 +59,7 @@ struct Spec {
 }
 
 const fn spec(fields: usize, required: &'static [u32], digits: &'static [u32]) -> Spec {
-    Spec {
-        fields,
-        required,
-        digits,
-        decimal: &[],
-        days: None,
-    }
+    Spec { fields, required, digits, decimal: &[], days: None }
 }
 
 // [U] Required sets are the fields every 一次請求 record needs per §2; optional-by-case fields
@@ -125,29 +69,13 @@ static RE: Spec = spec(38, &[1, 2, 3, 4, 5, 6], &[1, 2, 3, 5, 6, 7, 8, 10, 12, 1
 static HO: Spec = spec(15, &[1, 4, 5], &[4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]);
 static KO: Spec = spec(12, &[1, 4, 5], &[2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
 static SN: Spec = spec(9, &[1, 2], &[1, 2, 7]);
-static JD: Spec = Spec {
-    fields: 33,
-    required: &[1],
-    digits: &[1],
-    decimal: &[],
-    days: Some((2, 32)),
-};
+static JD: Spec = Spec { fields: 33, required: &[1], digits: &[1], decimal: &[], days: Some((2, 32)) };
 static MF: Spec = spec(33, &[1], &[1]);
 static SY: Spec = spec(8, &[1, 2, 3], &[1, 2, 3, 6]);
-static SI: Spec = Spec {
-    fields: 44,
-    required: &[2, 3, 6],
-    digits: &[1, 3, 4, 5, 6, 7, 9, 11],
-    decimal: &[],
-    days: Some((13, 43)),
-};
-static IY: Spec = Spec {
-    fields: 44,
-    required: &[2, 3, 4, 6],
-    digits: &[1, 3, 5, 6, 7, 9, 11],
-    decimal: &[4],
-    days: Some((13, 43)),
-};
+static SI: Spec =
+    Spec { fields: 44, required: &[2, 3, 6], digits: &[1, 3, 4, 5, 6, 7, 9, 11], decimal: &[], days: Some((13, 43)) };
+static IY: Spec =
+    Spec { fields: 44, required: &[2, 3, 4, 6], digits: &[1, 3, 5, 6, 7, 9, 11], decimal: &[4], days: Some((13, 43)) };
 static TO: Spec = Spec {
     fields: 48,
     required: &[2, 3, 6],
@@ -245,10 +173,7 @@ fn check_fields(rec: &RawRecord, receipt: Option<u32>, out: &mut Vec<Finding>) {
             rec.line,
             id,
             None,
-            format!(
-                "{id} レコードの項目数 {n} ≠ {} (record has {n} fields, expected {})",
-                spec.fields, spec.fields
-            ),
+            format!("{id} レコードの項目数 {n} ≠ {} (record has {n} fields, expected {})", spec.fields, spec.fields),
         ));
     }
     let present = |i: u32| (i as usize) < n;
@@ -277,10 +202,7 @@ fn check_fields(rec: &RawRecord, receipt: Option<u32>, out: &mut Vec<Finding>) {
                     rec.line,
                     id,
                     Some(i),
-                    format!(
-                        "GO 項目{i} ({}) が最終ボリューム (99) に記録されていません",
-                        field_name(id, i)
-                    ),
+                    format!("GO 項目{i} ({}) が最終ボリューム (99) に記録されていません", field_name(id, i)),
                 ));
             }
         }
@@ -295,10 +217,7 @@ fn check_fields(rec: &RawRecord, receipt: Option<u32>, out: &mut Vec<Finding>) {
                 rec.line,
                 id,
                 Some(i),
-                format!(
-                    "{id} 項目{i} ({}) は{what}で記録します: 「{v}」",
-                    field_name(id, i)
-                ),
+                format!("{id} 項目{i} ({}) は{what}で記録します: 「{v}」", field_name(id, i)),
             ));
         }
     };
@@ -332,26 +251,15 @@ fn check_codes(rec: &RawRecord, receipt: Option<u32>, out: &mut Vec<Finding>) {
                 rec.line,
                 id,
                 Some(i),
-                format!(
-                    "{id} 項目{i} ({}) 「{v}」はコード表にありません (期待値: {expected})",
-                    field_name(id, i)
-                ),
+                format!("{id} 項目{i} ({}) 「{v}」はコード表にありません (期待値: {expected})", field_name(id, i)),
             ));
         }
     };
     match id {
         "IR" => {
-            code(
-                1,
-                matches!(field(1), "1" | "2"),
-                "1 支払基金 / 2 国保連",
-            );
+            code(1, matches!(field(1), "1" | "2"), "1 支払基金 / 2 国保連");
             let pref = field(2);
-            code(
-                2,
-                pref.len() == 2 && matches!(pref.parse::<u8>(), Ok(1..=47)),
-                "01–47",
-            );
+            code(2, pref.len() == 2 && matches!(pref.parse::<u8>(), Ok(1..=47)), "01–47");
             // [U] only 医科 (点数表 1) files are checked by these rules.
             code(3, field(3) == "1", "1 医科");
         }
@@ -360,24 +268,12 @@ fn check_codes(rec: &RawRecord, receipt: Option<u32>, out: &mut Vec<Finding>) {
             code(3, matches!(field(3), "1" | "2" | "3" | "4"), "1–4");
             code(6, field(6) == "01", "01 主傷病 (または空欄)");
         }
-        "SN" => code(
-            1,
-            matches!(field(1), "1" | "2" | "3" | "4" | "5"),
-            "1–5",
-        ),
+        "SN" => code(1, matches!(field(1), "1" | "2" | "3" | "4" | "5"), "1–5"),
         "JD" => {
-            code(
-                1,
-                matches!(field(1), "1" | "2" | "3" | "4" | "5"),
-                "1–5",
-            );
+            code(1, matches!(field(1), "1" | "2" | "3" | "4" | "5"), "1–5");
             // [S] a validator accepts "", "1", "2" per day (meaning of 2 is [U]).
             for i in 2..=32 {
-                code(
-                    i,
-                    matches!(field(i as usize), "1" | "2"),
-                    "1 / 2 (または空欄)",
-                );
+                code(i, matches!(field(i as usize), "1" | "2"), "1 / 2 (または空欄)");
             }
         }
         _ => {}
@@ -432,14 +328,7 @@ fn field_name(id: &str, i: u32) -> &'static str {
     }
 }
 
-fn date_field(
-    out: &mut Vec<Finding>,
-    receipt: Option<u32>,
-    rec: &RawRecord,
-    i: u32,
-    parsed: bool,
-    what: &str,
-) {
+fn date_field(out: &mut Vec<Finding>, receipt: Option<u32>, rec: &RawRecord, i: u32, parsed: bool, what: &str) {
     let v = rec.field(i as usize);
     // Non-digits are reported by format.field.numeric; here only well-formed but impossible values.
     if !parsed && is_digits(v) {
@@ -480,14 +369,7 @@ pub fn check_file(_ctx: &CheckContext, file: &FileView) -> Vec<Finding> {
                 }
                 check_fields(rec, None, &mut out);
                 if let Some(h) = file.header.as_ref().filter(|h| h.line == rec.line) {
-                    date_field(
-                        &mut out,
-                        None,
-                        rec,
-                        7,
-                        h.billing_month.is_some(),
-                        "請求年月",
-                    );
+                    date_field(&mut out, None, rec, 7, h.billing_month.is_some(), "請求年月");
                 }
             }
             "GO" => {
@@ -512,9 +394,7 @@ pub fn check_file(_ctx: &CheckContext, file: &FileView) -> Vec<Finding> {
                 rec.line,
                 id,
                 None,
-                format!(
-                    "{id} レコードがレセプト (RE) の外 (最初の RE の前または GO の後) にあります"
-                ),
+                format!("{id} レコードがレセプト (RE) の外 (最初の RE の前または GO の後) にあります"),
             )),
             _ => out.push(unknown_record(rec, None)),
         }
@@ -556,11 +436,7 @@ fn unknown_record(rec: &RawRecord, receipt: Option<u32>) -> Finding {
     )
 }
 
-pub fn check_receipts(
-    ctx: &CheckContext,
-    receipts: &[Receipt],
-    _masters: &dyn Masters,
-) -> Vec<Finding> {
+pub fn check_receipts(ctx: &CheckContext, receipts: &[Receipt], _masters: &dyn Masters) -> Vec<Finding> {
     let mut out = Vec::new();
     for r in receipts {
         check_receipt(ctx, r, &mut out);
@@ -687,9 +563,7 @@ fn check_receipt(ctx: &CheckContext, r: &Receipt, out: &mut Vec<Finding>) {
                         format!("診療識別「{cat}」は別表20にありません"),
                     ));
                 }
-                if let (Some(days), Some((from, to))) =
-                    (month_days, spec_of(id).and_then(|s| s.days))
-                {
+                if let (Some(days), Some((from, to))) = (month_days, spec_of(id).and_then(|s| s.days)) {
                     for i in from + days..=to {
                         let v = rec.field(i as usize);
                         if !v.is_empty() && v.bytes().any(|b| b != b'0') {
@@ -730,20 +604,13 @@ fn check_re(ctx: &CheckContext, r: &Receipt, ho: u32, ko: u32, out: &mut Vec<Fin
             r.line,
             "RE",
             Some(2),
-            format!(
-                "レセプト種別「{}」が不正です (1桁目 1 医科, 2桁目 1–4, 3桁目 1–5, 4桁目 0–9)",
-                r.kind
-            ),
+            format!("レセプト種別「{}」が不正です (1桁目 1 医科, 2桁目 1–4, 3桁目 1–5, 4桁目 0–9)", r.kind),
         ));
     }
     if valid_kind {
         let combined = (k[2] - b'0') as u32;
         // 2桁目 2 = 公費単独: no HO, 併用数 = #KO. Otherwise one HO and 併用数 = 1 + #KO.
-        let (want_ho, want_ko) = if k[1] == b'2' {
-            (0, combined)
-        } else {
-            (1, combined - 1)
-        };
+        let (want_ho, want_ko) = if k[1] == b'2' { (0, combined) } else { (1, combined - 1) };
         if ho != want_ho || ko != want_ko {
             out.push(finding(
                 "format.re.kind-payers",
@@ -752,7 +619,10 @@ fn check_re(ctx: &CheckContext, r: &Receipt, ho: u32, ko: u32, out: &mut Vec<Fin
                 r.line,
                 "RE",
                 Some(2),
-                format!("レセプト種別 {} は HO {want_ho} 件 + KO {want_ko} 件を意味しますが、HO {ho} 件 + KO {ko} 件です", r.kind),
+                format!(
+                    "レセプト種別 {} は HO {want_ho} 件 + KO {want_ko} 件を意味しますが、HO {ho} 件 + KO {ko} 件です",
+                    r.kind
+                ),
             ));
         }
     }
@@ -765,10 +635,7 @@ fn check_re(ctx: &CheckContext, r: &Receipt, ho: u32, ko: u32, out: &mut Vec<Fin
             r.line,
             "RE",
             Some(8),
-            format!(
-                "入院レセプト (種別 {}) に入院年月日が記録されていません",
-                r.kind
-            ),
+            format!("入院レセプト (種別 {}) に入院年月日が記録されていません", r.kind),
         ));
     }
     if let (Some(b), Some(m)) = (r.birth_date, r.service_month)

@@ -2,65 +2,27 @@
 //! 公費負担者番号, 公費受給者番号 and 医療機関コード; the receiving payer against IR and
 //! against the insurer numbers.
 
-use crate::util::{
-    RuleDecl, ascii_digits, check_digit, check_digit_ok, finding, is_digits, rule_infos,
-};
+use crate::util::{RuleDecl, ascii_digits, check_digit, check_digit_ok, finding, is_digits, rule_infos};
 use tenken_model::{CheckContext, FileView, Finding, Masters, Payer, Receipt, RuleInfo, Severity};
 
 use Severity::{Error, Warning};
 
 const RULES: &[RuleDecl] = &[
-    (
-        "id.institution.format",
-        Error,
-        "医療機関コードが 7 桁の数字でない",
-    ),
-    (
-        "id.institution.check-digit",
-        Error,
-        "医療機関コードの検証番号誤り (都道府県+点数表+7桁で計算)",
-    ),
-    (
-        "id.payer.receiving",
-        Error,
-        "IR 審査支払機関が受付先 (このファイルを受け付けた審査支払機関) と異なる",
-    ),
+    ("id.institution.format", Error, "医療機関コードが 7 桁の数字でない"),
+    ("id.institution.check-digit", Error, "医療機関コードの検証番号誤り (都道府県+点数表+7桁で計算)"),
+    ("id.payer.receiving", Error, "IR 審査支払機関が受付先 (このファイルを受け付けた審査支払機関) と異なる"),
     (
         "id.payer.insurer",
         Warning,
         "保険者番号から見た請求先 (6桁国保・法別39/67 → 国保連, 他 → 支払基金) が IR 審査支払機関と異なる",
     ),
-    (
-        "id.insurer.format",
-        Error,
-        "保険者番号が 6 桁 (国保) または 8 桁の数字でない",
-    ),
+    ("id.insurer.format", Error, "保険者番号が 6 桁 (国保) または 8 桁の数字でない"),
     ("id.insurer.check-digit", Error, "保険者番号の検証番号誤り"),
-    (
-        "id.insured.check-digit",
-        Error,
-        "後期高齢者 (法別39) 被保険者番号が 8 桁でないか検証番号誤り",
-    ),
-    (
-        "id.public.format",
-        Error,
-        "公費負担者番号が 8 桁の数字でない",
-    ),
-    (
-        "id.public.check-digit",
-        Error,
-        "公費負担者番号の検証番号誤り",
-    ),
-    (
-        "id.recipient.format",
-        Error,
-        "公費受給者番号が 7 桁以内の数字でない",
-    ),
-    (
-        "id.recipient.check-digit",
-        Error,
-        "公費受給者番号の検証番号誤り",
-    ),
+    ("id.insured.check-digit", Error, "後期高齢者 (法別39) 被保険者番号が 8 桁でないか検証番号誤り"),
+    ("id.public.format", Error, "公費負担者番号が 8 桁の数字でない"),
+    ("id.public.check-digit", Error, "公費負担者番号の検証番号誤り"),
+    ("id.recipient.format", Error, "公費受給者番号が 7 桁以内の数字でない"),
+    ("id.recipient.check-digit", Error, "公費受給者番号の検証番号誤り"),
 ];
 
 pub fn rules() -> Vec<RuleInfo> {
@@ -147,24 +109,12 @@ fn payer_name(p: Payer) -> &'static str {
 /// The payer an insurer number's claims go to. [U] 6-digit (国保), 法別 39 (後期高齢者) and
 /// 67 (退職者医療, administered by 国保) go to 国保連; everything else to 支払基金.
 fn payer_of_insurer(n: &str) -> Payer {
-    if n.len() == 6 || n.starts_with("39") || n.starts_with("67") {
-        Payer::Kokuho
-    } else {
-        Payer::Ssk
-    }
+    if n.len() == 6 || n.starts_with("39") || n.starts_with("67") { Payer::Kokuho } else { Payer::Ssk }
 }
 
-pub fn check_receipts(
-    ctx: &CheckContext,
-    receipts: &[Receipt],
-    _masters: &dyn Masters,
-) -> Vec<Finding> {
+pub fn check_receipts(ctx: &CheckContext, receipts: &[Receipt], _masters: &dyn Masters) -> Vec<Finding> {
     let mut out = Vec::new();
-    let ir_payer = ctx
-        .header
-        .as_ref()
-        .and_then(|h| h.payer)
-        .unwrap_or(ctx.payer);
+    let ir_payer = ctx.header.as_ref().and_then(|h| h.payer).unwrap_or(ctx.payer);
     for r in receipts {
         let no = r.number;
         if let Some(ho) = &r.insurance {
@@ -284,9 +234,7 @@ fn check_kouki_number(no: Option<u32>, line: u32, number: &str, out: &mut Vec<Fi
         return; // required-ness of 番号 is not decided here
     }
     let digits = ascii_digits(number);
-    let ok = digits
-        .as_deref()
-        .is_some_and(|d| d.len() == 8 && check_digit_ok(d));
+    let ok = digits.as_deref().is_some_and(|d| d.len() == 8 && check_digit_ok(d));
     if !ok {
         let detail = match digits.as_deref() {
             Some(d) if d.len() == 8 => format!("検証番号は {}", expected_check(d)),

@@ -38,10 +38,7 @@ pub struct Pack {
 
 impl std::fmt::Debug for Pack {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pack")
-            .field("name", &self.name)
-            .field("version", &self.version)
-            .finish()
+        f.debug_struct("Pack").field("name", &self.name).field("version", &self.version).finish()
     }
 }
 
@@ -102,12 +99,7 @@ pub fn packs() -> [Pack; 5] {
 
 /// Runs every pack natively over a whole file (file rules once, receipt rules on all receipts
 /// in one batch). Convenience for the host's native baseline and tests; findings unsorted.
-pub fn check_all(
-    ctx: &CheckContext,
-    file: &FileView,
-    receipts: &[Receipt],
-    masters: &dyn Masters,
-) -> Vec<Finding> {
+pub fn check_all(ctx: &CheckContext, file: &FileView, receipts: &[Receipt], masters: &dyn Masters) -> Vec<Finding> {
     let mut out = Vec::new();
     for pack in packs() {
         out.extend((pack.check_file)(ctx, file));

@@ -12,128 +12,40 @@
 
 use crate::util::{RuleDecl, finding, line_date, rule_infos};
 use tenken_model::{
-    CheckContext, Date, FileView, Finding, LineKind, Lookup, MasterEntry, MasterKind, Masters,
-    Receipt, RuleInfo, Severity,
+    CheckContext, Date, FileView, Finding, LineKind, Lookup, MasterEntry, MasterKind, Masters, Receipt, RuleInfo,
+    Severity,
 };
 
 use Severity::{Error, Warning};
 
 const RULES: &[RuleDecl] = &[
-    (
-        "master.procedure.unknown",
-        Error,
-        "診療行為コードが診療行為マスターにない",
-    ),
-    (
-        "master.procedure.abolished",
-        Error,
-        "診療行為コードが算定日に廃止済み",
-    ),
-    (
-        "master.procedure.not-yet-listed",
-        Error,
-        "診療行為コードが算定日にまだ収載されていない",
-    ),
-    (
-        "master.drug.unknown",
-        Error,
-        "医薬品コードが医薬品マスターにない",
-    ),
-    (
-        "master.drug.abolished",
-        Error,
-        "医薬品コードが使用日に廃止済み (経過措置期間後)",
-    ),
-    (
-        "master.drug.not-yet-listed",
-        Error,
-        "医薬品コードが使用日にまだ収載されていない",
-    ),
-    (
-        "master.material.unknown",
-        Error,
-        "特定器材コードが特定器材マスターにない",
-    ),
-    (
-        "master.material.abolished",
-        Error,
-        "特定器材コードが使用日に廃止済み",
-    ),
-    (
-        "master.material.not-yet-listed",
-        Error,
-        "特定器材コードが使用日にまだ収載されていない",
-    ),
-    (
-        "master.comment.unknown",
-        Error,
-        "コメントコードがコメントマスターにない (SI/IY/TO のコメント欄, CO)",
-    ),
-    (
-        "master.comment.abolished",
-        Error,
-        "コメントコードが廃止済み",
-    ),
-    (
-        "master.comment.not-yet-listed",
-        Error,
-        "コメントコードがまだ収載されていない",
-    ),
-    (
-        "master.disease.unknown",
-        Error,
-        "傷病名コードが傷病名マスターにない",
-    ),
-    (
-        "master.disease.abolished",
-        Error,
-        "傷病名コードが診療月に廃止済み",
-    ),
-    (
-        "master.disease.not-yet-listed",
-        Error,
-        "傷病名コードが診療月にまだ収載されていない",
-    ),
-    (
-        "master.modifier.unknown",
-        Error,
-        "修飾語コードが修飾語マスターにない",
-    ),
-    (
-        "master.modifier.abolished",
-        Error,
-        "修飾語コードが診療月に廃止済み",
-    ),
-    (
-        "master.modifier.not-yet-listed",
-        Error,
-        "修飾語コードが診療月にまだ収載されていない",
-    ),
+    ("master.procedure.unknown", Error, "診療行為コードが診療行為マスターにない"),
+    ("master.procedure.abolished", Error, "診療行為コードが算定日に廃止済み"),
+    ("master.procedure.not-yet-listed", Error, "診療行為コードが算定日にまだ収載されていない"),
+    ("master.drug.unknown", Error, "医薬品コードが医薬品マスターにない"),
+    ("master.drug.abolished", Error, "医薬品コードが使用日に廃止済み (経過措置期間後)"),
+    ("master.drug.not-yet-listed", Error, "医薬品コードが使用日にまだ収載されていない"),
+    ("master.material.unknown", Error, "特定器材コードが特定器材マスターにない"),
+    ("master.material.abolished", Error, "特定器材コードが使用日に廃止済み"),
+    ("master.material.not-yet-listed", Error, "特定器材コードが使用日にまだ収載されていない"),
+    ("master.comment.unknown", Error, "コメントコードがコメントマスターにない (SI/IY/TO のコメント欄, CO)"),
+    ("master.comment.abolished", Error, "コメントコードが廃止済み"),
+    ("master.comment.not-yet-listed", Error, "コメントコードがまだ収載されていない"),
+    ("master.disease.unknown", Error, "傷病名コードが傷病名マスターにない"),
+    ("master.disease.abolished", Error, "傷病名コードが診療月に廃止済み"),
+    ("master.disease.not-yet-listed", Error, "傷病名コードが診療月にまだ収載されていない"),
+    ("master.modifier.unknown", Error, "修飾語コードが修飾語マスターにない"),
+    ("master.modifier.abolished", Error, "修飾語コードが診療月に廃止済み"),
+    ("master.modifier.not-yet-listed", Error, "修飾語コードが診療月にまだ収載されていない"),
     (
         "master.procedure.points",
         Error,
         "点数がマスターの新又は現点数と異なる (1 行の算定単位・点数識別 3・数量データなしのときのみ)",
     ),
-    (
-        "master.procedure.inout",
-        Error,
-        "入外適用区分に反する (1 入院のみ を外来で, 2 入院外のみ を入院で算定)",
-    ),
-    (
-        "master.procedure.count-max",
-        Warning,
-        "月の回数の合計がマスターの上限回数を超える",
-    ),
-    (
-        "master.age.min",
-        Warning,
-        "算定日の年齢がマスターの下限年齢未満",
-    ),
-    (
-        "master.age.max",
-        Warning,
-        "算定日の年齢がマスターの上限年齢以上 (上限年齢 N = N 歳未満)",
-    ),
+    ("master.procedure.inout", Error, "入外適用区分に反する (1 入院のみ を外来で, 2 入院外のみ を入院で算定)"),
+    ("master.procedure.count-max", Warning, "月の回数の合計がマスターの上限回数を超える"),
+    ("master.age.min", Warning, "算定日の年齢がマスターの下限年齢未満"),
+    ("master.age.max", Warning, "算定日の年齢がマスターの上限年齢以上 (上限年齢 N = N 歳未満)"),
 ];
 
 pub fn rules() -> Vec<RuleInfo> {
@@ -185,15 +97,10 @@ struct Cache<'a> {
 
 impl<'a> Cache<'a> {
     fn get(&mut self, masters: &dyn Masters, kind: MasterKind, code: &'a str, on: Date) -> usize {
-        if let Some(i) = self
-            .entries
-            .iter()
-            .position(|(k, c, d, _)| *k == kind && *c == code && *d == on)
-        {
+        if let Some(i) = self.entries.iter().position(|(k, c, d, _)| *k == kind && *c == code && *d == on) {
             return i;
         }
-        self.entries
-            .push((kind, code, on, masters.lookup(kind, code, on)));
+        self.entries.push((kind, code, on, masters.lookup(kind, code, on)));
         self.entries.len() - 1
     }
 }
@@ -217,23 +124,16 @@ fn in_force<'l>(
 ) -> Option<&'l MasterEntry> {
     let (status, message) = match lookup {
         Lookup::InForce(e) => return Some(e),
-        Lookup::Unknown => (
-            Status::Unknown,
-            format!(
-                "{}コード {code} は{}マスターにありません",
-                kind.japanese(),
-                kind.japanese()
-            ),
-        ),
+        Lookup::Unknown => {
+            (Status::Unknown, format!("{}コード {code} は{}マスターにありません", kind.japanese(), kind.japanese()))
+        }
         Lookup::Abolished(e) => (
             Status::Abolished,
             format!(
                 "{}コード {code} ({}) は {} に廃止されています ({on} 時点)",
                 kind.japanese(),
                 e.name,
-                e.abolished_on
-                    .map(|d| d.to_string())
-                    .unwrap_or_else(|| "—".into())
+                e.abolished_on.map(|d| d.to_string()).unwrap_or_else(|| "—".into())
             ),
         ),
         Lookup::NotYetListed(e) => (
@@ -242,21 +142,11 @@ fn in_force<'l>(
                 "{}コード {code} ({}) は {on} 時点でまだ収載されていません{}",
                 kind.japanese(),
                 e.name,
-                e.changed_on
-                    .map(|d| format!(" ({d} 収載)"))
-                    .unwrap_or_default()
+                e.changed_on.map(|d| format!(" ({d} 収載)")).unwrap_or_default()
             ),
         ),
     };
-    out.push(finding(
-        rule_id(kind, status),
-        Error,
-        at.receipt,
-        at.line,
-        at.record,
-        Some(at.field),
-        message,
-    ));
+    out.push(finding(rule_id(kind, status), Error, at.receipt, at.line, at.record, Some(at.field), message));
     None
 }
 
@@ -264,18 +154,10 @@ fn in_force<'l>(
 /// MG, …) have unknown meanings and are not checked.
 fn age_code(c: &str) -> Option<i32> {
     let b = c.as_bytes();
-    (b.len() == 2 && b.iter().all(u8::is_ascii_digit) && c != "00")
-        .then(|| ((b[0] - b'0') * 10 + (b[1] - b'0')) as i32)
+    (b.len() == 2 && b.iter().all(u8::is_ascii_digit) && c != "00").then(|| ((b[0] - b'0') * 10 + (b[1] - b'0')) as i32)
 }
 
-fn check_age(
-    e: &MasterEntry,
-    birth: Option<Date>,
-    on: Date,
-    code: &str,
-    at: &At,
-    out: &mut Vec<Finding>,
-) {
+fn check_age(e: &MasterEntry, birth: Option<Date>, on: Date, code: &str, at: &At, out: &mut Vec<Finding>) {
     let Some(birth) = birth else { return };
     let age = birth.age_on(on);
     if age < 0 {
@@ -294,10 +176,7 @@ fn check_age(
             at.line,
             at.record,
             Some(at.field),
-            format!(
-                "{code} ({}) は {min} 歳以上が対象ですが、{on} の年齢は {age} 歳です",
-                e.name
-            ),
+            format!("{code} ({}) は {min} 歳以上が対象ですが、{on} の年齢は {age} 歳です", e.name),
         ));
     }
     if let Some(max) = age_code(&e.age_max)
@@ -310,23 +189,14 @@ fn check_age(
             at.line,
             at.record,
             Some(at.field),
-            format!(
-                "{code} ({}) は {max} 歳未満が対象ですが、{on} の年齢は {age} 歳です",
-                e.name
-            ),
+            format!("{code} ({}) は {max} 歳未満が対象ですが、{on} の年齢は {age} 歳です", e.name),
         ));
     }
 }
 
-pub fn check_receipts(
-    _ctx: &CheckContext,
-    receipts: &[Receipt],
-    masters: &dyn Masters,
-) -> Vec<Finding> {
+pub fn check_receipts(_ctx: &CheckContext, receipts: &[Receipt], masters: &dyn Masters) -> Vec<Finding> {
     let mut out = Vec::new();
-    let mut cache = Cache {
-        entries: Vec::new(),
-    };
+    let mut cache = Cache { entries: Vec::new() };
     // (code, Σ回数, reported) for 上限回数, reused across receipts.
     let mut counts: Vec<(&str, u64, bool)> = Vec::new();
     for r in receipts {
@@ -361,12 +231,7 @@ fn check_receipt<'a>(
                 LineKind::Drug => MasterKind::Drug,
                 LineKind::Material => MasterKind::Material,
             };
-            let at = At {
-                receipt: no,
-                line: l.line,
-                record,
-                field: 3,
-            };
+            let at = At { receipt: no, line: l.line, record, field: 3 };
             let i = cache.get(masters, kind, &l.code, on);
             if let Some(e) = in_force(&cache.entries[i].3, kind, &l.code, on, &at, out) {
                 check_age(e, r.birth_date, on, &l.code, &at, out);
@@ -410,10 +275,7 @@ fn check_receipt<'a>(
                             l.line,
                             record,
                             Some(5),
-                            format!(
-                                "{} ({}) の点数 {p} ≠ マスターの点数 {} ({on} 時点)",
-                                l.code, e.name, v as u64
-                            ),
+                            format!("{} ({}) の点数 {p} ≠ マスターの点数 {} ({on} 時点)", l.code, e.name, v as u64),
                         ));
                     }
                     if e.count_max > 0
@@ -433,14 +295,17 @@ fn check_receipt<'a>(
                         if *sum > e.count_max as u64 && !*reported {
                             *reported = true;
                             out.push(finding(
-                                    "master.procedure.count-max",
-                                    Warning,
-                                    no,
-                                    l.line,
-                                    record,
-                                    Some(6),
-                                    format!("{} ({}) の回数 (月計 {sum}) がマスターの上限回数 {} を超えています", l.code, e.name, e.count_max),
-                                ));
+                                "master.procedure.count-max",
+                                Warning,
+                                no,
+                                l.line,
+                                record,
+                                Some(6),
+                                format!(
+                                    "{} ({}) の回数 (月計 {sum}) がマスターの上限回数 {} を超えています",
+                                    l.code, e.name, e.count_max
+                                ),
+                            ));
                         }
                     }
                 }
@@ -450,21 +315,9 @@ fn check_receipt<'a>(
             if c.code.is_empty() {
                 continue;
             }
-            let at = At {
-                receipt: no,
-                line: l.line,
-                record,
-                field: c.field,
-            };
+            let at = At { receipt: no, line: l.line, record, field: c.field };
             let i = cache.get(masters, MasterKind::Comment, &c.code, on);
-            in_force(
-                &cache.entries[i].3,
-                MasterKind::Comment,
-                &c.code,
-                on,
-                &at,
-                out,
-            );
+            in_force(&cache.entries[i].3, MasterKind::Comment, &c.code, on, &at, out);
         }
     }
     let first = month.first_day();
@@ -472,60 +325,24 @@ fn check_receipt<'a>(
         if c.code.is_empty() {
             continue;
         }
-        let at = At {
-            receipt: no,
-            line: c.line,
-            record: "CO",
-            field: 3,
-        };
+        let at = At { receipt: no, line: c.line, record: "CO", field: 3 };
         let i = cache.get(masters, MasterKind::Comment, &c.code, first);
-        in_force(
-            &cache.entries[i].3,
-            MasterKind::Comment,
-            &c.code,
-            first,
-            &at,
-            out,
-        );
+        in_force(&cache.entries[i].3, MasterKind::Comment, &c.code, first, &at, out);
     }
     for d in &r.diagnoses {
         // 0000999 = 未コード化傷病名: its name is checked by the diagnosis pack.
         if !d.code.is_empty() && d.code != "0000999" {
-            let at = At {
-                receipt: no,
-                line: d.line,
-                record: "SY",
-                field: 1,
-            };
+            let at = At { receipt: no, line: d.line, record: "SY", field: 1 };
             let i = cache.get(masters, MasterKind::Disease, &d.code, first);
-            in_force(
-                &cache.entries[i].3,
-                MasterKind::Disease,
-                &d.code,
-                first,
-                &at,
-                out,
-            );
+            in_force(&cache.entries[i].3, MasterKind::Disease, &d.code, first, &at, out);
         }
         // Malformed 修飾語 fields are reported by format.sy.modifier.
         if d.modifiers.is_ascii() && d.modifiers.len() % 4 == 0 {
             for k in (0..d.modifiers.len()).step_by(4) {
                 let code = &d.modifiers[k..k + 4];
-                let at = At {
-                    receipt: no,
-                    line: d.line,
-                    record: "SY",
-                    field: 4,
-                };
+                let at = At { receipt: no, line: d.line, record: "SY", field: 4 };
                 let i = cache.get(masters, MasterKind::Modifier, code, first);
-                in_force(
-                    &cache.entries[i].3,
-                    MasterKind::Modifier,
-                    code,
-                    first,
-                    &at,
-                    out,
-                );
+                in_force(&cache.entries[i].3, MasterKind::Modifier, code, first, &at, out);
             }
         }
     }

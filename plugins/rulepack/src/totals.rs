@@ -7,37 +7,13 @@ use tenken_model::{CheckContext, FileView, Finding, Masters, Receipt, RuleInfo, 
 use Severity::Error;
 
 const RULES: &[RuleDecl] = &[
-    (
-        "totals.go.count",
-        Error,
-        "GO 総件数 ≠ HO レコード数 + KO レコード数",
-    ),
-    (
-        "totals.go.points",
-        Error,
-        "GO 総合計点数 ≠ Σ 主保険点数 (HO 合計点数、HO がなければ第1公費の合計点数)",
-    ),
-    (
-        "totals.ho.points",
-        Error,
-        "HO 合計点数 ≠ Σ(点数×回数) (負担区分に医保を含む行)",
-    ),
-    (
-        "totals.ko.points",
-        Error,
-        "KO 合計点数 ≠ Σ(点数×回数) (負担区分に当該公費を含む行)",
-    ),
-    (
-        "totals.line.count",
-        Error,
-        "回数 ≠ 算定日 (1日–31日) の合計",
-    ),
+    ("totals.go.count", Error, "GO 総件数 ≠ HO レコード数 + KO レコード数"),
+    ("totals.go.points", Error, "GO 総合計点数 ≠ Σ 主保険点数 (HO 合計点数、HO がなければ第1公費の合計点数)"),
+    ("totals.ho.points", Error, "HO 合計点数 ≠ Σ(点数×回数) (負担区分に医保を含む行)"),
+    ("totals.ko.points", Error, "KO 合計点数 ≠ Σ(点数×回数) (負担区分に当該公費を含む行)"),
+    ("totals.line.count", Error, "回数 ≠ 算定日 (1日–31日) の合計"),
     ("totals.burden.invalid", Error, "負担区分が別表21にない"),
-    (
-        "totals.burden.payer",
-        Error,
-        "負担区分が記録のない保険 (HO) / 公費 (KO) を含む",
-    ),
+    ("totals.burden.payer", Error, "負担区分が記録のない保険 (HO) / 公費 (KO) を含む"),
 ];
 
 pub fn rules() -> Vec<RuleInfo> {
@@ -50,19 +26,12 @@ pub fn check_file(_ctx: &CheckContext, file: &FileView) -> Vec<Finding> {
     // [U] Totals are only comparable in a single-volume file (IR マルチボリューム 00 and GO 99):
     // in a multi-volume submission the final GO counts every volume, which this file alone
     // does not hold.
-    let first_volume = file
-        .header
-        .as_ref()
-        .is_none_or(|h| h.volume == "00" || h.volume.is_empty());
+    let first_volume = file.header.as_ref().is_none_or(|h| h.volume == "00" || h.volume.is_empty());
     if go.volume != "99" || !first_volume {
         return out;
     }
     if let Some(total) = go.total_count {
-        let sum: u64 = file
-            .receipts
-            .iter()
-            .map(|s| s.insurance_records as u64 + s.public_records as u64)
-            .sum();
+        let sum: u64 = file.receipts.iter().map(|s| s.insurance_records as u64 + s.public_records as u64).sum();
         if total != sum {
             out.push(finding(
                 "totals.go.count",
@@ -96,11 +65,7 @@ pub fn check_file(_ctx: &CheckContext, file: &FileView) -> Vec<Finding> {
     out
 }
 
-pub fn check_receipts(
-    _ctx: &CheckContext,
-    receipts: &[Receipt],
-    _masters: &dyn Masters,
-) -> Vec<Finding> {
+pub fn check_receipts(_ctx: &CheckContext, receipts: &[Receipt], _masters: &dyn Masters) -> Vec<Finding> {
     let mut out = Vec::new();
     for r in receipts {
         check_receipt(r, &mut out);
@@ -175,10 +140,7 @@ fn check_receipt(r: &Receipt, out: &mut Vec<Finding>) {
             ho.line,
             "HO",
             Some(5),
-            format!(
-                "HO 合計点数 {t} ≠ Σ(点数×回数) {} (負担区分に医保を含む行)",
-                sums[0]
-            ),
+            format!("HO 合計点数 {t} ≠ Σ(点数×回数) {} (負担区分に医保を含む行)", sums[0]),
         ));
     }
     for (i, ko) in r.public_expenses.iter().take(4).enumerate() {
@@ -201,14 +163,7 @@ fn check_receipt(r: &Receipt, out: &mut Vec<Finding>) {
 
 /// Validates one 負担区分 and returns its payer mask, or None (after reporting) when invalid.
 /// An empty value is reported by format.field.required and only makes the totals incomparable.
-fn burden(
-    no: Option<u32>,
-    line: u32,
-    rec: &str,
-    code: &str,
-    present: u8,
-    out: &mut Vec<Finding>,
-) -> Option<u8> {
+fn burden(no: Option<u32>, line: u32, rec: &str, code: &str, present: u8, out: &mut Vec<Finding>) -> Option<u8> {
     if code.is_empty() {
         return None;
     }
@@ -242,10 +197,7 @@ fn burden(
             line,
             rec,
             Some(2),
-            format!(
-                "負担区分「{code}」が記録のない {} を含みます",
-                names.join("・")
-            ),
+            format!("負担区分「{code}」が記録のない {} を含みます", names.join("・")),
         ));
     }
     Some(mask)

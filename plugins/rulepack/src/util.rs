@@ -26,9 +26,7 @@ pub(crate) fn finding(
     field: Option<u32>,
     message: String,
 ) -> Finding {
-    Finding::new(rule, severity, message)
-        .receipt(receipt)
-        .at(line, record, field)
+    Finding::new(rule, severity, message).receipt(receipt).at(line, record, field)
 }
 
 pub(crate) fn is_digits(s: &str) -> bool {
@@ -61,9 +59,7 @@ pub(crate) fn check_digit(base: &[u8]) -> u8 {
 /// True when the last digit of `digits` is the check digit of the others.
 pub(crate) fn check_digit_ok(digits: &str) -> bool {
     let b = digits.as_bytes();
-    b.len() >= 2
-        && b.iter().all(u8::is_ascii_digit)
-        && check_digit(&b[..b.len() - 1]) == b[b.len() - 1] - b'0'
+    b.len() >= 2 && b.iter().all(u8::is_ascii_digit) && check_digit(&b[..b.len() - 1]) == b[b.len() - 1] - b'0'
 }
 
 /// 負担区分 (別表21) → payers as a bit set: bit 0 = 医療保険 (HO), bit i = 第i公費 (KO i).
@@ -116,9 +112,7 @@ pub(crate) fn burden_payers(code: &str) -> Option<u8> {
 /// The date a line's master lookup uses: its first 算定日, else the 1st of the service month.
 /// [U] a line with several 算定日 is checked on the first only (one lookup per line).
 pub(crate) fn line_date(month: YearMonth, line: &ServiceLine) -> Date {
-    line.first_day()
-        .and_then(|d| month.day(d))
-        .unwrap_or_else(|| month.first_day())
+    line.first_day().and_then(|d| month.day(d)).unwrap_or_else(|| month.first_day())
 }
 
 /// Converts full-width digits (０–９) to ASCII; None when anything else appears.
@@ -143,15 +137,7 @@ mod tests {
     fn check_digits_follow_the_worked_examples() {
         // §5: 33120015 (千葉県警察共済), 83120071 (carry), 国保 133066, 受給者 0000000,
         // 医療機関 0110113719 (over 都道府県+点数表+7 digits).
-        for ok in [
-            "33120015",
-            "83120071",
-            "133066",
-            "138057",
-            "0000000",
-            "0110113719",
-            "01010016",
-        ] {
+        for ok in ["33120015", "83120071", "133066", "138057", "0000000", "0110113719", "01010016"] {
             assert!(check_digit_ok(ok), "{ok}");
         }
         assert!(!check_digit_ok("83136019"));
@@ -173,13 +159,7 @@ mod tests {
 
     #[test]
     fn decimals_and_digits() {
-        assert!(
-            is_decimal("0.5")
-                && is_decimal("12")
-                && !is_decimal(".5")
-                && !is_decimal("1.")
-                && !is_decimal("a")
-        );
+        assert!(is_decimal("0.5") && is_decimal("12") && !is_decimal(".5") && !is_decimal("1.") && !is_decimal("a"));
         assert_eq!(ascii_digits("１２3"), Some("123".into()));
         assert_eq!(ascii_digits("１Ａ"), None);
     }

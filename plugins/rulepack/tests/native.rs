@@ -16,10 +16,7 @@ fn root() -> PathBuf {
 fn run(bytes: &[u8], payer: Option<Payer>, masters: &dyn Masters, batch: usize) -> Vec<Finding> {
     let claim = tenken_claim::parse(bytes, &tenken_limits::Limits::default());
     let payer = payer.or(claim.payer()).unwrap_or(Payer::Ssk);
-    let ctx = CheckContext {
-        payer,
-        header: claim.file.header.clone(),
-    };
+    let ctx = CheckContext { payer, header: claim.file.header.clone() };
     let mut out = claim.parse_findings.clone();
     for pack in packs() {
         let mut mine = (pack.check_file)(&ctx, &claim.file);
@@ -37,24 +34,10 @@ fn assert_declared(pack: &Pack, findings: &[Finding]) {
     let rules = (pack.rules)();
     for f in findings {
         let decl = rules.iter().find(|r| r.id == f.rule);
-        assert!(
-            decl.is_some(),
-            "{} emitted undeclared rule {}",
-            pack.name,
-            f.rule
-        );
-        assert_eq!(
-            decl.unwrap().severity,
-            f.severity,
-            "{}: severity of {}",
-            pack.name,
-            f.rule
-        );
+        assert!(decl.is_some(), "{} emitted undeclared rule {}", pack.name, f.rule);
+        assert_eq!(decl.unwrap().severity, f.severity, "{}: severity of {}", pack.name, f.rule);
         if f.receipt.is_some() {
-            assert!(
-                f.line.is_some() && f.record.is_some(),
-                "receipt finding without a place: {f:?}"
-            );
+            assert!(f.line.is_some() && f.record.is_some(), "receipt finding without a place: {f:?}");
         }
     }
 }
@@ -80,12 +63,7 @@ fn batching_does_not_change_findings() {
         let p = e.unwrap().path();
         if p.extension().is_some_and(|x| x == "uke") {
             let bytes = std::fs::read(&p).unwrap();
-            assert_eq!(
-                run(&bytes, None, &masters, 1),
-                run(&bytes, None, &masters, 10_000),
-                "{}",
-                p.display()
-            );
+            assert_eq!(run(&bytes, None, &masters, 1), run(&bytes, None, &masters, 10_000), "{}", p.display());
             n += 1;
         }
     }
@@ -95,13 +73,7 @@ fn batching_does_not_change_findings() {
 #[test]
 fn packs_are_well_formed() {
     let prefixes = ["format.", "totals.", "id.", "master.", "diagnosis."];
-    let names = [
-        "tenken-format",
-        "tenken-totals",
-        "tenken-id",
-        "tenken-master",
-        "tenken-diagnosis",
-    ];
+    let names = ["tenken-format", "tenken-totals", "tenken-id", "tenken-master", "tenken-diagnosis"];
     let doc = std::fs::read_to_string(root().join("docs/RULES.md")).unwrap_or_default();
     for ((pack, prefix), name) in packs().iter().zip(prefixes).zip(names) {
         assert_eq!(pack.name, name);
@@ -111,17 +83,8 @@ fn packs_are_well_formed() {
         for r in &rules {
             assert!(r.id.starts_with(prefix), "{} declares {}", pack.name, r.id);
             assert!(!r.description.is_empty());
-            assert!(
-                doc.contains(&format!("`{}`", r.id)),
-                "docs/RULES.md does not list {}",
-                r.id
-            );
-            assert_eq!(
-                rules.iter().filter(|x| x.id == r.id).count(),
-                1,
-                "duplicate {}",
-                r.id
-            );
+            assert!(doc.contains(&format!("`{}`", r.id)), "docs/RULES.md does not list {}", r.id);
+            assert_eq!(rules.iter().filter(|x| x.id == r.id).count(), 1, "duplicate {}", r.id);
         }
     }
 }
@@ -158,15 +121,9 @@ fn corpus_claim() {
     let masters_dir = corpus.join("ssk-master/full");
     if !uke.exists() || !masters_dir.exists() {
         if std::env::var("TENKEN_REQUIRE_CORPUS").is_ok_and(|v| v == "1") {
-            panic!(
-                "corpus missing at {} and TENKEN_REQUIRE_CORPUS=1",
-                corpus.display()
-            );
+            panic!("corpus missing at {} and TENKEN_REQUIRE_CORPUS=1", corpus.display());
         }
-        eprintln!(
-            "note: corpus not found at {}; skipping corpus_claim",
-            corpus.display()
-        );
+        eprintln!("note: corpus not found at {}; skipping corpus_claim", corpus.display());
         return;
     }
     let masters = tenken_master::MasterSet::load_dir(&masters_dir).expect("corpus masters load");
@@ -190,19 +147,13 @@ fn corpus_claim() {
     eprintln!("corpus findings per rule: {per_rule:#?}");
 
     // id.: exactly one, the synthetic invalid 公費負担者番号.
-    let id: Vec<_> = findings
-        .iter()
-        .filter(|f| f.rule.starts_with("id."))
-        .collect();
+    let id: Vec<_> = findings.iter().filter(|f| f.rule.starts_with("id.")).collect();
     assert_eq!(id.len(), 1, "{id:#?}");
     assert_eq!(id[0].rule, "id.public.check-digit");
     assert_eq!(raw(id[0].line.unwrap())[1], "83136019");
 
     // totals.: the file is consistent.
-    let totals: Vec<_> = findings
-        .iter()
-        .filter(|f| f.rule.starts_with("totals."))
-        .collect();
+    let totals: Vec<_> = findings.iter().filter(|f| f.rule.starts_with("totals.")).collect();
     assert!(totals.is_empty(), "{totals:#?}");
 
     // format. errors (parser included): only the one genuine defect of the synthetic data,
@@ -218,12 +169,7 @@ fn corpus_claim() {
     let mut master_errors: Vec<(String, String)> = findings
         .iter()
         .filter(|f| f.rule.starts_with("master.") && f.severity == Severity::Error)
-        .map(|f| {
-            (
-                f.rule.clone(),
-                raw(f.line.unwrap())[f.field.unwrap() as usize].clone(),
-            )
-        })
+        .map(|f| (f.rule.clone(), raw(f.line.unwrap())[f.field.unwrap() as usize].clone()))
         .collect();
     master_errors.sort();
     master_errors.dedup();
@@ -243,18 +189,13 @@ fn corpus_claim() {
             .receipts
             .iter()
             .flat_map(|r| r.records.iter())
-            .filter(|rec| {
-                matches!(rec.id(), "SI" | "IY" | "TO" | "CO")
-                    && rec.fields().any(|f| f == code)
-            })
+            .filter(|rec| matches!(rec.id(), "SI" | "IY" | "TO" | "CO") && rec.fields().any(|f| f == code))
             .map(|rec| rec.line)
             .collect();
         assert!(!lines.is_empty(), "{code}");
         for l in lines {
             assert!(
-                findings
-                    .iter()
-                    .any(|f| f.line == Some(l) && f.rule.ends_with(".unknown")),
+                findings.iter().any(|f| f.line == Some(l) && f.rule.ends_with(".unknown")),
                 "line {l} uses {code} but has no unknown finding"
             );
         }
@@ -287,14 +228,9 @@ fn corpus_claim() {
     assert_eq!(warnings, want);
 
     // diagnosis.missing: the 70 receipts without SY (all but 1, 2, 3, 38, 39).
-    let mut missing: Vec<u32> = findings
-        .iter()
-        .filter(|f| f.rule == "diagnosis.missing")
-        .map(|f| f.receipt.unwrap())
-        .collect();
+    let mut missing: Vec<u32> =
+        findings.iter().filter(|f| f.rule == "diagnosis.missing").map(|f| f.receipt.unwrap()).collect();
     missing.sort();
-    let want: Vec<u32> = (1..=75)
-        .filter(|n| ![1, 2, 3, 38, 39].contains(n))
-        .collect();
+    let want: Vec<u32> = (1..=75).filter(|n| ![1, 2, 3, 38, 39].contains(n)).collect();
     assert_eq!(missing, want);
 }
