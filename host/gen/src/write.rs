@@ -4,18 +4,7 @@
 //! codes straight into the output and encoding each Japanese table entry once (at setup)
 //! keeps generation to a few seconds.
 
-/// The 検証番号 of `base` (ASCII digits), per receipt-domain.md §5: weights 2,1,2,… from the
-/// rightmost digit, two-digit products contribute their digit sum, check = (10 − sum mod 10)
-/// mod 10. Same algorithm as the rulepack's `util::check_digit`.
-pub fn check_digit(base: &[u8]) -> u8 {
-    let mut sum = 0u32;
-    for (i, b) in base.iter().rev().enumerate() {
-        let d = (b - b'0') as u32;
-        let p = if i % 2 == 0 { d * 2 } else { d };
-        sum += p / 10 + p % 10;
-    }
-    ((10 - sum % 10) % 10) as u8
-}
+pub use tenken_model::check_digit;
 
 /// `base` followed by its check digit.
 pub(crate) fn with_check(base: &str) -> String {

@@ -71,3 +71,28 @@ impl std::fmt::Display for Payer {
         f.write_str(self.as_str())
     }
 }
+
+/// The 検証番号 (check digit) of `base` (ASCII digits) used by 保険者番号, 公費負担者番号,
+/// 受給者番号, 後期高齢者被保険者番号 and 医療機関コード: weights 2, 1, 2, … from the rightmost
+/// digit, a two-digit product contributes its digit sum, check = (10 − sum mod 10) mod 10
+/// (receipt-domain.md §5). Shared by the rules and the claim generator.
+pub fn check_digit(base: &[u8]) -> u8 {
+    let mut sum = 0u32;
+    for (i, b) in base.iter().rev().enumerate() {
+        let d = b.wrapping_sub(b'0') as u32 % 10;
+        let p = if i % 2 == 0 { d * 2 } else { d };
+        sum += p / 10 + p % 10;
+    }
+    ((10 - sum % 10) % 10) as u8
+}
+
+#[cfg(test)]
+mod check_digit_tests {
+    #[test]
+    fn worked_examples() {
+        // 33120015 (千葉県警察共済) and 公費 83120071 from receipt-domain.md §5.
+        assert_eq!(super::check_digit(b"3312001"), 5);
+        assert_eq!(super::check_digit(b"8312007"), 1);
+        assert_eq!(super::check_digit(b"13306"), 6);
+    }
+}

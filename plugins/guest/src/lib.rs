@@ -308,3 +308,40 @@ macro_rules! office_check {
         $crate::bindings::export!(Plugin);
     };
 }
+
+/// Defines and exports a plugin whose `check-receipts` calls `$misbehave(receipts.len())`
+/// and returns nothing; `describe` and `check-file` behave. For the host's hostile-plugin
+/// test fixtures (`plugins/hostile-*`), which differ only in how they misbehave.
+#[macro_export]
+macro_rules! misbehaving_plugin {
+    ($name:expr, $misbehave:path) => {
+        struct Plugin;
+
+        impl $crate::bindings::exports::tenken::plugin::checker::Guest for Plugin {
+            fn describe() -> $crate::bindings::tenken::plugin::types::PluginInfo {
+                $crate::bindings::tenken::plugin::types::PluginInfo {
+                    name: $name.into(),
+                    version: "0.0.1".into(),
+                    rules: vec![],
+                }
+            }
+
+            fn check_file(
+                _ctx: $crate::bindings::tenken::plugin::types::CheckContext,
+                _file: $crate::bindings::tenken::plugin::types::FileView,
+            ) -> Vec<$crate::bindings::tenken::plugin::types::Finding> {
+                vec![]
+            }
+
+            fn check_receipts(
+                _ctx: $crate::bindings::tenken::plugin::types::CheckContext,
+                receipts: Vec<$crate::bindings::tenken::plugin::types::Receipt>,
+            ) -> Vec<$crate::bindings::tenken::plugin::types::Finding> {
+                $misbehave(receipts.len());
+                vec![]
+            }
+        }
+
+        $crate::bindings::export!(Plugin);
+    };
+}

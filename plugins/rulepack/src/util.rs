@@ -43,18 +43,7 @@ pub(crate) fn is_decimal(s: &str) -> bool {
     }
 }
 
-/// The check digit (検証番号) of `base` per §5: weights 2,1,2,… from the rightmost digit,
-/// two-digit products contribute their digit sum, check = (10 − sum mod 10) mod 10.
-/// `base` must be ASCII digits.
-pub(crate) fn check_digit(base: &[u8]) -> u8 {
-    let mut sum = 0u32;
-    for (i, b) in base.iter().rev().enumerate() {
-        let d = (b - b'0') as u32;
-        let p = if i % 2 == 0 { d * 2 } else { d };
-        sum += p / 10 + p % 10;
-    }
-    ((10 - sum % 10) % 10) as u8
-}
+pub(crate) use tenken_model::check_digit;
 
 /// True when the last digit of `digits` is the check digit of the others.
 pub(crate) fn check_digit_ok(digits: &str) -> bool {
