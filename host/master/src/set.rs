@@ -446,10 +446,8 @@ impl MasterSet {
                     st.abolished += 1;
                     let v = h.latest_mut();
                     overlay(&mut v.row, &row, &[changed_col]);
-                    if v.row.abolished_on().is_none() {
-                        if let Some(d) = row.changed_on() {
-                            v.row.columns[abolished_col] = prev_day(d).compact();
-                        }
+                    if let (None, Some(d)) = (v.row.abolished_on(), row.changed_on()) {
+                        v.row.columns[abolished_col] = prev_day(d).compact();
                     }
                     *v = Version::new(v.row.clone());
                 }
