@@ -44,3 +44,24 @@ fn bundled_plugins_describe_themselves() {
     }
     assert_eq!(names.len(), 5);
 }
+
+/// More workers than pool slots: calls wait for a slot instead of failing (a full pool must
+/// never be reported as the plugin's fault).
+#[test]
+fn a_full_instance_pool_makes_calls_wait_not_fail() {
+    let limits = tenken_limits::Limits {
+        plugin_instances_max: 1,
+        check_workers_max: 4,
+        check_batch_receipts_max: 8,
+        ..tenken_limits::Limits::default()
+    };
+    let rt = std::sync::Arc::new(tenken_runtime::Runtime::new(&limits, Some(&common::cache_dir())).unwrap());
+    let engine = tenken_check::Engine::bundled(rt).unwrap();
+    let masters = common::demo_masters();
+    let opts = tenken_gen::GenOptions { receipts: 200, institutions: 1, seed: 9, ..Default::default() };
+    let file = tenken_gen::generate(&opts, &masters).unwrap().remove(0);
+    let wasm = tenken_check::Checker::new(engine, masters.clone(), limits).check_bytes(&file.bytes, None).unwrap();
+    assert!(wasm.findings.iter().all(|f| !f.rule.starts_with("plugin.")), "{:#?}", wasm.findings);
+    let native = common::native_checker(masters).check_bytes(&file.bytes, None).unwrap();
+    assert_eq!(wasm.findings, native.findings);
+}

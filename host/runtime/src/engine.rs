@@ -57,6 +57,40 @@ pub struct Runtime {
     pub(crate) limits: Limits,
     cache_dir: Option<PathBuf>,
     ticker_stop: Arc<std::sync::atomic::AtomicBool>,
+    /// Free instance slots: a full pool makes instantiation fail, which would be reported
+    /// as the plugin's fault, so callers wait for a slot instead.
+    pub(crate) slots: Slots,
+}
+
+/// A counting semaphore sized to the pooling allocator's instance count.
+pub(crate) struct Slots {
+    free: std::sync::Mutex<u32>,
+    freed: std::sync::Condvar,
+}
+
+impl Slots {
+    fn new(n: u32) -> Slots {
+        Slots { free: std::sync::Mutex::new(n), freed: std::sync::Condvar::new() }
+    }
+
+    /// Blocks until a slot is free; the slot returns when the guard drops.
+    pub(crate) fn acquire(&self) -> SlotGuard<'_> {
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        while *free == 0 {
+            free = self.freed.wait(free).unwrap_or_else(|e| e.into_inner());
+        }
+        *free -= 1;
+        SlotGuard(self)
+    }
+}
+
+pub(crate) struct SlotGuard<'a>(&'a Slots);
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        *self.0.free.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        self.0.freed.notify_one();
+    }
 }
 
 impl Runtime {
@@ -118,6 +152,7 @@ impl Runtime {
             limits: limits.clone(),
             cache_dir: cache_dir.map(Path::to_path_buf),
             ticker_stop: stop,
+            slots: Slots::new(instances),
         })
     }
 

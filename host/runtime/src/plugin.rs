@@ -205,6 +205,7 @@ impl Plugin {
         f: impl FnOnce(&OfficeCheck, &mut Store<HostState>) -> wasmtime::Result<R>,
     ) -> Result<R, CallFailure> {
         let limits = &self.runtime.limits;
+        let _slot = self.runtime.slots.acquire();
         let out = MemoryOutputPipe::new(limits.plugin_output_bytes_max as usize);
         let state = self.runtime.new_store_state(masters.clone(), out.clone());
         let mut store = Store::new(&self.runtime.engine, state);
