@@ -31,8 +31,6 @@ pub enum RuntimeError {
     Link(String),
     #[error("plugin's describe() failed: {0}")]
     Describe(String),
-    #[error("artifact cache at {path}: {message}")]
-    Cache { path: PathBuf, message: String },
 }
 
 /// Per-store state: the WASI context (granting nothing), the resource table, store limits
@@ -188,13 +186,10 @@ impl Runtime {
             }
         }
         let art = self.engine.precompile_component(bytes).map_err(|e| RuntimeError::Compile(format!("{e:#}")))?;
-        let cache_err = |e: std::io::Error| RuntimeError::Cache { path: dir.clone(), message: e.to_string() };
-        std::fs::create_dir_all(dir).map_err(cache_err)?;
-        // Write to a temporary name then rename, so a concurrent reader never sees half a file.
-        let tmp = dir.join(format!("{key}.{}.tmp", std::process::id()));
-        std::fs::write(&tmp, &art).map_err(cache_err)?;
-        std::fs::rename(&tmp, &artifact).map_err(cache_err)?;
-        std::fs::write(&sum_file, hex::encode(Sha256::digest(&art))).map_err(cache_err)?;
+        // The cache is an optimisation: failing to write it is logged, never fatal.
+        if let Err(e) = write_artifact(dir, &key, &art) {
+            tracing::warn!(cache = %dir.display(), error = %e, "could not cache a compiled plugin");
+        }
         // SAFETY: produced just above by this engine.
         unsafe { Component::deserialize(&self.engine, &art) }.map_err(|e| RuntimeError::Compile(format!("{e:#}")))
     }
@@ -225,6 +220,22 @@ impl Runtime {
             .build();
         HostState { wasi: b.build(), table: ResourceTable::new(), limits, masters }
     }
+}
+
+/// Writes `<key>.cwasm` and its digest `<key>.sha256`. The artifact goes to a unique
+/// temporary name first and is renamed into place, so a concurrent reader (another thread or
+/// process) never sees half a file; the digest is written last, so an artifact without a
+/// matching digest is simply recompiled.
+fn write_artifact(dir: &Path, key: &str, art: &[u8]) -> std::io::Result<()> {
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    std::fs::create_dir_all(dir)?;
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!("{key}.{}.{seq}.tmp", std::process::id()));
+    std::fs::write(&tmp, art)?;
+    std::fs::rename(&tmp, dir.join(format!("{key}.cwasm")))?;
+    let sum_tmp = dir.join(format!("{key}.{}.{seq}.sha.tmp", std::process::id()));
+    std::fs::write(&sum_tmp, hex::encode(Sha256::digest(art)))?;
+    std::fs::rename(&sum_tmp, dir.join(format!("{key}.sha256")))
 }
 
 impl Drop for Runtime {
