@@ -120,6 +120,10 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        // `tenken check … | head` closes the pipe early: not an error worth reporting.
+        Err(e) if e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) => {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(2)

@@ -52,10 +52,12 @@ pub fn print_text(report: &Report, path: &Path) -> anyhow::Result<()> {
                 Some(n) => writeln!(out, "\n{}", format!("receipt {n}").bold())?,
             }
         }
+        // Pad before colouring: escape codes would count towards the width.
+        let word = format!("{:7}", finding.severity.as_str());
         let sev = match finding.severity {
-            Severity::Error => format!("{}", "error".red().bold()),
-            Severity::Warning => format!("{}", "warning".yellow().bold()),
-            Severity::Info => format!("{}", "info".blue()),
+            Severity::Error => format!("{}", word.red().bold()),
+            Severity::Warning => format!("{}", word.yellow().bold()),
+            Severity::Info => format!("{}", word.blue()),
         };
         let place = match (finding.line, &finding.record, finding.field) {
             (Some(l), Some(r), Some(fld)) => format!("line {l} {r}[{fld}]"),
@@ -63,7 +65,7 @@ pub fn print_text(report: &Report, path: &Path) -> anyhow::Result<()> {
             (Some(l), None, _) => format!("line {l}"),
             _ => String::new(),
         };
-        writeln!(out, "  {sev:7} {:38} {:22} {}", finding.rule.dimmed(), place, finding.message)?;
+        writeln!(out, "  {sev} {} {place:22} {}", format!("{:38}", finding.rule).dimmed(), finding.message)?;
     }
     writeln!(
         out,

@@ -139,7 +139,11 @@ pub fn check_receipts(ctx: &CheckContext, receipts: &[Receipt], _masters: &dyn M
                             ho.line,
                             "HO",
                             Some(1),
-                            format!("保険者番号 {n} の検証番号は {}", expected_check(n)),
+                            format!(
+                                "保険者番号 {n} の検証番号 (末尾) は {} のはずです: check digit should be {}",
+                                expected_check(n),
+                                expected_check(n)
+                            ),
                         ));
                     }
                     let want = payer_of_insurer(n);
@@ -185,7 +189,11 @@ pub fn check_receipts(ctx: &CheckContext, receipts: &[Receipt], _masters: &dyn M
                         ko.line,
                         "KO",
                         Some(1),
-                        format!("公費負担者番号 {n} の検証番号は {}", expected_check(n)),
+                        format!(
+                            "公費負担者番号 {n} の検証番号 (末尾) は {} のはずです: check digit should be {}",
+                            expected_check(n),
+                            expected_check(n)
+                        ),
                     ));
                 }
             }
@@ -214,7 +222,7 @@ pub fn check_receipts(ctx: &CheckContext, receipts: &[Receipt], _masters: &dyn M
                             ko.line,
                             "KO",
                             Some(2),
-                            format!("公費受給者番号 {rn} の検証番号は {want}"),
+                            format!("公費受給者番号 {rn} の検証番号 (末尾) は {want} のはずです: check digit should be {want}"),
                         ));
                     }
                 }
