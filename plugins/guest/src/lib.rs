@@ -6,6 +6,15 @@
 //! baseline and differential oracle) and inside the sandbox; this crate is the only place
 //! where the two worlds meet on the guest side.
 
+#[cfg(target_arch = "wasm32")]
+mod bump;
+
+/// Every guest linking this SDK allocates with a bump allocator (see `bump.rs` for why that
+/// is sound under the host's fresh-instance-per-call rule).
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+static ALLOCATOR: bump::Bump = bump::Bump::new();
+
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../../wit",
