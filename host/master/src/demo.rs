@@ -34,6 +34,8 @@ pub const NEW_DISEASE: &str = "8890951";
 pub const ABOLISHED_DRUG: &str = "629000901";
 pub const NEW_DRUG: &str = "629000951";
 pub const ABOLISHED_MATERIAL: &str = "739000901";
+/// A material first listed (新規) on 2024-06-01.
+pub const NEW_MATERIAL: &str = "739000951";
 pub const NEW_COMMENT: &str = "820009951";
 /// Revised by the demo 差分 from 2024-06-01: 26 → 28 points.
 pub const DIFF_REVISED_PROCEDURE: &str = "160000310";
@@ -572,6 +574,17 @@ fn materials() -> String {
         IN_FORCE,
         "20200331",
         n + 2,
+    )));
+    out.push_str(&line(&material_row(
+        "3",
+        NEW_MATERIAL,
+        "新型カテーテル",
+        "本",
+        1200.0,
+        ("00", "00"),
+        "20240601",
+        NEVER,
+        n + 3,
     )));
     out
 }
