@@ -162,6 +162,27 @@ enum Job {
     Batch(std::ops::Range<usize>),
 }
 
+/// One file prepared for checking by one [`Checker`]: the parsed claim, the context every
+/// plugin call gets, the file view already converted for the sandbox, and each plugin's
+/// failure count in this file. The server keeps one per file being checked so that chunks
+/// of the file can be checked by different workers at different times.
+pub struct FileJob {
+    claim: Arc<m::Claim>,
+    ctx: m::CheckContext,
+    file_input: Option<FileInput>,
+    failures: Vec<AtomicU32>,
+}
+
+impl FileJob {
+    pub fn claim(&self) -> &m::Claim {
+        &self.claim
+    }
+
+    pub fn payer(&self) -> Payer {
+        self.ctx.payer
+    }
+}
+
 impl Checker {
     pub fn new(engine: Engine, masters: Arc<dyn m::Masters + Send + Sync>, limits: Limits) -> Checker {
         Checker { engine, masters, limits }
@@ -171,27 +192,88 @@ impl Checker {
         &self.engine
     }
 
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
     /// Parses and checks one file. `payer` overrides the IR's 審査支払機関.
     pub fn check_bytes(&self, bytes: &[u8], payer: Option<Payer>) -> Result<Report, CheckError> {
         let t0 = Instant::now();
-        let claim = tenken_claim::parse(bytes, &self.limits);
+        let claim = Arc::new(tenken_claim::parse(bytes, &self.limits));
         let parse = t0.elapsed();
-        let mut report = self.check_claim(&claim, payer)?;
+        let mut report = self.check_claim(claim, payer)?;
         report.timings.parse = parse;
         Ok(report)
     }
 
-    /// Checks an already parsed claim.
-    pub fn check_claim(&self, claim: &m::Claim, payer: Option<Payer>) -> Result<Report, CheckError> {
+    /// Prepares a parsed claim for checking in pieces ([`Checker::check_file_level`],
+    /// [`Checker::check_range`]). `payer` overrides the IR's 審査支払機関.
+    pub fn prepare(&self, claim: Arc<m::Claim>, payer: Option<Payer>) -> Result<FileJob, CheckError> {
         let payer = payer.or(claim.payer()).ok_or(CheckError::NoPayer)?;
         if self.engine.len() == 0 {
             return Err(CheckError::NoPlugins);
         }
-        let t0 = Instant::now();
         let ctx = m::CheckContext { payer, header: claim.file.header.clone() };
+        let file_input = match &self.engine {
+            Engine::Wasm { .. } => Some(FileInput::new(&ctx, &claim.file)),
+            Engine::Native { .. } => None,
+        };
+        let failures = (0..self.engine.len()).map(|_| AtomicU32::new(0)).collect();
+        Ok(FileJob { claim, ctx, file_input, failures })
+    }
+
+    /// The file-level checks of every plugin (not the parser's findings, which are in
+    /// `job.claim().parse_findings`).
+    pub fn check_file_level(&self, job: &FileJob) -> Vec<Finding> {
+        let mut out = Vec::new();
+        for p in 0..self.engine.len() {
+            self.run_job(&Job::File(p), job, &mut out);
+        }
+        out
+    }
+
+    /// The receipt checks of every plugin on receipts `range` (indices into
+    /// `job.claim().receipts`, clamped to it), in batches of `check_batch_receipts_max`.
+    pub fn check_range(&self, job: &FileJob, range: std::ops::Range<usize>) -> Vec<Finding> {
+        let n = job.claim.receipts.len();
+        let (start, end) = (range.start.min(n), range.end.min(n));
+        let batch = self.limits.check_batch_receipts_max.max(1) as usize;
+        let mut out = Vec::new();
+        for s in (start..end).step_by(batch) {
+            self.run_job(&Job::Batch(s..(s + batch).min(end)), job, &mut out);
+        }
+        out
+    }
+
+    /// Sorts the findings of a whole file and keeps at most `check_findings_per_file_max`.
+    pub fn report(&self, job: &FileJob, mut findings: Vec<Finding>, check: Duration) -> Report {
+        m::sort_findings(&mut findings);
+        let max = self.limits.check_findings_per_file_max as usize;
+        let dropped = findings.len().saturating_sub(max) as u64;
+        findings.truncate(max);
+        let claim = &job.claim;
+        let header = claim.file.header.as_ref();
+        Report {
+            file: FileSummary {
+                payer: job.ctx.payer,
+                institution: header.map(|h| h.institution_code.clone()),
+                billing_month: header.and_then(|h| h.billing_month).map(|b| b.to_string()),
+                receipts: claim.receipts.len(),
+            },
+            plugins: self.engine.plugin_refs(),
+            findings,
+            findings_dropped: dropped,
+            timings: Timings { parse: Duration::ZERO, check },
+        }
+    }
+
+    /// Checks an already parsed claim, spreading the work over worker threads.
+    pub fn check_claim(&self, claim: Arc<m::Claim>, payer: Option<Payer>) -> Result<Report, CheckError> {
+        let t0 = Instant::now();
+        let job = self.prepare(claim, payer)?;
         let batch = self.limits.check_batch_receipts_max.max(1) as usize;
         let mut jobs: Vec<Job> = (0..self.engine.len()).map(Job::File).collect();
-        let n = claim.receipts.len();
+        let n = job.claim.receipts.len();
         jobs.extend((0..n).step_by(batch).map(|s| Job::Batch(s..(s + batch).min(n))));
 
         let workers = match self.limits.check_workers_max {
@@ -201,17 +283,11 @@ impl Checker {
         .min(jobs.len())
         .max(1);
         let next = AtomicUsize::new(0);
-        let failures: Vec<AtomicU32> = (0..self.engine.len()).map(|_| AtomicU32::new(0)).collect();
-        let results: Mutex<Vec<Finding>> = Mutex::new(claim.parse_findings.clone());
-        let file_input = match &self.engine {
-            Engine::Wasm { .. } => Some(FileInput::new(&ctx, &claim.file)),
-            Engine::Native { .. } => None,
-        };
-        let shared = Shared { claim, ctx: &ctx, file_input: file_input.as_ref(), failures: &failures };
+        let results: Mutex<Vec<Finding>> = Mutex::new(job.claim.parse_findings.clone());
 
         std::thread::scope(|scope| {
             for w in 0..workers {
-                let (next, jobs, results, shared) = (&next, &jobs, &results, &shared);
+                let (next, jobs, results, job) = (&next, &jobs, &results, &job);
                 std::thread::Builder::new()
                     .name(format!("tenken-check-{w}"))
                     // Room for the wasm stack limit plus host frames.
@@ -220,8 +296,8 @@ impl Checker {
                         let mut local = Vec::new();
                         loop {
                             let i = next.fetch_add(1, Ordering::Relaxed);
-                            let Some(job) = jobs.get(i) else { break };
-                            self.run_job(job, shared, &mut local);
+                            let Some(j) = jobs.get(i) else { break };
+                            self.run_job(j, job, &mut local);
                         }
                         results.lock().unwrap().extend(local);
                     })
@@ -229,31 +305,15 @@ impl Checker {
             }
         });
 
-        let mut findings = results.into_inner().unwrap();
-        m::sort_findings(&mut findings);
-        let max = self.limits.check_findings_per_file_max as usize;
-        let dropped = findings.len().saturating_sub(max) as u64;
-        findings.truncate(max);
-        let header = claim.file.header.as_ref();
-        Ok(Report {
-            file: FileSummary {
-                payer,
-                institution: header.map(|h| h.institution_code.clone()),
-                billing_month: header.and_then(|h| h.billing_month).map(|b| b.to_string()),
-                receipts: n,
-            },
-            plugins: self.engine.plugin_refs(),
-            findings,
-            findings_dropped: dropped,
-            timings: Timings { parse: Duration::ZERO, check: t0.elapsed() },
-        })
+        let findings = results.into_inner().unwrap();
+        Ok(self.report(&job, findings, t0.elapsed()))
     }
 
-    fn run_job(&self, job: &Job, s: &Shared<'_>, out: &mut Vec<Finding>) {
+    fn run_job(&self, job: &Job, s: &FileJob, out: &mut Vec<Finding>) {
         match (&self.engine, job) {
             (Engine::Wasm { plugins, .. }, Job::File(p)) => {
                 let plugin = &plugins[*p];
-                match plugin.check_file(&self.masters, s.file_input.expect("wasm input")) {
+                match plugin.check_file(&self.masters, s.file_input.as_ref().expect("wasm input")) {
                     Ok(f) => out.extend(f),
                     Err(e) => {
                         s.failures[*p].fetch_add(1, Ordering::Relaxed);
@@ -263,7 +323,7 @@ impl Checker {
             }
             (Engine::Native { packs }, Job::File(p)) => {
                 let pack = &packs[*p];
-                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (pack.check_file)(s.ctx, &s.claim.file)))
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (pack.check_file)(&s.ctx, &s.claim.file)))
                 {
                     Ok(f) => out.extend(f),
                     Err(_) => out.push(failure_finding(pack.name, "plugin.trap", "panicked", None)),
@@ -281,7 +341,7 @@ impl Checker {
                 for pack in packs {
                     let masters: &dyn m::Masters = &*self.masters;
                     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        (pack.check_receipts)(s.ctx, receipts, masters)
+                        (pack.check_receipts)(&s.ctx, receipts, masters)
                     })) {
                         Ok(f) => out.extend(f),
                         Err(_) => {
@@ -303,11 +363,11 @@ impl Checker {
         p: usize,
         receipts: &[m::Receipt],
         batch: &Batch,
-        s: &Shared<'_>,
+        s: &FileJob,
         out: &mut Vec<Finding>,
     ) {
         let budget = self.limits.plugin_failures_per_file_max;
-        let input = s.file_input.expect("wasm input");
+        let input = s.file_input.as_ref().expect("wasm input");
         if s.failures[p].load(Ordering::Relaxed) >= budget {
             for r in receipts {
                 out.push(skipped_finding(&plugin.info.name, budget, r));
@@ -344,13 +404,6 @@ impl Checker {
             }
         }
     }
-}
-
-struct Shared<'a> {
-    claim: &'a m::Claim,
-    ctx: &'a m::CheckContext,
-    file_input: Option<&'a FileInput>,
-    failures: &'a [AtomicU32],
 }
 
 fn failure_finding(plugin: &str, rule: &str, message: &str, receipt: Option<&m::Receipt>) -> Finding {

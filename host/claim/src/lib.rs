@@ -12,10 +12,12 @@
 #![forbid(unsafe_code)]
 
 mod date;
+mod scan;
 mod lines;
 mod views;
 
 pub use date::{parse_date, parse_year_month};
+pub use scan::{Scan, scan};
 
 use tenken_limits::Limits;
 use tenken_model::{Claim, FileView, Finding, LineKind, RawRecord, Receipt, ReceiptSummary, Severity};

@@ -1,0 +1,253 @@
+//! Server configuration: defaults ← TOML file ← `TENKEN_CFG__…` environment ← flags.
+//!
+//! Every limit is named with its unit and documented here; `tenken serve --print-config`
+//! prints the effective configuration, and docs/LIMITS.md lists the defaults.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use tenken_limits::Limits;
+use tenken_model::Payer;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on; port 0 picks a free port (printed at start and written to
+    /// `<data_dir>/serve.addr`).
+    pub listen: SocketAddr,
+    /// SQLite database, blob files and masters live here.
+    pub data_dir: PathBuf,
+    /// Where compiled plugin artifacts are cached; default `<data_dir>/artifacts`.
+    pub cache_dir: Option<PathBuf>,
+    pub windows: WindowConfig,
+    pub admission: Admission,
+    pub schedule: Schedule,
+    pub ssk: PayerConfig,
+    pub kokuho: PayerConfig,
+    /// The check pipeline's limits (plugin deadline, memory, batch size, ...).
+    pub limits: Limits,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8080".parse().expect("literal address"),
+            data_dir: PathBuf::from("tenken-data"),
+            cache_dir: None,
+            windows: WindowConfig::default(),
+            admission: Admission::default(),
+            schedule: Schedule::default(),
+            ssk: PayerConfig::default(),
+            kokuho: PayerConfig::default(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Acceptance windows (Asia/Tokyo; Japan has no daylight saving, so a fixed +09:00).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WindowConfig {
+    /// `calendar`: a file for 請求年月 M is accepted from M/`open_day` 00:00 to
+    /// M/`close_day` 24:00 (staff may extend per payer and month). `always-open`: for demos
+    /// and development only.
+    pub mode: WindowMode,
+    pub open_day: u8,
+    pub close_day: u8,
+}
+
+impl Default for WindowConfig {
+    fn default() -> Self {
+        WindowConfig { mode: WindowMode::Calendar, open_day: 5, close_day: 10 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WindowMode {
+    Calendar,
+    AlwaysOpen,
+}
+
+/// Admission control: what keeps a surge from taking the server down (2022-05).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Admission {
+    /// Largest claim file accepted over HTTP, in bytes (413 beyond).
+    pub submission_bytes_max: u64,
+    /// Uploads being received or stored at once; more get 503 at once.
+    pub uploads_inflight_max: u32,
+    /// Open connections; beyond, a connection is answered 503 and closed.
+    pub connections_max: u32,
+    /// Time to receive the request headers, in milliseconds (slowloris).
+    pub header_read_timeout_ms: u64,
+    /// Time to receive a request body, in milliseconds (408 beyond).
+    pub body_read_timeout_ms: u64,
+    /// Submissions one institution may make per minute (429 beyond).
+    pub submissions_per_institution_per_minute_max: u32,
+    /// Burst allowed above the per-minute rate.
+    pub submissions_per_institution_burst_max: u32,
+    /// Base of the Retry-After answered with 503/429, in seconds; a random 0..base jitter
+    /// is added so refused clients do not come back together.
+    pub retry_after_s: u64,
+    /// Time given to in-flight requests at shutdown, in milliseconds.
+    pub shutdown_grace_ms: u64,
+    /// Token lookups cached, and for how long (revocation takes effect within this), in ms.
+    pub token_cache_entries_max: u32,
+    pub token_cache_ms: u64,
+    /// Findings per page of the findings API.
+    pub findings_page_max: u32,
+}
+
+impl Default for Admission {
+    fn default() -> Self {
+        Admission {
+            submission_bytes_max: 64 * 1024 * 1024,
+            uploads_inflight_max: 512,
+            connections_max: 4096,
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 60_000,
+            submissions_per_institution_per_minute_max: 60,
+            submissions_per_institution_burst_max: 20,
+            retry_after_s: 5,
+            shutdown_grace_ms: 10_000,
+            token_cache_entries_max: 100_000,
+            token_cache_ms: 5_000,
+            findings_page_max: 1_000,
+        }
+    }
+}
+
+/// Splitting files into chunks and pulling them fairly.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Schedule {
+    /// Receipts per chunk (the unit a worker pulls).
+    pub chunk_receipts: u32,
+    /// Deficit-round-robin quantum per institution, in receipts.
+    pub quantum_receipts: u32,
+    /// Parsed files kept in memory while their chunks are being checked.
+    pub active_files_max: u32,
+    /// Node lease, in milliseconds: a worker whose lease lapsed cannot record results.
+    pub lease_ms: u64,
+    /// Store writes queued before writers block.
+    pub store_write_queue_max: u32,
+    /// Writes committed together (one fsync).
+    pub store_group_commit_max: u32,
+}
+
+impl Default for Schedule {
+    fn default() -> Self {
+        Schedule {
+            chunk_receipts: 256,
+            quantum_receipts: 256,
+            active_files_max: 64,
+            lease_ms: 15_000,
+            store_write_queue_max: 4096,
+            store_group_commit_max: 512,
+        }
+    }
+}
+
+/// One payer's bulkhead.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PayerConfig {
+    /// Worker threads that check this payer's chunks and nothing else.
+    pub workers: u32,
+    /// Chunks queued for this payer; a submission that would exceed it gets 503.
+    pub queue_chunks_max: u32,
+    /// Masters directory (SSK file layout); default `<data_dir>/masters/<payer>` (seeded with
+    /// the demo masters on first start).
+    pub masters_dir: Option<PathBuf>,
+    /// Extra plugin components run after the bundled defaults (until the plugin registry).
+    pub plugins_extra: Vec<PathBuf>,
+}
+
+impl Default for PayerConfig {
+    fn default() -> Self {
+        PayerConfig { workers: 2, queue_chunks_max: 100_000, masters_dir: None, plugins_extra: Vec::new() }
+    }
+}
+
+impl Config {
+    pub fn payer(&self, p: Payer) -> &PayerConfig {
+        match p {
+            Payer::Ssk => &self.ssk,
+            Payer::Kokuho => &self.kokuho,
+        }
+    }
+
+    /// Reads the TOML file (if any), then overlays `TENKEN_CFG__SECTION__KEY=value`
+    /// environment variables (value parsed as TOML, else taken as a string).
+    pub fn load(file: Option<&std::path::Path>, env: impl Iterator<Item = (String, String)>) -> anyhow::Result<Config> {
+        let mut value = match file {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", p.display()))?;
+                text.parse::<toml::Table>().map_err(|e| anyhow::anyhow!("config file {}: {e}", p.display()))?
+            }
+            None => toml::Table::new(),
+        };
+        for (k, v) in env {
+            let Some(path) = k.strip_prefix("TENKEN_CFG__") else { continue };
+            let keys: Vec<String> = path.split("__").map(|s| s.to_ascii_lowercase()).collect();
+            let parsed = format!("x = {v}")
+                .parse::<toml::Table>()
+                .ok()
+                .and_then(|mut t| t.remove("x"))
+                .unwrap_or(toml::Value::String(v.clone()));
+            set_path(&mut value, &keys, parsed);
+        }
+        let config: Config = toml::Value::Table(value)
+            .try_into()
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        Ok(config)
+    }
+}
+
+fn set_path(table: &mut toml::Table, keys: &[String], v: toml::Value) {
+    match keys {
+        [] => {}
+        [last] => {
+            table.insert(last.clone(), v);
+        }
+        [first, rest @ ..] => {
+            let entry = table.entry(first.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if !entry.is_table() {
+                *entry = toml::Value::Table(toml::Table::new());
+            }
+            if let toml::Value::Table(t) = entry {
+                set_path(t, rest, v);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_file_values() {
+        let dir = std::env::temp_dir().join(format!("tenken-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(&file, "listen = \"127.0.0.1:0\"\n[admission]\nretry_after_s = 9\n[kokuho]\nworkers = 1\n").unwrap();
+        let env = vec![
+            ("TENKEN_CFG__ADMISSION__RETRY_AFTER_S".to_string(), "3".to_string()),
+            ("TENKEN_CFG__WINDOWS__MODE".to_string(), "always-open".to_string()),
+            ("TENKEN_CFG__LIMITS__PLUGIN_CALL_MS_MAX".to_string(), "400".to_string()),
+            ("UNRELATED".to_string(), "x".to_string()),
+        ];
+        let c = Config::load(Some(&file), env.into_iter()).unwrap();
+        assert_eq!(c.listen.port(), 0);
+        assert_eq!(c.admission.retry_after_s, 3);
+        assert_eq!(c.kokuho.workers, 1);
+        assert_eq!(c.windows.mode, WindowMode::AlwaysOpen);
+        assert_eq!(c.limits.plugin_call_ms_max, 400);
+        let bad = Config::load(None, vec![("TENKEN_CFG__NOPE".to_string(), "1".to_string())].into_iter());
+        assert!(bad.unwrap_err().to_string().contains("nope"));
+    }
+}

@@ -1,0 +1,144 @@
+//! The OpenAPI document served at `/v1/openapi.json`, built from one table of routes and the
+//! response types' `utoipa::ToSchema` derives.
+
+use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn};
+use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{
+    ComponentsBuilder, ContentBuilder, InfoBuilder, OpenApiBuilder, PathItem, PathsBuilder, Ref, Required,
+    ResponseBuilder,
+};
+
+use crate::api::*;
+
+/// (method, path, summary, request body, success status, success schema)
+const ROUTES: &[(HttpMethod, &str, &str, Body, &str, Option<&str>)] = &[
+    (HttpMethod::Post, "/v1/submissions", "Submit a claim file (raw RECEIPTC.UKE bytes); the payer comes from the IR record. Optional Idempotency-Key header. 202 only after the file is durable.", Body::Uke, "202", Some("SubmitResponse")),
+    (HttpMethod::Get, "/v1/submissions", "List the caller's submissions (institution: its own; staff: its payer's), newest first.", Body::None, "200", None),
+    (HttpMethod::Post, "/v1/payers/{payer}/submissions", "Submit to a chosen payer; a file whose IR names the other payer is refused (422 payer-mismatch).", Body::Uke, "202", Some("SubmitResponse")),
+    (HttpMethod::Get, "/v1/submissions/{id}", "Status: queued / checking (with progress) / checked (with counts by severity) / confirmed / withdrawn / superseded.", Body::None, "200", Some("SubmissionView")),
+    (HttpMethod::Get, "/v1/submissions/{id}/findings", "Findings of a checked submission, paged (offset, limit, severity).", Body::None, "200", Some("FindingsPage")),
+    (HttpMethod::Get, "/v1/submissions/{id}/findings.csv", "Findings as a CSV download.", Body::None, "200", None),
+    (HttpMethod::Get, "/v1/submissions/{id}/history", "Every submission for the same payer, institution and billing month, oldest first.", Body::None, "200", None),
+    (HttpMethod::Post, "/v1/submissions/{id}/confirm", "請求確定: refused (409 unresolved-errors) while error findings remain on receipts that are not withdrawn.", Body::None, "200", Some("SubmissionView")),
+    (HttpMethod::Post, "/v1/submissions/{id}/withdraw", "Withdraw a submission before confirmation.", Body::None, "200", Some("SubmissionView")),
+    (HttpMethod::Post, "/v1/submissions/{id}/receipts/{number}/withdraw", "Withdraw one receipt (取り下げ) so the rest can be confirmed.", Body::None, "200", Some("SubmissionView")),
+    (HttpMethod::Get, "/v1/notices", "Notices from the payers, newest first.", Body::None, "200", None),
+    (HttpMethod::Post, "/v1/payers/{payer}/notices", "Post a notice (payer staff).", Body::Json("NoticeRequest"), "201", Some("NoticeView")),
+    (HttpMethod::Get, "/v1/payers/{payer}/windows/{month}", "The acceptance window of a billing month (YYYY-MM).", Body::None, "200", Some("WindowView")),
+    (HttpMethod::Put, "/v1/payers/{payer}/windows/{month}", "Extend or move a window (payer staff), optionally posting a notice.", Body::Json("WindowRequest"), "200", Some("WindowView")),
+    (HttpMethod::Post, "/v1/tokens", "Create a token (admin). The secret is shown once.", Body::Json("TokenRequest"), "201", Some("TokenCreated")),
+    (HttpMethod::Get, "/v1/tokens", "List tokens (admin).", Body::None, "200", None),
+    (HttpMethod::Post, "/v1/tokens/{id}/revoke", "Revoke a token (admin).", Body::None, "204", None),
+    (HttpMethod::Get, "/healthz", "Liveness.", Body::None, "200", None),
+    (HttpMethod::Get, "/readyz", "Readiness: 503 while starting or shutting down.", Body::None, "200", None),
+    (HttpMethod::Get, "/metrics", "Prometheus metrics.", Body::None, "200", None),
+];
+
+#[derive(Clone, Copy)]
+enum Body {
+    None,
+    Uke,
+    Json(&'static str),
+}
+
+fn error_response(description: &str) -> utoipa::openapi::Response {
+    ResponseBuilder::new()
+        .description(description)
+        .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name("Error"))).build())
+        .build()
+}
+
+pub fn document() -> String {
+    let mut paths = PathsBuilder::new();
+    for (method, path, summary, body, status, schema) in ROUTES {
+        let mut op = OperationBuilder::new().summary(Some(*summary));
+        for seg in path.split('/').filter(|s| s.starts_with('{')) {
+            op = op.parameter(
+                ParameterBuilder::new()
+                    .name(seg.trim_matches(|c| c == '{' || c == '}'))
+                    .parameter_in(ParameterIn::Path)
+                    .required(Required::True)
+                    .build(),
+            );
+        }
+        op = match body {
+            Body::None => op,
+            Body::Uke => op.request_body(Some(
+                RequestBodyBuilder::new()
+                    .description(Some("The claim file bytes (CP932), as written by the レセコン"))
+                    .content("application/octet-stream", ContentBuilder::new().build())
+                    .required(Some(Required::True))
+                    .build(),
+            )),
+            Body::Json(name) => op.request_body(Some(
+                RequestBodyBuilder::new()
+                    .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name(*name))).build())
+                    .required(Some(Required::True))
+                    .build(),
+            )),
+        };
+        let ok = match schema {
+            Some(s) => ResponseBuilder::new()
+                .description("success")
+                .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name(*s))).build())
+                .build(),
+            None => ResponseBuilder::new().description("success").build(),
+        };
+        op = op
+            .response(*status, ok)
+            .response("401", error_response("missing or invalid token"))
+            .response("403", error_response("not allowed for this caller, or the window is closed"))
+            .response("default", error_response("the error shape: code, message, request_id"));
+        if path.starts_with("/v1/") {
+            op = op.security(SecurityRequirement::new("bearer", Vec::<String>::new()));
+        }
+        paths = paths.path(*path, PathItem::new(method.clone(), op.build()));
+    }
+    let components = ComponentsBuilder::new()
+        .schema_from::<SubmissionView>()
+        .schema_from::<Progress>()
+        .schema_from::<CountsView>()
+        .schema_from::<SubmitResponse>()
+        .schema_from::<NoticeView>()
+        .schema_from::<FindingsPage>()
+        .schema_from::<NoticeRequest>()
+        .schema_from::<WindowView>()
+        .schema_from::<WindowRequest>()
+        .schema_from::<TokenRequest>()
+        .schema_from::<TokenCreated>()
+        .schema_from::<ErrorBody>()
+        .schema_from::<ErrorDetail>()
+        .security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()))
+        .build();
+    let doc = OpenApiBuilder::new()
+        .info(
+            InfoBuilder::new()
+                .title("tenken")
+                .version(env!("CARGO_PKG_VERSION"))
+                .description(Some("Online medical-claims (レセプト) acceptance and office checks"))
+                .build(),
+        )
+        .paths(paths.build())
+        .components(Some(components))
+        .build();
+    doc.to_pretty_json().unwrap_or_else(|_| "{}".into())
+}
+
+/// The error shape every non-2xx response carries.
+#[derive(utoipa::ToSchema)]
+#[schema(as = Error)]
+#[allow(dead_code)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ErrorDetail {
+    /// Stable code, e.g. `window-closed`, `body-too-large`, `unresolved-errors`.
+    pub code: String,
+    /// What was wrong and what to do.
+    pub message: String,
+    pub request_id: String,
+}

@@ -1,0 +1,74 @@
+//! Content-addressed blob files: `blobs/ab/abcdef…` (sha256), written tmp → fsync → rename →
+//! fsync dir through `cap-std`, so a blob is either absent or complete after any crash.
+//!
+//! Why files and not rows: claim files reach tens of MB; keeping them out of SQLite keeps
+//! the WAL small and lets many writers fsync in parallel, which the file system coalesces
+//! into shared journal commits (measured: 8–32 parallel writers ≈ 4× the one-by-one rate).
+
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use cap_std::ambient_authority;
+use cap_std::fs::Dir;
+
+use crate::StoreError;
+
+pub struct BlobStore {
+    root: Dir,
+    tmp_seq: AtomicU64,
+    pid: u32,
+}
+
+impl BlobStore {
+    /// Opens (creating) `path` as the blob root.
+    pub fn open(path: &std::path::Path) -> Result<BlobStore, StoreError> {
+        std::fs::create_dir_all(path.join("tmp"))?;
+        let root = Dir::open_ambient_dir(path, ambient_authority())?;
+        // Leftover temporaries are writes that never got acknowledged.
+        if let Ok(entries) = root.read_dir("tmp") {
+            for e in entries.flatten() {
+                let _ = root.remove_file(std::path::Path::new("tmp").join(e.file_name()));
+            }
+        }
+        Ok(BlobStore { root, tmp_seq: AtomicU64::new(0), pid: std::process::id() })
+    }
+
+    fn rel(digest: &str) -> Result<(String, String), StoreError> {
+        if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(StoreError::Blob(digest.to_owned()));
+        }
+        Ok((digest[..2].to_owned(), digest.to_owned()))
+    }
+
+    /// Writes `bytes` under `digest` durably (no-op when already present).
+    pub fn put(&self, digest: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        let (fan, name) = Self::rel(digest)?;
+        self.root.create_dir_all(&fan)?;
+        let dir = self.root.open_dir(&fan)?;
+        if dir.exists(&name) {
+            // Present: a previous put finished its rename. Sync the directory again so the
+            // entry is durable even if that put crashed before its own directory sync.
+            dir.open(".")?.sync_all()?;
+            return Ok(());
+        }
+        let tmp_name = format!("{name}.{}.{}", self.pid, self.tmp_seq.fetch_add(1, Ordering::Relaxed));
+        let tmp_dir = self.root.open_dir("tmp")?;
+        let mut f = tmp_dir.create(&tmp_name)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        tmp_dir.rename(&tmp_name, &dir, &name)?;
+        dir.open(".")?.sync_all()?;
+        Ok(())
+    }
+
+    /// Reads a blob and verifies its digest.
+    pub fn get(&self, digest: &str) -> Result<Vec<u8>, StoreError> {
+        let (fan, name) = Self::rel(digest)?;
+        let bytes = self.root.read(std::path::Path::new(&fan).join(&name))?;
+        if crate::digest(&bytes) != digest {
+            return Err(StoreError::Blob(digest.to_owned()));
+        }
+        Ok(bytes)
+    }
+}
