@@ -8,3 +8,6 @@ mod corpus;
 mod differential;
 mod fixtures;
 mod hostile;
+mod crash;
+mod server;
+mod server_util;

@@ -4,6 +4,7 @@
 //! error (clap's own usage errors also exit 2).
 
 mod bench;
+mod bench_server;
 mod client;
 mod output;
 mod server_cmd;
@@ -64,6 +65,9 @@ enum Command {
     /// Manage a data directory's masters.
     #[command(subcommand)]
     Master(server_cmd::MasterCommand),
+    /// Baselines of bench/server.sh: bare HTTP endpoint, fsync-one-by-one loop, claim body.
+    #[command(subcommand, hide = true)]
+    BenchServer(bench_server::BenchServerCommand),
 }
 
 #[derive(clap::Args, Clone)]
@@ -157,6 +161,7 @@ fn main() -> ExitCode {
         Command::Confirm(args) => client::confirm(args),
         Command::Token(cmd) => server_cmd::token(cmd).map(|()| ExitCode::SUCCESS),
         Command::Master(cmd) => server_cmd::master(cmd).map(|()| ExitCode::SUCCESS),
+        Command::BenchServer(cmd) => bench_server::run(cmd).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

@@ -320,8 +320,9 @@ async fn submit(
             format!("the file is larger than {max} bytes (submission_bytes_max); split it into volumes (マルチボリューム)"),
         ))
     };
+    let drain = adm.body_drain_bytes_max.max(max);
     if let Some(len) = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-        && len > max
+        && len > drain
     {
         return Err(too_large());
     }
@@ -338,19 +339,18 @@ async fn submit(
             })?)
         }
     };
-    let limited = http_body_util::Limited::new(body, max as usize);
-    let collected =
-        tokio::time::timeout(Duration::from_millis(adm.body_read_timeout_ms), limited.collect()).await.map_err(|_| {
-            app.refuse(ApiError::new(
+    let read = read_body(body, max, drain);
+    let bytes = match tokio::time::timeout(Duration::from_millis(adm.body_read_timeout_ms), read).await {
+        Err(_) => {
+            return Err(app.refuse(ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,
                 "body-timeout",
                 format!("the file did not arrive within {} ms (body_read_timeout_ms); retry", adm.body_read_timeout_ms),
-            ))
-        })?;
-    let bytes = match collected {
-        Ok(c) => c.to_bytes(),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => return Err(too_large()),
-        Err(e) => {
+            )));
+        }
+        Ok(Ok(Some(b))) => b,
+        Ok(Ok(None)) => return Err(too_large()),
+        Ok(Err(e)) => {
             return Err(app.refuse(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "body-unreadable",
@@ -466,6 +466,25 @@ async fn submit(
     let mut resp = (StatusCode::ACCEPTED, Json(body)).into_response();
     resp.headers_mut().insert(header::LOCATION, HeaderValue::from_str(&format!("/v1/submissions/{}", s.id)).unwrap());
     Ok(resp)
+}
+
+/// Reads at most `max` bytes; `Ok(None)` when the body is larger. The excess is read and
+/// discarded up to `drain` bytes so the client can read the 413 (see `body_drain_bytes_max`).
+async fn read_body(mut body: Body, max: u64, drain: u64) -> Result<Option<bytes::Bytes>, axum::Error> {
+    let mut buf = bytes::BytesMut::new();
+    let mut total = 0u64;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame?.into_data() else { continue };
+        total += data.len() as u64;
+        if total > max {
+            if total > drain {
+                break;
+            }
+        } else {
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok((total <= max).then(|| buf.freeze()))
 }
 
 async fn effective_window(app: &App, payer: Payer, month: &str) -> Result<Option<window::Window>, ApiError> {

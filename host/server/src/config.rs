@@ -80,6 +80,10 @@ pub struct Admission {
     pub uploads_inflight_max: u32,
     /// Open connections; beyond, a connection is answered 503 and closed.
     pub connections_max: u32,
+    /// Bytes of an oversized body read and discarded before answering 413, so that an
+    /// ordinary client that sends its whole body first gets the answer instead of a broken
+    /// connection; larger bodies are answered at once and the connection closed.
+    pub body_drain_bytes_max: u64,
     /// Time to receive the request headers, in milliseconds (slowloris).
     pub header_read_timeout_ms: u64,
     /// Time to receive a request body, in milliseconds (408 beyond).
@@ -105,6 +109,7 @@ impl Default for Admission {
         Admission {
             submission_bytes_max: 64 * 1024 * 1024,
             uploads_inflight_max: 512,
+            body_drain_bytes_max: 16 * 1024 * 1024,
             connections_max: 4096,
             header_read_timeout_ms: 10_000,
             body_read_timeout_ms: 60_000,

@@ -1,0 +1,228 @@
+//! A real `tenken serve` process for tests: port 0 on 127.0.0.1, its own data directory,
+//! configuration through `TENKEN_CFG__…` variables, SIGKILL and restart; plus a small HTTP
+//! client. No mocks: the tests talk to the binary over TCP.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common;
+
+pub struct Server {
+    pub dir: tempfile::TempDir,
+    pub url: String,
+    env: Vec<(String, String)>,
+    child: Option<Child>,
+    pub starts: u32,
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_tenken")
+}
+
+impl Server {
+    /// Starts a server with always-open windows and the shared artifact cache, plus `env`
+    /// (`("ADMISSION__RETRY_AFTER_S", "1")` → `TENKEN_CFG__ADMISSION__RETRY_AFTER_S=1`).
+    pub fn start(env: &[(&str, &str)]) -> Server {
+        let mut all = vec![
+            ("WINDOWS__MODE".to_string(), "always-open".to_string()),
+            ("CACHE_DIR".to_string(), format!("{:?}", common::cache_dir().display().to_string())),
+            ("SCHEDULE__LEASE_MS".to_string(), "3000".to_string()),
+        ];
+        for (k, v) in env {
+            all.retain(|(a, _)| a != k);
+            all.push((k.to_string(), v.to_string()));
+        }
+        let mut s = Server { dir: tempfile::tempdir().unwrap(), url: String::new(), env: all, child: None, starts: 0 };
+        s.spawn();
+        s
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join(format!("serve-{}.log", self.starts))
+    }
+
+    pub fn spawn(&mut self) {
+        let addr_file = self.dir.path().join("serve.addr");
+        let _ = std::fs::remove_file(&addr_file);
+        self.starts += 1;
+        let log = std::fs::File::create(self.log_path()).unwrap();
+        let mut cmd = Command::new(bin());
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(self.dir.path())
+            .env("TENKEN_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log);
+        for (k, v) in &self.env {
+            cmd.env(format!("TENKEN_CFG__{k}"), v);
+        }
+        let mut child = cmd.spawn().expect("spawn tenken serve");
+        let t0 = Instant::now();
+        loop {
+            if let Ok(a) = std::fs::read_to_string(&addr_file)
+                && !a.trim().is_empty()
+            {
+                self.url = format!("http://{}", a.trim());
+                break;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("tenken serve exited with {status}:\n{}", self.log_tail());
+            }
+            assert!(t0.elapsed() < Duration::from_secs(120), "server did not start:\n{}", self.log_tail());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.child = Some(child);
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn log_tail(&self) -> String {
+        let mut s = String::new();
+        let _ = std::fs::File::open(self.log_path()).and_then(|mut f| f.read_to_string(&mut s));
+        let lines: Vec<&str> = s.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// `tenken token create … --data-dir <dir>` → the secret.
+    pub fn token(&self, role: &[&str]) -> String {
+        let out = Command::new(bin())
+            .args(["token", "create"])
+            .args(role)
+            .arg("--data-dir")
+            .arg(self.dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+
+    pub fn institution_token(&self, code: &str) -> String {
+        self.token(&["--institution", code])
+    }
+
+    /// Polls until the submission is no longer queued/checking.
+    pub fn wait_checked(&self, token: &str, id: i64, max: Duration) -> Value {
+        let t0 = Instant::now();
+        loop {
+            let (status, s) = get(&self.url, token, &format!("/v1/submissions/{id}"));
+            assert_eq!(status, 200, "{s}");
+            if !matches!(s["state"].as_str(), Some("queued" | "checking")) {
+                return s;
+            }
+            assert!(t0.elapsed() < max, "submission {id} not checked within {max:?}: {s}\n{}", self.log_tail());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Every finding of a checked submission (all pages).
+    pub fn findings(&self, token: &str, id: i64) -> Vec<Value> {
+        let mut out: Vec<Value> = Vec::new();
+        loop {
+            let (status, page) = get(&self.url, token, &format!("/v1/submissions/{id}/findings?offset={}&limit=1000", out.len()));
+            assert_eq!(status, 200, "{page}");
+            let list = page["findings"].as_array().unwrap().clone();
+            let done = list.is_empty() || out.len() + list.len() >= page["total"].as_u64().unwrap() as usize;
+            out.extend(list);
+            if done {
+                return out;
+            }
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(60)))
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+/// A response: status, JSON body (or the text as a JSON string), headers.
+pub struct Resp {
+    pub status: u16,
+    pub body: Value,
+    pub headers: ureq::http::HeaderMap,
+}
+
+fn finish(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Result<Resp, ureq::Error> {
+    let mut r = r?;
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    let text = r.body_mut().with_config().limit(1 << 30).read_to_string().unwrap_or_default();
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    Ok(Resp { status, body, headers })
+}
+
+/// POSTs claim bytes; `Err` only for transport errors (connection refused, reset).
+pub fn try_submit(url: &str, token: &str, path: &str, bytes: &[u8], key: Option<&str>) -> Result<Resp, ureq::Error> {
+    let mut req = agent().post(format!("{url}{path}")).header("Authorization", format!("Bearer {token}"));
+    if let Some(k) = key {
+        req = req.header("Idempotency-Key", k);
+    }
+    finish(req.send(bytes))
+}
+
+pub fn submit(url: &str, token: &str, bytes: &[u8], key: Option<&str>) -> Resp {
+    try_submit(url, token, "/v1/submissions", bytes, key).expect("server answers")
+}
+
+pub fn get(url: &str, token: &str, path: &str) -> (u16, Value) {
+    let r = finish(agent().get(format!("{url}{path}")).header("Authorization", format!("Bearer {token}")).call())
+        .expect("server answers");
+    (r.status, r.body)
+}
+
+pub fn get_raw(url: &str, headers: &[(&str, &str)], path: &str) -> Resp {
+    let mut req = agent().get(format!("{url}{path}"));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    finish(req.call()).expect("server answers")
+}
+
+pub fn post(url: &str, token: &str, path: &str) -> (u16, Value) {
+    let r = finish(agent().post(format!("{url}{path}")).header("Authorization", format!("Bearer {token}")).send_empty())
+        .expect("server answers");
+    (r.status, r.body)
+}
+
+pub fn send_json(url: &str, token: &str, method: &str, path: &str, body: Value) -> (u16, Value) {
+    let a = agent();
+    let req = match method {
+        "PUT" => a.put(format!("{url}{path}")),
+        _ => a.post(format!("{url}{path}")),
+    };
+    let r = finish(req.header("Authorization", format!("Bearer {token}")).send_json(body)).expect("server answers");
+    (r.status, r.body)
+}
+
+/// Asserts the error shape and code, returns the message.
+pub fn assert_error(status: u16, body: &Value, want_status: u16, want_code: &str) -> String {
+    assert_eq!(status, want_status, "{body}");
+    assert_eq!(body["error"]["code"], want_code, "{body}");
+    assert!(body["error"]["request_id"].as_str().is_some_and(|s| !s.is_empty()), "{body}");
+    let msg = body["error"]["message"].as_str().unwrap().to_owned();
+    assert!(msg.len() > 20, "an actionable message: {msg}");
+    msg
+}
+
+/// The institution code in a claim file's IR record.
+pub fn institution_of(bytes: &[u8]) -> String {
+    tenken_claim::scan(bytes).header.expect("IR").institution_code
+}
