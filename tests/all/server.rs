@@ -430,3 +430,122 @@ fn fairness_a_small_file_after_a_huge_one_finishes_long_before_it() {
     assert_ne!(big_status["state"], "checked", "the big file finished first");
     assert!(small_done * 5 < big_done, "small {small_done:?} vs big {big_done:?}");
 }
+
+#[test]
+fn overload_is_answered_at_once_with_retry_after() {
+    // One upload at a time and a burst of 2 per institution.
+    let server = Server::start(&[
+        ("ADMISSION__UPLOADS_INFLIGHT_MAX", "1"),
+        ("ADMISSION__SUBMISSIONS_PER_INSTITUTION_BURST_MAX", "2"),
+        ("ADMISSION__SUBMISSIONS_PER_INSTITUTION_PER_MINUTE_MAX", "2"),
+        ("ADMISSION__RETRY_AFTER_S", "2"),
+    ]);
+    // Rate limit: the third submission within the minute gets 429 + Retry-After.
+    let file = claim(10, 61, Payer::Ssk);
+    let token = server.institution_token(&institution_of(&file));
+    for i in 0..2 {
+        let r = submit(&server.url, &token, &file, Some(&format!("rate-{i}")));
+        assert_eq!(r.status, 202, "{}", r.body);
+    }
+    let t0 = Instant::now();
+    let r = submit(&server.url, &token, &file, Some("rate-2"));
+    assert_error(r.status, &r.body, 429, "rate-limited");
+    let retry: u64 = r.headers.get("retry-after").unwrap().to_str().unwrap().parse().unwrap();
+    assert!(retry >= 1, "Retry-After {retry}");
+    assert!(t0.elapsed() < Duration::from_secs(1));
+
+    // Concurrent uploads beyond uploads_inflight_max: refused at once with 503, never hung
+    // or reset. Each client sends its body slowly so uploads overlap.
+    let files: Vec<Vec<u8>> = (0..8).map(|i| claim(400, 70 + i, Payer::Ssk)).collect();
+    let tokens: Vec<String> = files.iter().map(|f| server.institution_token(&institution_of(f))).collect();
+    let url = server.url.clone();
+    let handles: Vec<_> = files
+        .into_iter()
+        .zip(tokens)
+        .map(|(f, t)| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let t0 = Instant::now();
+                let r = try_submit(&url, &t, "/v1/submissions", &f, None).expect("answered, not reset");
+                (r.status, r.headers.get("retry-after").is_some(), t0.elapsed())
+            })
+        })
+        .collect();
+    let results: Vec<(u16, bool, Duration)> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert!(results.iter().all(|(s, _, _)| *s == 202 || *s == 503), "{results:?}");
+    assert!(results.iter().any(|(s, _, _)| *s == 202), "{results:?}");
+    for (s, retry, took) in &results {
+        if *s == 503 {
+            assert!(*retry, "503 without Retry-After");
+            assert!(*took < Duration::from_secs(5), "a refusal took {took:?}");
+        }
+    }
+    eprintln!("overload: {:?}", results.iter().map(|r| r.0).collect::<Vec<_>>());
+}
+
+#[test]
+fn slow_headers_are_cut_off() {
+    use std::io::{Read, Write};
+    let server = Server::start(&[("ADMISSION__HEADER_READ_TIMEOUT_MS", "300")]);
+    let addr = server.url.trim_start_matches("http://").to_owned();
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"POST /v1/submissions HTTP/1.1\r\nHost: x\r\n").unwrap();
+    let t0 = Instant::now();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    // The server closes a connection that does not finish its headers in time.
+    assert!(t0.elapsed() < Duration::from_secs(5), "connection held for {:?}", t0.elapsed());
+    // And keeps serving others.
+    assert_eq!(get_raw(&server.url, &[], "/healthz").status, 200);
+}
+
+#[test]
+fn graceful_shutdown_parks_work_for_the_next_start() {
+    let mut server = Server::start(&[("SSK__WORKERS", "1"), ("SCHEDULE__CHUNK_RECEIPTS", "64")]);
+    let file = claim(20_000, 81, Payer::Ssk);
+    let token = server.institution_token(&institution_of(&file));
+    let r = submit(&server.url, &token, &file, None);
+    assert_eq!(r.status, 202, "{}", r.body);
+    let id = r.body["submission"]["id"].as_i64().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let (_, before) = get(&server.url, &token, &format!("/v1/submissions/{id}"));
+    assert!(matches!(before["state"].as_str(), Some("queued" | "checking")), "finished too soon to test: {before}");
+    assert!(server.terminate(Duration::from_secs(30)), "did not exit cleanly on SIGTERM:\n{}", server.log_tail());
+    let log = server.log_tail();
+    assert!(log.contains("shutting down"), "{log}");
+    server.spawn();
+    let s = server.wait_checked(&token, id, Duration::from_secs(300));
+    assert_eq!(s["state"], "checked");
+    assert_eq!(s["progress"]["chunks_done"], s["progress"]["chunks"]);
+}
+
+#[test]
+fn tenken_submit_waits_and_prints_findings() {
+    let server = Server::start(&[]);
+    let file = claim(30, 91, Payer::Kokuho);
+    let token = server.institution_token(&institution_of(&file));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("RECEIPTC.UKE");
+    std::fs::write(&path, &file).unwrap();
+    let out = std::process::Command::new(bin())
+        .args(["submit", "--wait", "--format", "json", "--server", &server.url, "--token", &token])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("受付番号"), "{stderr}");
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    // Same findings as `tenken check` on the same file with the demo masters.
+    let local = std::process::Command::new(bin())
+        .args(["check", "--format", "json"])
+        .arg(&path)
+        .env("TENKEN_CACHE_DIR", common::cache_dir())
+        .output()
+        .unwrap();
+    let local_code = local.status.code();
+    let local: Value = serde_json::from_slice(&local.stdout).unwrap();
+    assert_eq!(json["findings"], local["findings"]);
+    assert_eq!(out.status.code(), local_code);
+    assert!(json["findings"].as_array().unwrap().iter().any(|f| f["rule"] == "diagnosis.missing"));
+}

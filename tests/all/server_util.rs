@@ -85,6 +85,24 @@ impl Server {
         }
     }
 
+    /// SIGTERM, then waits (bounded) for the process to exit; returns whether it exited 0.
+    pub fn terminate(&mut self, max: Duration) -> bool {
+        let Some(mut c) = self.child.take() else { return false };
+        let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+        let t0 = Instant::now();
+        loop {
+            if let Ok(Some(status)) = c.try_wait() {
+                return status.success();
+            }
+            if t0.elapsed() > max {
+                let _ = c.kill();
+                let _ = c.wait();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn log_tail(&self) -> String {
         let mut s = String::new();
         let _ = std::fs::File::open(self.log_path()).and_then(|mut f| f.read_to_string(&mut s));

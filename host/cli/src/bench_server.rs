@@ -236,18 +236,32 @@ fn body(out: &Path, target: usize, receipts: Option<usize>, payer: Payer, seed: 
     let file = match receipts {
         Some(n) => gen_file(n.max(1))?,
         None => {
-            // Estimate receipts from two sizes, then take the closest of the neighbours.
-            let (a, b) = (gen_file(1)?, gen_file(21)?);
-            let per = ((b.bytes.len().saturating_sub(a.bytes.len())) / 20).max(1);
-            let guess = (target.saturating_sub(a.bytes.len()) / per + 1).max(1);
-            let mut best: Option<tenken_gen::GeneratedFile> = None;
-            for n in guess.saturating_sub(3).max(1)..=guess + 3 {
+            // Scale the receipt count by target/size until it settles, then try the neighbours
+            // of the closest; sizes per receipt vary, so a few steps are needed.
+            let mut best: Option<(usize, tenken_gen::GeneratedFile)> = None;
+            let closer = |best: &Option<(usize, tenken_gen::GeneratedFile)>, f: &tenken_gen::GeneratedFile| {
+                best.as_ref().is_none_or(|(_, b)| b.bytes.len().abs_diff(target) > f.bytes.len().abs_diff(target))
+            };
+            let mut n = 64;
+            for _ in 0..8 {
                 let f = gen_file(n)?;
-                if best.as_ref().is_none_or(|x| x.bytes.len().abs_diff(target) > f.bytes.len().abs_diff(target)) {
-                    best = Some(f);
+                let next = ((n as f64 * target as f64 / f.bytes.len() as f64).round() as usize).max(1);
+                if closer(&best, &f) {
+                    best = Some((n, f));
+                }
+                if next == n {
+                    break;
+                }
+                n = next;
+            }
+            let center = best.as_ref().map(|(n, _)| *n).unwrap_or(1);
+            for n in [center.saturating_sub(1).max(1), center + 1] {
+                let f = gen_file(n)?;
+                if closer(&best, &f) {
+                    best = Some((n, f));
                 }
             }
-            best.expect("at least one candidate")
+            best.expect("at least one candidate").1
         }
     };
     std::fs::write(out, &file.bytes).with_context(|| format!("writing {}", out.display()))?;

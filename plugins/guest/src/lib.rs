@@ -278,7 +278,7 @@ pub fn info_to(name: &str, version: &str, rules: Vec<m::RuleInfo>) -> w::PluginI
 
 /// Defines and exports an office-check component from a `tenken_rulepack::Pack` constant.
 ///
-/// ```ignore
+/// ```text
 /// tenken_guest::office_check!(tenken_guest::tenken_rulepack::FORMAT);
 /// ```
 #[macro_export]
