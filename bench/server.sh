@@ -135,6 +135,15 @@ cpu_ticks() {
     echo "$total"
 }
 HZ=$(getconf CLK_TCK)
+# machine_ticks: busy (user+nice+system+irq+softirq) and steal clock ticks of all CPUs.
+machine_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8, $9 }' /proc/stat; }
+# others_line BEFORE AFTER OWN_TICKS: CPU seconds the rest of the machine used (other
+# processes: a noisy neighbour shows here), and steal.
+others_line() {
+    local b=($1) a=($2)
+    awk -v busy=$((a[0] - b[0] - $3)) -v steal=$((a[1] - b[1])) -v h="$HZ" \
+        'BEGIN { printf " others_cpu_s=%.1f steal_s=%.1f", (busy < 0 ? 0 : busy) / h, steal / h }'
+}
 
 # start_server NAME [ENV=VALUE ...]: fresh data dir, one institution token per CODES entry,
 # server started; sets SERVER_PID, SERVER_URL, SERVER_DIR, TOKENS (same order as CODES).
@@ -204,6 +213,9 @@ run_wrk() {
     sed -i ':a;N;$!ba;s/\n//g' "$out"
 }
 
+# wrk_ticks OUT: wrk's CPU of a run, in clock ticks.
+wrk_ticks() { awk -v h="$HZ" '{ printf "%d", ($1 + $2) * h }' "$1.time"; }
+
 # server_scenario NAME DELAY_MS [ENV=VALUE ...]: RUNS fresh servers, one wrk run each.
 server_scenario() {
     local name=$1 delay=$2
@@ -215,10 +227,13 @@ server_scenario() {
         before_all=$(cpu_ticks "$SERVER_PID")
         before_ssk=$(cpu_ticks "$SERVER_PID" tenken-ssk)
         before_wr=$(cpu_ticks "$SERVER_PID" tenken-store)
+        local before_m
+        before_m=$(machine_ticks)
         local out=$WORK/results/$name.$r
         log "$name run $r/$RUNS: wrk -t$THREADS -c$CONNS -d$DURATION (delay ${delay} ms) against $SERVER_URL"
         run_wrk "$out" "$SERVER_URL" "$delay" "${TOKENS[@]}"
-        local all ssk wr checked accepted
+        local after_m all ssk wr checked accepted
+        after_m=$(machine_ticks)
         all=$(($(cpu_ticks "$SERVER_PID") - before_all))
         ssk=$(($(cpu_ticks "$SERVER_PID" tenken-ssk) - before_ssk))
         wr=$(($(cpu_ticks "$SERVER_PID" tenken-store) - before_wr))
@@ -230,6 +245,7 @@ server_scenario() {
             "$(awk -v t="$ssk" -v h="$HZ" 'BEGIN { printf "%.1f", t / h }')" \
             "$(awk -v t="$wr" -v h="$HZ" 'BEGIN { printf "%.1f", t / h }')" \
             "$checked" "$accepted" >>"$out"
+        others_line "$before_m" "$after_m" $((all + $(wrk_ticks "$out"))) >>"$out"
         sed -i ':a;N;$!ba;s/\n//g' "$out"
         log "  $(cat "$out")"
         stop_server
@@ -249,9 +265,14 @@ bare_scenario() {
         local out=$WORK/results/$name.$r
         local before
         before=$(cpu_ticks "$pid")
+        local before_m after_m used
+        before_m=$(machine_ticks)
         log "$name run $r/$RUNS: wrk -t$THREADS -c$CONNS -d$DURATION (delay ${delay} ms) against $url (bare)"
         run_wrk "$out" "$url" "$delay"
-        printf ' server_cpu_s=%s\n' "$(awk -v t="$(($(cpu_ticks "$pid") - before))" -v h="$HZ" 'BEGIN { printf "%.1f", t / h }')" >>"$out"
+        after_m=$(machine_ticks)
+        used=$(($(cpu_ticks "$pid") - before))
+        printf ' server_cpu_s=%s\n' "$(awk -v t="$used" -v h="$HZ" 'BEGIN { printf "%.1f", t / h }')" >>"$out"
+        others_line "$before_m" "$after_m" $((used + $(wrk_ticks "$out"))) >>"$out"
         sed -i ':a;N;$!ba;s/\n//g' "$out"
         log "  $(cat "$out")"
     done
@@ -364,8 +385,8 @@ fi
 {
     echo "## tenken server acceptance ($(date -u +%F), $(nproc) CPUs, bodies ~$BODY_SIZE bytes / ~$BODY_RECEIPTS receipts, -c$CONNS -t$THREADS -d$DURATION, $RUNS run(s) each, medians)"
     echo
-    echo "| scenario | acknowledged/s (202) | other responses/s | p50 ms | p99 ms | socket errors | server CPU s (check workers) | wrk CPU s | runs (ack/s) |"
-    echo "|---|---|---|---|---|---|---|---|---|"
+    echo "| scenario | acknowledged/s (202) | other responses/s | p50 ms | p99 ms | socket errors | server CPU s (check workers) | wrk CPU s | others CPU s | runs (ack/s) |"
+    echo "|---|---|---|---|---|---|---|---|---|---|"
     for s in server workers1 paced paced-low tmpfs bare bare-paced bare-paced-low overload16 overload1 overload1-paced; do
         compgen -G "$WORK/results/$s.1" >/dev/null || continue
         ok=$(med "$s" ok_per_s)
@@ -374,13 +395,13 @@ fi
         errs=$(runs_of "$s" | while read -r f; do
             echo $(($(get "$f" err_connect) + $(get "$f" err_read) + $(get "$f" err_write) + $(get "$f" err_timeout)))
         done | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')
-        echo "| $s | $ok | $other | $(med "$s" p50_ms) | $(med "$s" p99_ms) | $errs | $(med "$s" server_cpu_s) ($(med "$s" check_cpu_s)) | $(med "$s" wrk_cpu_s) | $(all "$s" ok_per_s) |"
+        echo "| $s | $ok | $other | $(med "$s" p50_ms) | $(med "$s" p99_ms) | $errs | $(med "$s" server_cpu_s) ($(med "$s" check_cpu_s)) | $(med "$s" wrk_cpu_s) | $(med "$s" others_cpu_s) | $(all "$s" ok_per_s) |"
     done
     if compgen -G "$WORK/results/naive.1" >/dev/null; then
-        echo "| naive (fsync one by one) | $(med naive files_per_s) files/s | | $(med naive p50_ms) | $(med naive p99_ms) | | | | $(all naive files_per_s) |"
+        echo "| naive (fsync one by one) | $(med naive files_per_s) files/s | | $(med naive p50_ms) | $(med naive p99_ms) | | | | | $(all naive files_per_s) |"
     fi
     if compgen -G "$WORK/results/naive32.1" >/dev/null; then
-        echo "| naive, 32 writers | $(med naive32 files_per_s) files/s | | $(med naive32 p50_ms) | $(med naive32 p99_ms) | | | | $(all naive32 files_per_s) |"
+        echo "| naive, 32 writers | $(med naive32 files_per_s) files/s | | $(med naive32 p50_ms) | $(med naive32 p99_ms) | | | | | $(all naive32 files_per_s) |"
     fi
     echo
     echo "- binary: $BIN (commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- host plugins 2>/dev/null || echo ', with uncommitted changes under host/ or plugins/'))"

@@ -235,6 +235,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_setting_is_documented() {
+        // A setting added to the struct but not to docs/SERVER.md would be undocumented.
+        let doc = include_str!("../../../docs/SERVER.md");
+        let value = toml::Value::try_from(Config::default()).unwrap();
+        let mut missing = Vec::new();
+        for (section, v) in value.as_table().unwrap() {
+            if section == "limits" {
+                continue; // docs/LIMITS.md, checked by tenken-limits
+            }
+            match v.as_table() {
+                Some(t) => {
+                    for key in t.keys() {
+                        let plain = format!("`{section}.{key}`");
+                        let shared = format!("`ssk.{key}`, `kokuho.{key}`");
+                        if !doc.contains(&plain) && !doc.contains(&shared) {
+                            missing.push(format!("{section}.{key}"));
+                        }
+                    }
+                }
+                None => {
+                    if !doc.contains(&format!("`{section}`")) {
+                        missing.push(section.clone());
+                    }
+                }
+            }
+        }
+        assert!(missing.is_empty(), "docs/SERVER.md does not document {missing:?}");
+    }
+
+    #[test]
     fn env_overrides_file_values() {
         let dir = std::env::temp_dir().join(format!("tenken-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
