@@ -40,7 +40,7 @@ PACED_LOW_DELAY_MS=${PACED_LOW_DELAY_MS:-990} # the same for "paced-low" (~1,000
 INSTITUTIONS=${INSTITUTIONS:-4}         # distinct institutions (tokens) posting
 BODY_BYTES=${BODY_BYTES:-40960}
 UPLOADS=${UPLOADS:-2000}                # uploads_inflight_max of the acceptance runs (>= CONNS: none refused)
-NAIVE_FILES=${NAIVE_FILES:-3000}
+NAIVE_FILES=${NAIVE_FILES:-5000}
 SKEW_BIG=${SKEW_BIG:-20000}             # receipts in the big file of the skewed workload
 SKEW_SMALL=${SKEW_SMALL:-200}           # small files
 SKEW_SMALL_RECEIPTS=${SKEW_SMALL_RECEIPTS:-20}
@@ -213,6 +213,26 @@ run_wrk() {
     sed -i ':a;N;$!ba;s/\n//g' "$out"
 }
 
+# wait_quiet: before a run, wait (up to QUIET_WAIT_S) until the rest of the machine uses
+# less than a fifth of a CPU over 2 s (the machine is shared; other builds and tests skew
+# the figures). Proceeds anyway after the wait, and says so.
+QUIET_WAIT_S=${QUIET_WAIT_S:-300}
+wait_quiet() {
+    local start=$SECONDS b a busy
+    while :; do
+        b=($(machine_ticks))
+        sleep 2
+        a=($(machine_ticks))
+        busy=$((a[0] - b[0]))
+        if ((busy * 5 < 2 * HZ)); then return; fi
+        if ((SECONDS - start > QUIET_WAIT_S)); then
+            log "machine still busy ($(awk -v t="$busy" -v h="$HZ" 'BEGIN { printf "%.2f", t / h / 2 }') CPUs used by others); running anyway"
+            return
+        fi
+        sleep 3
+    done
+}
+
 # wrk_ticks OUT: wrk's CPU of a run, in clock ticks.
 wrk_ticks() { awk -v h="$HZ" '{ printf "%d", ($1 + $2) * h }' "$1.time"; }
 
@@ -222,6 +242,7 @@ server_scenario() {
     shift 2
     local r
     for ((r = 1; r <= RUNS; r++)); do
+        wait_quiet
         start_server "$name" "$@"
         local before_all before_ssk before_wr
         before_all=$(cpu_ticks "$SERVER_PID")
@@ -264,6 +285,7 @@ bare_scenario() {
     for ((r = 1; r <= RUNS; r++)); do
         local out=$WORK/results/$name.$r
         local before
+        wait_quiet
         before=$(cpu_ticks "$pid")
         local before_m after_m used
         before_m=$(machine_ticks)
@@ -299,6 +321,23 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0 && a != "-") printf "%.
 log "work directory $WORK; bodies of $BODY_SIZE bytes ($BODY_RECEIPTS receipts) on average, ${#BODIES[@]} institutions"
 UPL=(TENKEN_CFG__ADMISSION__UPLOADS_INFLIGHT_MAX=$UPLOADS)
 
+# The floor first, before the server runs write gigabytes to the same file system.
+if want naive; then
+    for ((r = 1; r <= RUNS; r++)); do
+        rm -rf "$WORK/naive"
+        wait_quiet
+        log "naive run $r/$RUNS: $NAIVE_FILES files one by one"
+        "$BIN" bench-server naive --dir "$WORK/naive" --files "$NAIVE_FILES" --body "${BODIES[0]}" | tee "$WORK/results/naive.$r.wrk" |
+            grep '^RESULT' | sed 's/^RESULT //' >"$WORK/results/naive.$r"
+    done
+    rm -rf "$WORK/naive"
+    wait_quiet
+    log "parallel writers (32 threads, each one by one): what parallel fsyncs alone give"
+    "$BIN" bench-server naive --dir "$WORK/naive" --files "$NAIVE_FILES" --body "${BODIES[0]}" --threads 32 |
+        tee "$WORK/results/naive32.1.wrk" | grep '^RESULT' | sed 's/^RESULT //' >"$WORK/results/naive32.1"
+    rm -rf "$WORK/naive"
+fi
+
 want server && server_scenario server 0 "${UPL[@]}"
 want workers1 && server_scenario workers1 0 "${UPL[@]}" TENKEN_CFG__SSK__WORKERS=1
 want paced && server_scenario paced "$PACED_DELAY_MS" "${UPL[@]}"
@@ -315,19 +354,6 @@ if want bare; then
     bare_scenario bare 0
     bare_scenario bare-paced "$PACED_DELAY_MS"
     bare_scenario bare-paced-low "$PACED_LOW_DELAY_MS"
-fi
-if want naive; then
-    for ((r = 1; r <= RUNS; r++)); do
-        rm -rf "$WORK/naive"
-        log "naive run $r/$RUNS: $NAIVE_FILES files one by one"
-        "$BIN" bench-server naive --dir "$WORK/naive" --files "$NAIVE_FILES" --body "${BODIES[0]}" | tee "$WORK/results/naive.$r.wrk" |
-            grep '^RESULT' | sed 's/^RESULT //' >"$WORK/results/naive.$r"
-    done
-    rm -rf "$WORK/naive"
-    log "parallel writers (32 threads, each one by one): what parallel fsyncs alone give"
-    "$BIN" bench-server naive --dir "$WORK/naive" --files "$NAIVE_FILES" --body "${BODIES[0]}" --threads 32 |
-        tee "$WORK/results/naive32.1.wrk" | grep '^RESULT' | sed 's/^RESULT //' >"$WORK/results/naive32.1"
-    rm -rf "$WORK/naive"
 fi
 if want overload; then
     server_scenario overload16 0 TENKEN_CFG__ADMISSION__UPLOADS_INFLIGHT_MAX=16
@@ -350,6 +376,7 @@ if want skew; then
     done
     saved_codes=("${CODES[@]}")
     CODES=("$big_code" "$small_code")
+    wait_quiet
     start_server skew TENKEN_CFG__SSK__WORKERS="$SKEW_WORKERS"
     CODES=("${saved_codes[@]}")
     t0=$(date +%s.%N)

@@ -83,6 +83,7 @@ pub fn router(app: Arc<App>) -> axum::Router {
         .route("/v1/payers/{payer}/windows/{month}", get(get_window).put(put_window))
         .route("/v1/tokens", post(create_token).get(list_tokens))
         .route("/v1/tokens/{id}/revoke", post(revoke_token))
+        .merge(crate::plugins::routes())
         .fallback(|| async {
             ApiError::not_found("no such endpoint; the API is under /v1 (see /v1/openapi.json)")
         })
@@ -518,7 +519,7 @@ async fn check_window(app: &App, payer: Payer, month: &str, now: i64) -> Result<
 }
 
 /// Loads a submission the caller may see: its institution, its payer's staff, or an admin.
-async fn visible(app: &App, who: &Principal, id: SubmissionId) -> Result<Submission, ApiError> {
+pub async fn visible(app: &App, who: &Principal, id: SubmissionId) -> Result<Submission, ApiError> {
     let store = app.store.clone();
     let s = blocking(move || store.get(id)).await?.ok_or_else(|| ApiError::not_found(format!("submission {id} not found")))?;
     let allowed = match &who.role {

@@ -138,6 +138,10 @@ pub struct Schedule {
     pub lease_ms: u64,
     /// Store writes queued before writers block.
     pub store_write_queue_max: u32,
+    /// Auto-rollback window, in receipts checked by one release set.
+    pub auto_rollback_window_receipts: u32,
+    /// Auto-rollback threshold: share of those receipts with a plugin trap or timeout.
+    pub auto_rollback_failure_rate_max: f64,
     /// Writes committed together (one fsync).
     pub store_group_commit_max: u32,
 }
@@ -150,6 +154,8 @@ impl Default for Schedule {
             active_files_max: 64,
             lease_ms: 15_000,
             store_write_queue_max: 4096,
+            auto_rollback_window_receipts: 500,
+            auto_rollback_failure_rate_max: 0.5,
             store_group_commit_max: 512,
         }
     }
@@ -166,13 +172,34 @@ pub struct PayerConfig {
     /// Masters directory (SSK file layout); default `<data_dir>/masters/<payer>` (seeded with
     /// the demo masters on first start).
     pub masters_dir: Option<PathBuf>,
-    /// Extra plugin components run after the bundled defaults (until the plugin registry).
+    /// Extra plugin components added after the bundled defaults to the first release set
+    /// (first start only; later changes go through the plugin lifecycle).
     pub plugins_extra: Vec<PathBuf>,
+    /// Approvals by staff other than the uploader needed before a plugin can be activated.
+    pub approvals_required: u32,
+    /// Validation gate: most findings changed (new + vanished) over the regression corpus.
+    pub validation_delta_max: u32,
+    /// Validation gate: most `plugin.` findings (traps, timeouts) over the regression corpus.
+    pub validation_plugin_failures_max: u32,
+    /// Largest plugin upload, bytes.
+    pub plugin_upload_bytes_max: u64,
+    /// Time allowed to compile an uploaded plugin, milliseconds.
+    pub plugin_compile_ms_max: u64,
 }
 
 impl Default for PayerConfig {
     fn default() -> Self {
-        PayerConfig { workers: 2, queue_chunks_max: 100_000, masters_dir: None, plugins_extra: Vec::new() }
+        PayerConfig {
+            workers: 2,
+            queue_chunks_max: 100_000,
+            masters_dir: None,
+            plugins_extra: Vec::new(),
+            approvals_required: 1,
+            validation_delta_max: 1_000,
+            validation_plugin_failures_max: 0,
+            plugin_upload_bytes_max: 64 * 1024 * 1024,
+            plugin_compile_ms_max: 120_000,
+        }
     }
 }
 

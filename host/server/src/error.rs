@@ -21,6 +21,11 @@ impl ApiError {
         ApiError { status, code, message: message.into(), retry_after: None, request_id: None }
     }
 
+    pub fn with_code(mut self, code: &'static str) -> ApiError {
+        self.code = code;
+        self
+    }
+
     pub fn retry_after(mut self, s: u64) -> ApiError {
         self.retry_after = Some(s);
         self

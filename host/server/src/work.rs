@@ -11,10 +11,12 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+
+use crate::registry::LiveSet;
 use std::time::{Duration, Instant};
 
-use tenken_check::{Checker, FileJob};
-use tenken_model::{self as m, Finding, Payer, Severity, YearMonth};
+use tenken_check::FileJob;
+use tenken_model::{self as m, Finding, Payer, Severity};
 use tenken_sched::{ChunkRef, SharedQueue};
 use tenken_store::{ChunkOutcome, ChunkResult, Counts, Store, Submission, SubmissionId};
 
@@ -24,47 +26,16 @@ pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
-/// The rule configurations of one payer, each effective from a 診療年月. The plugin
-/// lifecycle issue manages them; for now there is one, effective for every month.
-pub struct Releases {
-    /// Sorted by `from`; None = from the beginning.
-    sets: Vec<(Option<YearMonth>, Arc<Checker>)>,
-}
-
-impl Releases {
-    pub fn single(checker: Arc<Checker>) -> Releases {
-        Releases { sets: vec![(None, checker)] }
-    }
-
-    /// The index of the set in force for `month` (the earliest set when unknown).
-    pub fn index_for(&self, month: Option<YearMonth>) -> usize {
-        let Some(month) = month else { return 0 };
-        self.sets.iter().rposition(|(from, _)| from.is_none_or(|f| f <= month)).unwrap_or(0)
-    }
-
-    pub fn checker(&self, i: usize) -> &Arc<Checker> {
-        &self.sets[i].1
-    }
-
-    pub fn len(&self) -> usize {
-        self.sets.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.sets.is_empty()
-    }
-}
-
 /// A file being checked: parsed once, prepared once per release set.
 struct Active {
     claim: Arc<m::Claim>,
-    jobs: Vec<OnceLock<Arc<FileJob>>>,
+    /// Prepared per release set id.
+    jobs: Mutex<HashMap<i64, Arc<FileJob>>>,
 }
 
 pub struct PayerWork {
     pub payer: Payer,
     pub queue: SharedQueue<String>,
-    pub releases: Releases,
     pub workers: u32,
     pub queue_chunks_max: u32,
     active: Mutex<HashMap<SubmissionId, Arc<OnceLock<Result<Arc<Active>, String>>>>>,
@@ -78,10 +49,26 @@ pub struct WorkOptions {
     pub active_files_max: u32,
     pub lease_ms: u64,
     pub findings_per_file_max: u32,
+    /// Auto-rollback: the sliding window, in receipts, over which a release set's plugin
+    /// failures are counted, and the failure rate (failed receipts / receipts) beyond which
+    /// the payer's previous release set for the same months is restored.
+    pub auto_rollback_window_receipts: u32,
+    pub auto_rollback_failure_rate_max: f64,
+}
+
+/// Failures of one release set over its last receipts.
+#[derive(Default)]
+struct Health {
+    window: std::collections::VecDeque<(u32, u32)>,
+    receipts: u64,
+    failed: u64,
+    rolled_back: bool,
 }
 
 pub struct Work {
     store: Arc<dyn Store>,
+    pub registry: Arc<crate::registry::Registry>,
+    health: Mutex<HashMap<i64, Health>>,
     metrics: Arc<Metrics>,
     payers: Vec<Arc<PayerWork>>,
     owner: AtomicI64,
@@ -116,17 +103,17 @@ impl Work {
     pub fn new(
         store: Arc<dyn Store>,
         metrics: Arc<Metrics>,
-        payers: Vec<(Payer, Releases, u32, u32)>,
+        registry: Arc<crate::registry::Registry>,
+        payers: Vec<(Payer, u32, u32)>,
         options: WorkOptions,
         owner: i64,
     ) -> Arc<Work> {
         let payers = payers
             .into_iter()
-            .map(|(payer, releases, workers, queue_chunks_max)| {
+            .map(|(payer, workers, queue_chunks_max)| {
                 Arc::new(PayerWork {
                     payer,
                     queue: SharedQueue::new(options.quantum_receipts, (queue_chunks_max as usize).saturating_mul(2)),
-                    releases,
                     workers,
                     queue_chunks_max,
                     active: Mutex::new(HashMap::new()),
@@ -136,6 +123,8 @@ impl Work {
             .collect();
         Arc::new(Work {
             store,
+            registry,
+            health: Mutex::new(HashMap::new()),
             metrics,
             payers,
             owner: AtomicI64::new(owner),
@@ -306,20 +295,18 @@ impl Work {
         };
         cell.get_or_init(|| {
             let bytes = self.store.bytes(&s.digest).map_err(|e| e.to_string())?;
-            let limits = pw.releases.checker(0).limits().clone();
-            let claim = Arc::new(tenken_claim::parse(&bytes, &limits));
-            let jobs = (0..pw.releases.len()).map(|_| OnceLock::new()).collect();
-            Ok(Arc::new(Active { claim, jobs }))
+            let claim = Arc::new(tenken_claim::parse(&bytes, &self.registry.limits));
+            Ok(Arc::new(Active { claim, jobs: Mutex::new(HashMap::new()) }))
         })
         .clone()
     }
 
-    fn job(&self, pw: &PayerWork, active: &Active, set: usize) -> Result<Arc<FileJob>, String> {
-        if let Some(j) = active.jobs[set].get() {
+    fn job(&self, pw: &PayerWork, active: &Active, set: &LiveSet) -> Result<Arc<FileJob>, String> {
+        if let Some(j) = active.jobs.lock().unwrap().get(&set.id) {
             return Ok(j.clone());
         }
-        let job = pw.releases.checker(set).prepare(active.claim.clone(), Some(pw.payer)).map_err(|e| e.to_string())?;
-        Ok(active.jobs[set].get_or_init(|| Arc::new(job)).clone())
+        let job = Arc::new(set.checker.prepare(active.claim.clone(), Some(pw.payer)).map_err(|e| e.to_string())?);
+        Ok(active.jobs.lock().unwrap().entry(set.id).or_insert(job).clone())
     }
 
     fn run_chunk(&self, pw: &PayerWork, chunk: ChunkRef) -> Result<(), String> {
@@ -330,15 +317,21 @@ impl Work {
             return Ok(());
         }
         let active = self.active(pw, &s)?;
+        // The table in force when this chunk started: kept for the whole chunk (hot swap).
+        let table = self.registry.table(pw.payer);
+        let started_ms = now_ms();
         let claim = &active.claim;
         let mut findings: Vec<Finding> = Vec::new();
         let mut receipts = 0usize;
+        let mut decision: Vec<serde_json::Value> = Vec::new();
+        let mut per_set: Vec<(i64, u32, u32)> = Vec::new();
         if chunk.index == 0 {
             findings.extend(claim.parse_findings.iter().cloned());
             let billing = claim.file.header.as_ref().and_then(|h| h.billing_month);
-            let set = pw.releases.index_for(billing);
+            let set = &table.sets[table.index_for(billing)];
             let job = self.job(pw, &active, set)?;
-            findings.extend(pw.releases.checker(set).check_file_level(&job));
+            findings.extend(set.checker.check_file_level(&job));
+            decision.push(decision_entry(set, None, started_ms));
         } else {
             let r = chunk_range(chunk.index, s.chunks, s.chunk_receipts);
             let n = claim.receipts.len();
@@ -347,13 +340,23 @@ impl Work {
             // Runs of receipts with the same release set (by 診療年月) go together.
             let mut i = start;
             while i < end {
-                let set = pw.releases.index_for(claim.receipts[i].service_month);
+                let k = table.index_for(claim.receipts[i].service_month);
                 let mut j = i + 1;
-                while j < end && pw.releases.index_for(claim.receipts[j].service_month) == set {
+                while j < end && table.index_for(claim.receipts[j].service_month) == k {
                     j += 1;
                 }
+                let set = &table.sets[k];
                 let job = self.job(pw, &active, set)?;
-                findings.extend(pw.releases.checker(set).check_range(&job, i..j));
+                let found = set.checker.check_range(&job, i..j);
+                let failed = found
+                    .iter()
+                    .filter(|f| matches!(f.rule.as_str(), "plugin.trap" | "plugin.timeout"))
+                    .filter_map(|f| f.receipt)
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .len() as u32;
+                per_set.push((set.id, (j - i) as u32, failed));
+                findings.extend(found);
+                decision.push(decision_entry(set, Some((i, j)), started_ms));
                 i = j;
             }
         }
@@ -371,12 +374,16 @@ impl Work {
                 index: chunk.index,
                 owner: self.owner.load(Ordering::SeqCst),
                 findings: json,
+                decision: serde_json::json!({ "sets": decision }).to_string(),
                 counts,
                 now_ms: now_ms(),
             })
             .map_err(|e| e.to_string())?;
         self.metrics.chunks_checked.get_or_create(&PayerLabel { payer: payer.clone() }).inc();
         self.metrics.receipts_checked.get_or_create(&PayerLabel { payer }).inc_by(receipts as u64);
+        for (set, n, failed) in per_set {
+            self.watch_health(pw.payer, set, n, failed);
+        }
         match outcome {
             ChunkOutcome::Recorded { all_done: true } => self.finalize(&s),
             ChunkOutcome::Recorded { all_done: false } | ChunkOutcome::Duplicate => {}
@@ -412,6 +419,81 @@ impl Work {
             tracing::error!(submission = s.id, error = %e, "finalizing failed; the sweeper retries it");
         }
         self.payer(s.payer).active.lock().unwrap().remove(&s.id);
+    }
+}
+
+fn decision_entry(set: &LiveSet, receipts: Option<(usize, usize)>, started_ms: i64) -> serde_json::Value {
+    serde_json::json!({
+        "release_set": set.id,
+        "started_ms": started_ms,
+        "plugins": set.plugins,
+        "masters": set.masters,
+        "receipts": receipts.map(|(a, b)| [a, b]),
+    })
+}
+
+impl Work {
+    /// Counts a release set's failed receipts over a sliding window; beyond the configured
+    /// rate, restores the payer's previous release set for the same months (once), with an
+    /// audit event and a notice for staff.
+    fn watch_health(&self, payer: Payer, set: i64, receipts: u32, failed: u32) {
+        let window = self.options.auto_rollback_window_receipts.max(1) as u64;
+        let trip = {
+            let mut h = self.health.lock().unwrap();
+            let e = h.entry(set).or_default();
+            e.window.push_back((receipts, failed));
+            e.receipts += receipts as u64;
+            e.failed += failed as u64;
+            while e.receipts > window
+                && let Some((r, f)) = e.window.pop_front()
+            {
+                e.receipts -= r as u64;
+                e.failed -= f as u64;
+            }
+            let rate = e.failed as f64 / e.receipts.max(1) as f64;
+            let trip = !e.rolled_back
+                && e.receipts >= window.min(50)
+                && rate > self.options.auto_rollback_failure_rate_max;
+            if trip {
+                e.rolled_back = true;
+            }
+            trip.then_some(rate)
+        };
+        let Some(rate) = trip else { return };
+        if let Err(e) = self.auto_rollback(payer, set, rate) {
+            tracing::error!(%payer, set, error = %e, "auto-rollback failed");
+        }
+    }
+
+    fn auto_rollback(&self, payer: Payer, set: i64, rate: f64) -> Result<(), String> {
+        let sets = self.store.release_sets(payer).map_err(|e| e.to_string())?;
+        let Some(current) = sets.iter().find(|s| s.id == set) else { return Ok(()) };
+        if current.state != "active" {
+            return Ok(());
+        }
+        // The last good set: the newest earlier set for the same months that is not itself
+        // rolled back.
+        let Some(good) =
+            sets.iter().find(|s| s.id < set && s.from_month == current.from_month && s.state != "rolled-back")
+        else {
+            tracing::error!(%payer, set, "plugin failures beyond the auto-rollback threshold, but no earlier release set");
+            return Ok(());
+        };
+        let reason = format!(
+            "auto-rollback: {:.0}% of the receipts checked by release set {set} failed (plugin trap/timeout) in the last {} receipts",
+            rate * 100.0,
+            self.options.auto_rollback_window_receipts
+        );
+        self.store.rollback(payer, good.id, 0, &reason, now_ms()).map_err(|e| e.to_string())?;
+        self.registry.reload(payer).map_err(|e| e.to_string())?;
+        let _ = self.store.add_notice(
+            Some(payer),
+            &format!("[staff] release set {set} was rolled back automatically to {}: {reason}", good.id),
+            0,
+            now_ms(),
+        );
+        tracing::error!(%payer, from = set, to = good.id, "{reason}");
+        Ok(())
     }
 }
 

@@ -179,6 +179,8 @@ pub struct ChunkResult {
     pub owner: i64,
     /// The chunk's findings, serialized by the caller (JSON).
     pub findings: String,
+    /// The decision record (JSON): release set(s), plugin digests, master version.
+    pub decision: String,
     pub counts: Counts,
     pub now_ms: i64,
 }
@@ -244,6 +246,124 @@ pub struct ListFilter {
     pub limit: u32,
 }
 
+/// Where a plugin version is in its life (see docs/PLUGINS-LIFECYCLE.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PluginState {
+    Uploaded,
+    Validated,
+    /// Validation ran and a gate failed.
+    Failed,
+    Approved,
+    Retired,
+}
+
+impl PluginState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PluginState::Uploaded => "uploaded",
+            PluginState::Validated => "validated",
+            PluginState::Failed => "failed",
+            PluginState::Approved => "approved",
+            PluginState::Retired => "retired",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<PluginState, StoreError> {
+        Ok(match s {
+            "uploaded" => PluginState::Uploaded,
+            "validated" => PluginState::Validated,
+            "failed" => PluginState::Failed,
+            "approved" => PluginState::Approved,
+            "retired" => PluginState::Retired,
+            other => return Err(StoreError::Corrupt(format!("unknown plugin state {other}"))),
+        })
+    }
+}
+
+/// A plugin version to register.
+#[derive(Debug, Clone)]
+pub struct NewPlugin {
+    pub payer: Payer,
+    /// `sha256:<hex>`.
+    pub digest: String,
+    pub bytes: Vec<u8>,
+    pub name: String,
+    pub version: String,
+    pub contract: String,
+    /// What `describe` reported (JSON).
+    pub info_json: String,
+    /// Token id of the uploader; 0 = the system (bundled defaults).
+    pub uploaded_by: i64,
+    /// Hex public key whose signature verified, if any.
+    pub signed_by: Option<String>,
+    /// Bundled defaults are registered already approved.
+    pub state: PluginState,
+    pub now_ms: i64,
+}
+
+/// A registered plugin version (immutable bytes; state, validation and approvals change).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PluginRecord {
+    pub payer: Payer,
+    pub digest: String,
+    pub name: String,
+    pub version: String,
+    pub contract: String,
+    pub info_json: String,
+    pub bytes: u64,
+    pub uploaded_by: i64,
+    pub uploaded_ms: i64,
+    pub signed_by: Option<String>,
+    pub state: PluginState,
+    /// The last validation report (JSON).
+    pub validation: Option<String>,
+    pub approvals: Vec<i64>,
+}
+
+/// A payer's rule configuration effective from a 診療年月.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReleaseSet {
+    pub id: i64,
+    pub payer: Payer,
+    /// `YYYY-MM`; `0000-01` = from the beginning.
+    pub from_month: String,
+    /// Plugin digests, in run order.
+    pub plugins: Vec<String>,
+    /// `active`, `superseded` (replaced by a later activation) or `rolled-back`.
+    pub state: String,
+    pub created_by: i64,
+    pub created_ms: i64,
+    pub reason: String,
+}
+
+/// An append-only audit record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditEvent {
+    pub id: i64,
+    pub payer: Payer,
+    /// Token id; 0 = the system.
+    pub actor: i64,
+    pub at_ms: i64,
+    pub action: String,
+    pub digest: Option<String>,
+    pub release_set: Option<i64>,
+    pub reason: String,
+}
+
+/// One claim file of a payer's regression corpus and its expected findings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RegressionCase {
+    pub id: i64,
+    pub payer: Payer,
+    pub name: String,
+    pub digest: String,
+    /// JSON list of findings.
+    pub expected: String,
+    pub added_by: i64,
+    pub added_ms: i64,
+}
+
 /// The operations the server needs. See the module docs for the durability contract.
 pub trait Store: Send + Sync {
     /// Stores the bytes and the submission; returns after both are durable. A new
@@ -287,6 +407,59 @@ pub trait Store: Send + Sync {
     fn add_notice(&self, payer: Option<Payer>, message: &str, by: i64, now_ms: i64) -> Result<Notice, StoreError>;
     /// Newest first.
     fn notices(&self, payer: Option<Payer>, limit: u32) -> Result<Vec<Notice>, StoreError>;
+
+    // --- plugin registry and release sets (every change is audited in the same transaction)
+    /// Stores the bytes and the record; an existing (payer, digest) is returned unchanged.
+    fn put_plugin(&self, p: NewPlugin) -> Result<(PluginRecord, bool), StoreError>;
+    fn plugin(&self, payer: Payer, digest: &str) -> Result<Option<PluginRecord>, StoreError>;
+    fn plugins(&self, payer: Payer) -> Result<Vec<PluginRecord>, StoreError>;
+    /// Bytes of a plugin by its `sha256:` digest (verified).
+    fn plugin_bytes(&self, digest: &str) -> Result<Vec<u8>, StoreError>;
+    fn set_plugin_state(
+        &self,
+        payer: Payer,
+        digest: &str,
+        state: PluginState,
+        validation: Option<String>,
+        actor: i64,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<PluginRecord, StoreError>;
+    /// Records an approval; the caller checks who may approve.
+    fn approve_plugin(&self, payer: Payer, digest: &str, approver: i64, now_ms: i64) -> Result<PluginRecord, StoreError>;
+    fn add_signing_key(&self, payer: Payer, key_hex: &str, actor: i64, now_ms: i64) -> Result<(), StoreError>;
+    fn signing_keys(&self, payer: Payer) -> Result<Vec<String>, StoreError>;
+    /// Makes a new release set active from `from_month`, superseding the active one with the
+    /// same `from_month`, atomically.
+    fn activate(
+        &self,
+        payer: Payer,
+        from_month: &str,
+        plugins: &[String],
+        actor: i64,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<ReleaseSet, StoreError>;
+    /// Makes an earlier release set active again (the active one with its `from_month` is
+    /// marked rolled-back), atomically.
+    fn rollback(&self, payer: Payer, to: i64, actor: i64, reason: &str, now_ms: i64) -> Result<ReleaseSet, StoreError>;
+    /// Every release set of a payer, newest first.
+    fn release_sets(&self, payer: Payer) -> Result<Vec<ReleaseSet>, StoreError>;
+    fn audit(&self, payer: Payer, limit: u32) -> Result<Vec<AuditEvent>, StoreError>;
+    fn add_audit(&self, e: AuditEvent) -> Result<(), StoreError>;
+    fn add_regression(
+        &self,
+        payer: Payer,
+        name: &str,
+        bytes: &[u8],
+        expected: &str,
+        actor: i64,
+        now_ms: i64,
+    ) -> Result<RegressionCase, StoreError>;
+    fn regression(&self, payer: Payer) -> Result<Vec<RegressionCase>, StoreError>;
+    /// The decision records of a submission: per chunk, the release set, plugin digests and
+    /// master version that produced its findings (JSON, as recorded).
+    fn decisions(&self, id: SubmissionId) -> Result<Vec<(u32, String)>, StoreError>;
 }
 
 /// sha256 of a token secret, hex: what the store keeps instead of the secret.

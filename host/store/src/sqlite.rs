@@ -82,6 +82,28 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE notices(id INTEGER PRIMARY KEY AUTOINCREMENT, payer TEXT, message TEXT NOT NULL,
         created_ms INTEGER NOT NULL, created_by INTEGER NOT NULL);
     "#,
+    // 2: plugin registry, release sets, audit log, regression corpus, decision records.
+    r#"
+    CREATE TABLE plugins(payer TEXT NOT NULL, digest TEXT NOT NULL, name TEXT NOT NULL, version TEXT NOT NULL,
+        contract TEXT NOT NULL, info_json TEXT NOT NULL, bytes INTEGER NOT NULL, uploaded_by INTEGER NOT NULL,
+        uploaded_ms INTEGER NOT NULL, signed_by TEXT, state TEXT NOT NULL, validation TEXT,
+        PRIMARY KEY(payer, digest)) WITHOUT ROWID;
+    CREATE TABLE plugin_approvals(payer TEXT NOT NULL, digest TEXT NOT NULL, approver INTEGER NOT NULL,
+        at_ms INTEGER NOT NULL, PRIMARY KEY(payer, digest, approver)) WITHOUT ROWID;
+    CREATE TABLE signing_keys(payer TEXT NOT NULL, key_hex TEXT NOT NULL, added_by INTEGER NOT NULL,
+        added_ms INTEGER NOT NULL, PRIMARY KEY(payer, key_hex)) WITHOUT ROWID;
+    CREATE TABLE release_sets(id INTEGER PRIMARY KEY AUTOINCREMENT, payer TEXT NOT NULL, from_month TEXT NOT NULL,
+        plugins TEXT NOT NULL, state TEXT NOT NULL, created_by INTEGER NOT NULL, created_ms INTEGER NOT NULL,
+        reason TEXT NOT NULL);
+    CREATE INDEX release_sets_active ON release_sets(payer, state);
+    CREATE TABLE audit(id INTEGER PRIMARY KEY AUTOINCREMENT, payer TEXT NOT NULL, actor INTEGER NOT NULL,
+        at_ms INTEGER NOT NULL, action TEXT NOT NULL, digest TEXT, release_set INTEGER, reason TEXT NOT NULL);
+    CREATE TRIGGER audit_append_only_u BEFORE UPDATE ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    CREATE TRIGGER audit_append_only_d BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    CREATE TABLE regression(id INTEGER PRIMARY KEY AUTOINCREMENT, payer TEXT NOT NULL, name TEXT NOT NULL,
+        digest TEXT NOT NULL, expected TEXT NOT NULL, added_by INTEGER NOT NULL, added_ms INTEGER NOT NULL);
+    ALTER TABLE chunk_results ADD COLUMN decision TEXT NOT NULL DEFAULT '';
+    "#,
 ];
 
 fn open_conn(path: &Path) -> Result<Connection, StoreError> {
@@ -333,6 +355,111 @@ fn token_info(
 
 const TOKEN_COLS: &str = "id, role, institution, payer, label, created_ms, revoked";
 
+const PLUGIN_COLS: &str =
+    "payer, digest, name, version, contract, info_json, bytes, uploaded_by, uploaded_ms, signed_by, state, validation";
+
+fn load_plugins(conn: &Connection, clause: &str, args: impl rusqlite::Params) -> Result<Vec<PluginRecord>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!("SELECT {PLUGIN_COLS} FROM plugins {clause}"))?;
+    type Row12 = (String, String, String, String, String, String, i64, i64, i64, Option<String>, String, Option<String>);
+    let rows: Vec<Row12> = stmt
+        .query_map(args, |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+                r.get(8)?,
+                r.get(9)?,
+                r.get(10)?,
+                r.get(11)?,
+            ))
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut out = Vec::new();
+    for (payer, digest, name, version, contract, info_json, bytes, uploaded_by, uploaded_ms, signed_by, state, validation) in
+        rows
+    {
+        let approvals = conn
+            .prepare_cached("SELECT approver FROM plugin_approvals WHERE payer = ?1 AND digest = ?2 ORDER BY at_ms")?
+            .query_map(params![payer, digest], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        out.push(PluginRecord {
+            payer: payer_of(&payer)?,
+            digest,
+            name,
+            version,
+            contract,
+            info_json,
+            bytes: bytes as u64,
+            uploaded_by,
+            uploaded_ms,
+            signed_by,
+            state: PluginState::parse(&state)?,
+            validation,
+            approvals,
+        });
+    }
+    Ok(out)
+}
+
+fn must_plugin(conn: &Connection, payer: Payer, digest: &str) -> Result<PluginRecord, StoreError> {
+    load_plugins(conn, "WHERE payer = ?1 AND digest = ?2", params![payer.as_str(), digest])?
+        .pop()
+        .ok_or_else(|| StoreError::Corrupt(format!("no plugin {digest} for {payer}")))
+}
+
+fn audit_tx(conn: &Connection, e: &AuditEvent) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO audit(payer, actor, at_ms, action, digest, release_set, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![e.payer.as_str(), e.actor, e.at_ms, e.action, e.digest, e.release_set, e.reason])?;
+    Ok(())
+}
+
+fn event(payer: Payer, actor: i64, at_ms: i64, action: &str, digest: Option<&str>, set: Option<i64>, reason: &str) -> AuditEvent {
+    AuditEvent {
+        id: 0,
+        payer,
+        actor,
+        at_ms,
+        action: action.to_owned(),
+        digest: digest.map(str::to_owned),
+        release_set: set,
+        reason: reason.to_owned(),
+    }
+}
+
+fn load_sets(conn: &Connection, clause: &str, args: impl rusqlite::Params) -> Result<Vec<ReleaseSet>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT id, payer, from_month, plugins, state, created_by, created_ms, reason FROM release_sets {clause}"
+    ))?;
+    let rows: Vec<(i64, String, String, String, String, i64, i64, String)> = stmt
+        .query_map(args, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?)))?
+        .collect::<Result<_, _>>()?;
+    rows.into_iter()
+        .map(|(id, payer, from_month, plugins, state, created_by, created_ms, reason)| {
+            Ok(ReleaseSet {
+                id,
+                payer: payer_of(&payer)?,
+                from_month,
+                plugins: plugins.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+                state,
+                created_by,
+                created_ms,
+                reason,
+            })
+        })
+        .collect()
+}
+
+fn blob_key(digest: &str) -> &str {
+    digest.strip_prefix("sha256:").unwrap_or(digest)
+}
+
 impl Store for SqliteStore {
     fn accept(&self, new: NewSubmission) -> Result<Accepted, StoreError> {
         let digest = crate::digest(&new.bytes);
@@ -456,8 +583,8 @@ impl Store for SqliteStore {
             }
             let inserted = conn
                 .prepare_cached(
-                    "INSERT OR IGNORE INTO chunk_results(submission, idx, owner, findings, n_error, n_warning, n_info, done_ms) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    "INSERT OR IGNORE INTO chunk_results(submission, idx, owner, findings, n_error, n_warning, n_info, done_ms, decision) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 )?
                 .execute(params![
                     r.submission,
@@ -467,7 +594,8 @@ impl Store for SqliteStore {
                     r.counts.error as i64,
                     r.counts.warning as i64,
                     r.counts.info as i64,
-                    r.now_ms
+                    r.now_ms,
+                    r.decision
                 ])?;
             if inserted == 0 {
                 return Ok(ChunkOutcome::Duplicate);
@@ -682,6 +810,226 @@ impl Store for SqliteStore {
                     Ok(Notice { id, payer: p.map(|p| payer_of(&p)).transpose()?, message, created_ms, created_by })
                 })
                 .collect()
+        })
+    }
+    fn put_plugin(&self, p: NewPlugin) -> Result<(PluginRecord, bool), StoreError> {
+        if let Some(existing) = self.plugin(p.payer, &p.digest)? {
+            return Ok((existing, false));
+        }
+        self.blobs.put(blob_key(&p.digest), &p.bytes)?;
+        let size = p.bytes.len() as i64;
+        self.write(move |conn| {
+            let n = conn.execute(
+                "INSERT OR IGNORE INTO plugins(payer, digest, name, version, contract, info_json, bytes, uploaded_by, \
+                 uploaded_ms, signed_by, state) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                params![
+                    p.payer.as_str(),
+                    p.digest,
+                    p.name,
+                    p.version,
+                    p.contract,
+                    p.info_json,
+                    size,
+                    p.uploaded_by,
+                    p.now_ms,
+                    p.signed_by,
+                    p.state.as_str()
+                ],
+            )?;
+            if n == 1 {
+                let why = format!("{} {} ({} bytes)", p.name, p.version, size);
+                audit_tx(conn, &event(p.payer, p.uploaded_by, p.now_ms, "upload", Some(&p.digest), None, &why))?;
+            }
+            Ok((must_plugin(conn, p.payer, &p.digest)?, n == 1))
+        })
+    }
+
+    fn plugin(&self, payer: Payer, digest: &str) -> Result<Option<PluginRecord>, StoreError> {
+        self.read(|c| Ok(load_plugins(c, "WHERE payer = ?1 AND digest = ?2", params![payer.as_str(), digest])?.pop()))
+    }
+
+    fn plugins(&self, payer: Payer) -> Result<Vec<PluginRecord>, StoreError> {
+        self.read(|c| load_plugins(c, "WHERE payer = ?1 ORDER BY uploaded_ms DESC, name", params![payer.as_str()]))
+    }
+
+    fn plugin_bytes(&self, digest: &str) -> Result<Vec<u8>, StoreError> {
+        self.blobs.get(blob_key(digest))
+    }
+
+    fn set_plugin_state(
+        &self,
+        payer: Payer,
+        digest: &str,
+        state: PluginState,
+        validation: Option<String>,
+        actor: i64,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<PluginRecord, StoreError> {
+        let (digest, reason) = (digest.to_owned(), reason.to_owned());
+        self.write(move |conn| {
+            must_plugin(conn, payer, &digest)?;
+            conn.execute(
+                "UPDATE plugins SET state = ?3, validation = COALESCE(?4, validation) WHERE payer = ?1 AND digest = ?2",
+                params![payer.as_str(), digest, state.as_str(), validation],
+            )?;
+            audit_tx(conn, &event(payer, actor, now_ms, state.as_str(), Some(&digest), None, &reason))?;
+            must_plugin(conn, payer, &digest)
+        })
+    }
+
+    fn approve_plugin(&self, payer: Payer, digest: &str, approver: i64, now_ms: i64) -> Result<PluginRecord, StoreError> {
+        let digest = digest.to_owned();
+        self.write(move |conn| {
+            must_plugin(conn, payer, &digest)?;
+            conn.execute(
+                "INSERT OR IGNORE INTO plugin_approvals(payer, digest, approver, at_ms) VALUES (?1, ?2, ?3, ?4)",
+                params![payer.as_str(), digest, approver, now_ms],
+            )?;
+            audit_tx(conn, &event(payer, approver, now_ms, "approval", Some(&digest), None, ""))?;
+            must_plugin(conn, payer, &digest)
+        })
+    }
+
+    fn add_signing_key(&self, payer: Payer, key_hex: &str, actor: i64, now_ms: i64) -> Result<(), StoreError> {
+        let key = key_hex.to_owned();
+        self.write(move |conn| {
+            conn.execute(
+                "INSERT OR IGNORE INTO signing_keys(payer, key_hex, added_by, added_ms) VALUES (?1, ?2, ?3, ?4)",
+                params![payer.as_str(), key, actor, now_ms],
+            )?;
+            audit_tx(conn, &event(payer, actor, now_ms, "signing-key", None, None, &key))
+        })
+    }
+
+    fn signing_keys(&self, payer: Payer) -> Result<Vec<String>, StoreError> {
+        self.read(|c| {
+            Ok(c.prepare_cached("SELECT key_hex FROM signing_keys WHERE payer = ?1 ORDER BY added_ms")?
+                .query_map([payer.as_str()], |r| r.get(0))?
+                .collect::<Result<_, _>>()?)
+        })
+    }
+
+    fn activate(
+        &self,
+        payer: Payer,
+        from_month: &str,
+        plugins: &[String],
+        actor: i64,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<ReleaseSet, StoreError> {
+        let (from, list, reason) = (from_month.to_owned(), plugins.join(","), reason.to_owned());
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE release_sets SET state = 'superseded' WHERE payer = ?1 AND from_month = ?2 AND state = 'active'",
+                params![payer.as_str(), from],
+            )?;
+            conn.execute(
+                "INSERT INTO release_sets(payer, from_month, plugins, state, created_by, created_ms, reason) \
+                 VALUES (?1, ?2, ?3, 'active', ?4, ?5, ?6)",
+                params![payer.as_str(), from, list, actor, now_ms, reason],
+            )?;
+            let id = conn.last_insert_rowid();
+            audit_tx(conn, &event(payer, actor, now_ms, "activate", None, Some(id), &format!("from {from}: {reason}")))?;
+            load_sets(conn, "WHERE id = ?1", [id])?.pop().ok_or(StoreError::Corrupt("release set vanished".into()))
+        })
+    }
+
+    fn rollback(&self, payer: Payer, to: i64, actor: i64, reason: &str, now_ms: i64) -> Result<ReleaseSet, StoreError> {
+        let reason = reason.to_owned();
+        self.write(move |conn| {
+            let target = load_sets(conn, "WHERE id = ?1 AND payer = ?2", params![to, payer.as_str()])?
+                .pop()
+                .ok_or_else(|| StoreError::Corrupt(format!("{payer} has no release set {to}")))?;
+            conn.execute(
+                "UPDATE release_sets SET state = 'rolled-back' WHERE payer = ?1 AND from_month = ?2 AND state = 'active' AND id != ?3",
+                params![payer.as_str(), target.from_month, to],
+            )?;
+            conn.execute("UPDATE release_sets SET state = 'active' WHERE id = ?1", [to])?;
+            audit_tx(conn, &event(payer, actor, now_ms, "rollback", None, Some(to), &reason))?;
+            load_sets(conn, "WHERE id = ?1", [to])?.pop().ok_or(StoreError::Corrupt("release set vanished".into()))
+        })
+    }
+
+    fn release_sets(&self, payer: Payer) -> Result<Vec<ReleaseSet>, StoreError> {
+        self.read(|c| load_sets(c, "WHERE payer = ?1 ORDER BY id DESC", [payer.as_str()]))
+    }
+
+    fn audit(&self, payer: Payer, limit: u32) -> Result<Vec<AuditEvent>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, actor, at_ms, action, digest, release_set, reason FROM audit WHERE payer = ?1 ORDER BY id DESC LIMIT ?2",
+            )?;
+            Ok(stmt
+                .query_map(params![payer.as_str(), limit.clamp(1, 10_000)], |r| {
+                    Ok(AuditEvent {
+                        id: r.get(0)?,
+                        payer,
+                        actor: r.get(1)?,
+                        at_ms: r.get(2)?,
+                        action: r.get(3)?,
+                        digest: r.get(4)?,
+                        release_set: r.get(5)?,
+                        reason: r.get(6)?,
+                    })
+                })?
+                .collect::<Result<_, _>>()?)
+        })
+    }
+
+    fn add_audit(&self, e: AuditEvent) -> Result<(), StoreError> {
+        self.write(move |conn| audit_tx(conn, &e))
+    }
+
+    fn add_regression(
+        &self,
+        payer: Payer,
+        name: &str,
+        bytes: &[u8],
+        expected: &str,
+        actor: i64,
+        now_ms: i64,
+    ) -> Result<RegressionCase, StoreError> {
+        let digest = crate::digest(bytes);
+        self.blobs.put(&digest, bytes)?;
+        let (name, expected) = (name.to_owned(), expected.to_owned());
+        self.write(move |conn| {
+            conn.execute(
+                "INSERT INTO regression(payer, name, digest, expected, added_by, added_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![payer.as_str(), name, digest, expected, actor, now_ms],
+            )?;
+            let id = conn.last_insert_rowid();
+            audit_tx(conn, &event(payer, actor, now_ms, "regression-case", None, None, &name))?;
+            Ok(RegressionCase { id, payer, name, digest, expected, added_by: actor, added_ms: now_ms })
+        })
+    }
+
+    fn regression(&self, payer: Payer) -> Result<Vec<RegressionCase>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, name, digest, expected, added_by, added_ms FROM regression WHERE payer = ?1 ORDER BY id",
+            )?;
+            Ok(stmt
+                .query_map([payer.as_str()], |r| {
+                    Ok(RegressionCase {
+                        id: r.get(0)?,
+                        payer,
+                        name: r.get(1)?,
+                        digest: r.get(2)?,
+                        expected: r.get(3)?,
+                        added_by: r.get(4)?,
+                        added_ms: r.get(5)?,
+                    })
+                })?
+                .collect::<Result<_, _>>()?)
+        })
+    }
+
+    fn decisions(&self, id: SubmissionId) -> Result<Vec<(u32, String)>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached("SELECT idx, decision FROM chunk_results WHERE submission = ?1 ORDER BY idx")?;
+            Ok(stmt.query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?)
         })
     }
 }

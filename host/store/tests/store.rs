@@ -61,6 +61,7 @@ fn chunks_are_recorded_once_and_fenced_by_the_lease() {
         index,
         owner,
         findings: format!("[{index}]"),
+        decision: String::new(),
         counts: Counts { error: 1, warning: 0, info: 0 },
         now_ms,
     };

@@ -1,0 +1,581 @@
+//! The plugin lifecycle API for payer staff: upload (signed, precompiled, contract-checked),
+//! validate against the regression corpus, approve (someone else), activate release sets by
+//! 診療年月, roll back, audit; plus decision records per submission.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use serde::{Deserialize, Serialize};
+use tenken_model::{Finding, Payer};
+use tenken_store::{AuditEvent, NewPlugin, PluginRecord, PluginState, RegressionCase, ReleaseSet};
+
+use crate::api::App;
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::work::now_ms;
+
+type AppState = State<Arc<App>>;
+
+pub fn routes() -> axum::Router<Arc<App>> {
+    use axum::routing::{get, post};
+    axum::Router::new()
+        .route("/v1/payers/{payer}/plugins", post(upload).get(list))
+        .route("/v1/payers/{payer}/plugins/{digest}", get(show))
+        .route("/v1/payers/{payer}/plugins/{digest}/validate", post(validate))
+        .route("/v1/payers/{payer}/plugins/{digest}/approve", post(approve))
+        .route("/v1/payers/{payer}/releases", get(releases).post(activate))
+        .route("/v1/payers/{payer}/releases/{id}/rollback", post(rollback))
+        .route("/v1/payers/{payer}/audit", get(audit))
+        .route("/v1/payers/{payer}/signing-keys", post(add_key))
+        .route("/v1/payers/{payer}/regression", post(add_regression).get(list_regression))
+        .route("/v1/submissions/{id}/decisions", get(decisions))
+}
+
+pub fn info_json(p: &tenken_runtime::Plugin) -> String {
+    serde_json::json!({ "name": p.info.name, "version": p.info.version, "contract": p.contract, "rules": p.info.rules })
+        .to_string()
+}
+
+fn payer_of(s: &str) -> Result<Payer, ApiError> {
+    s.parse().map_err(|e: String| ApiError::new(StatusCode::NOT_FOUND, "unknown-payer", e))
+}
+
+/// Payer staff only (admins manage tokens, not rules).
+fn staff(who: &Principal, payer: Payer) -> Result<(), ApiError> {
+    if who.staff_payer() == Some(payer) {
+        return Ok(());
+    }
+    tracing::warn!(who = %who.describe(), %payer, "refused: not this payer's staff");
+    Err(ApiError::forbidden(format!("only {payer} staff manage {payer}'s rules; {} may not", who.describe())))
+}
+
+fn staff_or_admin(who: &Principal, payer: Payer) -> Result<(), ApiError> {
+    if who.is_admin() { Ok(()) } else { staff(who, payer) }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(ApiError::internal)?
+}
+
+fn bad(code: &'static str, msg: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, msg)
+}
+
+async fn must_plugin(app: &App, payer: Payer, digest: &str) -> Result<PluginRecord, ApiError> {
+    let (store, d) = (app.store.clone(), digest.to_owned());
+    blocking(move || Ok(store.plugin(payer, &d)?))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("{payer} has no plugin {digest}")))
+}
+
+/// Verifies an ed25519 signature (hex) over the digest string with any of the keys (hex).
+pub fn verify_signature(keys: &[String], digest: &str, signature_hex: &str) -> Option<String> {
+    let sig = hex::decode(signature_hex.trim()).ok()?;
+    let sig = ed25519_dalek::Signature::from_slice(&sig).ok()?;
+    keys.iter()
+        .find(|k| {
+            let Ok(bytes) = hex::decode(k) else { return false };
+            let Ok(arr) = <[u8; 32]>::try_from(bytes.as_slice()) else { return false };
+            let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(&arr) else { return false };
+            key.verify_strict(digest.as_bytes(), &sig).is_ok()
+        })
+        .cloned()
+}
+
+async fn upload(
+    State(app): AppState,
+    who: Principal,
+    Path(payer): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<PluginRecord>), ApiError> {
+    let payer = payer_of(&payer)?;
+    staff(&who, payer)?;
+    let pc = app.config.payer(payer).clone();
+    let max = pc.plugin_upload_bytes_max.min(app.config.limits.plugin_component_bytes_max);
+    let bytes = axum::body::to_bytes(body, max as usize).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body-too-large",
+            format!("the component is larger than {max} bytes (plugin_upload_bytes_max)"),
+        )
+    })?;
+    if bytes.is_empty() {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "empty-body", "send the component (.wasm) bytes as the body"));
+    }
+    let digest = format!("sha256:{}", tenken_store::digest(&bytes));
+    let store = app.store.clone();
+    let keys = blocking(move || Ok(store.signing_keys(payer)?)).await?;
+    let signature = headers.get("x-tenken-signature").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let signed_by = match (&signature, keys.is_empty()) {
+        (None, false) => {
+            return Err(ApiError::forbidden(format!(
+                "{payer} requires signed plugins: send X-Tenken-Signature (hex ed25519 signature of the text {digest}) made with a registered key"
+            ))
+            .with_code("signature-required"));
+        }
+        (None, true) => None,
+        (Some(sig), _) => Some(verify_signature(&keys, &digest, sig).ok_or_else(|| {
+            ApiError::forbidden(format!(
+                "the signature does not verify for {digest} with any of {payer}'s {} registered key(s); sign the digest text exactly",
+                keys.len()
+            ))
+            .with_code("bad-signature")
+        })?),
+    };
+    // Compile now (precompile into the artifact cache), bounded in time, so that activation
+    // never compiles. A component for another contract version, or one that does not link,
+    // is refused here with the runtime's message naming what is wrong.
+    let runtime = app.work.registry.runtime.clone();
+    let b = bytes.to_vec();
+    let load = tokio::task::spawn_blocking(move || tenken_runtime::Plugin::load(&runtime, &b));
+    let plugin = match tokio::time::timeout(Duration::from_millis(pc.plugin_compile_ms_max), load).await {
+        Err(_) => {
+            return Err(bad(
+                "compile-timeout",
+                format!("the component did not compile within {} ms (plugin_compile_ms_max)", pc.plugin_compile_ms_max),
+            ));
+        }
+        Ok(joined) => joined.map_err(ApiError::internal)?.map_err(|e| bad("plugin-refused", format!("{e}")))?,
+    };
+    let record = NewPlugin {
+        payer,
+        digest: plugin.digest.clone(),
+        bytes: bytes.to_vec(),
+        name: plugin.info.name.clone(),
+        version: plugin.info.version.clone(),
+        contract: plugin.contract.clone(),
+        info_json: info_json(&plugin),
+        uploaded_by: who.token_id,
+        signed_by,
+        state: PluginState::Uploaded,
+        now_ms: now_ms(),
+    };
+    let store = app.store.clone();
+    let (rec, new) = blocking(move || Ok(store.put_plugin(record)?)).await?;
+    tracing::info!(%payer, digest = %rec.digest, name = %rec.name, version = %rec.version, new, "plugin uploaded");
+    Ok((if new { StatusCode::CREATED } else { StatusCode::OK }, Json(rec)))
+}
+
+async fn list(State(app): AppState, who: Principal, Path(payer): Path<String>) -> Result<Json<Vec<PluginRecord>>, ApiError> {
+    let payer = payer_of(&payer)?;
+    staff_or_admin(&who, payer)?;
+    let store = app.store.clone();
+    Ok(Json(blocking(move || Ok(store.plugins(payer)?)).await?))
+}
+
+async fn show(
+    State(app): AppState,
+    who: Principal,
+    Path((payer, digest)): Path<(String, String)>,
+) -> Result<Json<PluginRecord>, ApiError> {
+    let payer = payer_of(&payer)?;
+    staff_or_admin(&who, payer)?;
+    Ok(Json(must_plugin(&app, payer, &digest).await?))
+}
+
+/// A validation report: the candidate against the release set it would join, over the
+/// payer's regression corpus.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ValidationReport {
+    pub candidate: String,
+    /// The release set the candidate was compared against.
+    pub base_release_set: i64,
+    pub replaces: Option<String>,
+    pub cases: usize,
+    pub new_findings: usize,
+    pub vanished_findings: usize,
+    pub plugin_failures: usize,
+    /// Per rule: (new, vanished, examples).
+    pub by_rule: BTreeMap<String, RuleDelta>,
+    pub gates: Vec<Gate>,
+    pub passed: bool,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct RuleDelta {
+    pub new: usize,
+    pub vanished: usize,
+    pub examples: Vec<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Gate {
+    pub name: String,
+    pub passed: bool,
+    pub detail: String,
+}
+
+fn key(f: &Finding) -> String {
+    format!("{}|{:?}|{:?}|{:?}|{}", f.rule, f.receipt, f.line, f.field, f.message)
+}
+
+/// Runs the candidate on every regression case and compares with the expected findings.
+pub fn run_validation(app: &App, payer: Payer, candidate: &PluginRecord) -> Result<ValidationReport, ApiError> {
+    let reg = &app.work.registry;
+    let table = reg.table(payer);
+    let base = table.sets.last().ok_or_else(|| ApiError::internal("no release set"))?;
+    let mut plugins = base.plugins.clone();
+    let mut replaces = None;
+    for d in plugins.iter_mut() {
+        let p = reg.plugin(d).map_err(ApiError::internal)?;
+        if p.info.name == candidate.name {
+            replaces = Some(d.clone());
+            *d = candidate.digest.clone();
+        }
+    }
+    if replaces.is_none() {
+        plugins.push(candidate.digest.clone());
+    }
+    let checker = reg.checker(payer, &plugins).map_err(|e| bad("plugin-refused", e.to_string()))?;
+    let cases: Vec<RegressionCase> = app.store.regression(payer)?;
+    let mut report = ValidationReport {
+        candidate: candidate.digest.clone(),
+        base_release_set: base.id,
+        replaces,
+        cases: cases.len(),
+        new_findings: 0,
+        vanished_findings: 0,
+        plugin_failures: 0,
+        by_rule: BTreeMap::new(),
+        gates: Vec::new(),
+        passed: false,
+    };
+    for case in &cases {
+        let bytes = app.store.bytes(&case.digest)?;
+        let got = checker.check_bytes(&bytes, Some(payer)).map_err(ApiError::internal)?.findings;
+        let want: Vec<Finding> = serde_json::from_str(&case.expected).map_err(ApiError::internal)?;
+        report.plugin_failures += got.iter().filter(|f| f.rule.starts_with("plugin.")).count();
+        let mut counts: BTreeMap<String, (i64, &Finding)> = BTreeMap::new();
+        for f in &got {
+            counts.entry(key(f)).or_insert((0, f)).0 += 1;
+        }
+        for f in &want {
+            counts.entry(key(f)).or_insert((0, f)).0 -= 1;
+        }
+        for (_, (n, f)) in counts {
+            if n == 0 {
+                continue;
+            }
+            let d = report.by_rule.entry(f.rule.clone()).or_default();
+            if n > 0 {
+                d.new += n as usize;
+                report.new_findings += n as usize;
+            } else {
+                d.vanished += (-n) as usize;
+                report.vanished_findings += (-n) as usize;
+            }
+            if d.examples.len() < 3 {
+                d.examples.push(format!(
+                    "{} {}: receipt {:?} line {:?}: {}",
+                    case.name,
+                    if n > 0 { "new" } else { "vanished" },
+                    f.receipt,
+                    f.line,
+                    f.message
+                ));
+            }
+        }
+    }
+    let delta_max = app.config.payer(payer).validation_delta_max as usize;
+    let failures_max = app.config.payer(payer).validation_plugin_failures_max as usize;
+    let delta = report.new_findings + report.vanished_findings;
+    report.gates = vec![
+        Gate {
+            name: "regression-corpus".into(),
+            passed: !cases.is_empty(),
+            detail: format!("{} case(s)", cases.len()),
+        },
+        Gate {
+            name: "plugin-failures".into(),
+            passed: report.plugin_failures <= failures_max,
+            detail: format!(
+                "{} plugin.* finding(s); at most {failures_max} (validation_plugin_failures_max)",
+                report.plugin_failures
+            ),
+        },
+        Gate {
+            name: "delta".into(),
+            passed: delta <= delta_max,
+            detail: format!("{delta} finding(s) changed; at most {delta_max} (validation_delta_max)"),
+        },
+    ];
+    report.passed = report.gates.iter().all(|g| g.passed);
+    Ok(report)
+}
+
+async fn validate(
+    State(app): AppState,
+    who: Principal,
+    Path((payer, digest)): Path<(String, String)>,
+) -> Result<Json<ValidationReport>, ApiError> {
+    let payer = payer_of(&payer)?;
+    staff(&who, payer)?;
+    let rec = must_plugin(&app, payer, &digest).await?;
+    if rec.state == PluginState::Retired {
+        return Err(ApiError::new(StatusCode::CONFLICT, "wrong-state", format!("plugin {digest} is retired")));
+    }
+    let app2 = app.clone();
+    let by = who.token_id;
+    let report = blocking(move || {
+        let report = run_validation(&app2, payer, &rec)?;
+        let json = serde_json::to_string(&report).map_err(ApiError::internal)?;
+        // An approved plugin keeps its approvals when re-validated successfully.
+        let state = match (report.passed, rec.state) {
+            (true, PluginState::Approved) => PluginState::Approved,
+            (true, _) => PluginState::Validated,
+            (false, _) => PluginState::Failed,
+        };
+        let why = if report.passed { "validation passed".to_owned() } else { "validation failed a gate".to_owned() };
+        app2.store.set_plugin_state(payer, &rec.digest, state, Some(json), by, &why, now_ms())?;
+        Ok(report)
+    })
+    .await?;
+    Ok(Json(report))
+}
+
+async fn approve(
+    State(app): AppState,
+    who: Principal,
+    Path((payer, digest)): Path<(String, String)>,
+) -> Result<Json<PluginRecord>, ApiError> {
+    let payer = payer_of(&payer)?;
+    staff(&who, payer)?;
+    let rec = must_plugin(&app, payer, &digest).await?;
+    if rec.uploaded_by == who.token_id {
+        return Err(ApiError::forbidden(
+            "the uploader cannot approve their own upload; another member of the payer's staff must approve it",
+        )
+        .with_code("self-approval"));
+    }
+    if !matches!(rec.state, PluginState::Validated | PluginState::Approved) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not-validated",
+            format!("plugin {digest} is {}; only a validated plugin can be approved (POST …/validate first)", rec.state.as_str()),
+        ));
+    }
+    let need = app.config.payer(payer).approvals_required.max(1) as usize;
+    let (store, by) = (app.store.clone(), who.token_id);
+    let rec = blocking(move || {
+        let rec = store.approve_plugin(payer, &rec.digest, by, now_ms())?;
+        if rec.approvals.len() >= need && rec.state == PluginState::Validated {
+            let why = format!("{} approval(s)", rec.approvals.len());
+            return Ok(store.set_plugin_state(payer, &rec.digest, PluginState::Approved, None, by, &why, now_ms())?);
+        }
+        Ok(rec)
+    })
+    .await?;
+    Ok(Json(rec))
+}
+
+async fn releases(State(app): AppState, who: Principal, Path(payer): Path<String>) -> Result<Json<Vec<ReleaseSet>>, ApiError> {
+    let payer = payer_of(&payer)?;
+    staff_or_admin(&who, payer)?;
+    let store = app.store.clone();
+    Ok(Json(blocking(move || Ok(store.release_sets(payer)?)).await?))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ActivateRequest {
+    /// First 診療年月 (`YYYY-MM`) the set applies to; omitted = from the beginning.
+    pub from: Option<String>,
+    pub plugins: Vec<String>,
+    #[serde(default)]
+    pub reason: String,
+}
+
+async fn activate(
+    State(app): AppState,
+    who: Principal,
+    Path(payer): Path<String>,
+    Json(req): Json<ActivateRequest>,
+) -> Result<(StatusCode, Json<ReleaseSet>), ApiError> {
+    let payer = payer_of(&payer)?;
+    staff(&who, payer)?;
+    let from = match req.from.as_deref() {
+        None | Some("") => "0000-01".to_owned(),
+        Some(f) => {
+            crate::registry::parse_from(f)
+                .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "bad-month", format!("{f:?} is not a month (YYYY-MM)")))?;
+            f.to_owned()
+        }
+    };
+    if req.plugins.is_empty() || req.plugins.len() > 64 {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad-release", "a release set has 1–64 plugins"));
+    }
+    for d in &req.plugins {
+        let rec = must_plugin(&app, payer, d).await?;
+        if rec.state != PluginState::Approved {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "not-approved",
+                format!("plugin {} {} ({d}) is {}; only approved plugins can be activated", rec.name, rec.version, rec.state.as_str()),
+            ));
+        }
+    }
+    let app2 = app.clone();
+    let by = who.token_id;
+    let set = blocking(move || {
+        // Load everything first: a set that cannot run is refused before it is recorded.
+        app2.work.registry.checker(payer, &req.plugins).map_err(|e| bad("plugin-refused", e.to_string()))?;
+        let set = app2.store.activate(payer, &from, &req.plugins, by, &req.reason, now_ms())?;
+        app2.work.registry.reload(payer).map_err(ApiError::internal)?;
+        Ok(set)
+    })
+    .await?;
+    tracing::info!(%payer, set = set.id, from = %set.from_month, "release set activated");
+    Ok((StatusCode::CREATED, Json(set)))
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub struct RollbackRequest {
+    #[serde(default)]
+    pub reason: String,
+}
+
+async fn rollback(
+    State(app): AppState,
+    who: Principal,
+    Path((payer, id)): Path<(String, i64)>,
+    body: Option<Json<RollbackRequest>>,
+) -> Result<Json<ReleaseSet>, ApiError> {
+    let payer = payer_of(&payer)?;
+    staff(&who, payer)?;
+    let reason = body.map(|b| b.0.reason).unwrap_or_default();
+    let app2 = app.clone();
+    let by = who.token_id;
+    let set = blocking(move || {
+        let sets = app2.store.release_sets(payer)?;
+        if !sets.iter().any(|s| s.id == id) {
+            return Err(ApiError::not_found(format!("{payer} has no release set {id}")));
+        }
+        let set = app2.store.rollback(payer, id, by, &reason, now_ms())?;
+        app2.work.registry.reload(payer).map_err(ApiError::internal)?;
+        Ok(set)
+    })
+    .await?;
+    Ok(Json(set))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AuditQuery {
+    pub limit: Option<u32>,
+}
+
+async fn audit(
+    State(app): AppState,
+    who: Principal,
+    Path(payer): Path<String>,
+    Query(q): Query<AuditQuery>,
+) -> Result<Json<Vec<AuditEvent>>, ApiError> {
+    let payer = payer_of(&payer)?;
+    staff_or_admin(&who, payer)?;
+    let store = app.store.clone();
+    Ok(Json(blocking(move || Ok(store.audit(payer, q.limit.unwrap_or(200))?)).await?))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct KeyRequest {
+    /// 32-byte ed25519 public key, hex.
+    pub public_key: String,
+}
+
+async fn add_key(
+    State(app): AppState,
+    who: Principal,
+    Path(payer): Path<String>,
+    Json(req): Json<KeyRequest>,
+) -> Result<StatusCode, ApiError> {
+    let payer = payer_of(&payer)?;
+    staff(&who, payer)?;
+    let k = req.public_key.trim().to_ascii_lowercase();
+    let ok = hex::decode(&k)
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+        .is_some_and(|a| ed25519_dalek::VerifyingKey::from_bytes(&a).is_ok());
+    if !ok {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad-key", "public_key must be a 32-byte ed25519 public key in hex"));
+    }
+    let (store, by) = (app.store.clone(), who.token_id);
+    blocking(move || Ok(store.add_signing_key(payer, &k, by, now_ms())?)).await?;
+    Ok(StatusCode::CREATED)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CaseQuery {
+    pub name: Option<String>,
+}
+
+/// Adds a claim file to the regression corpus; its expected findings are what the payer's
+/// release set in force finds today (the baseline candidates are compared against).
+async fn add_regression(
+    State(app): AppState,
+    who: Principal,
+    Path(payer): Path<String>,
+    Query(q): Query<CaseQuery>,
+    body: Body,
+) -> Result<(StatusCode, Json<RegressionCase>), ApiError> {
+    let payer = payer_of(&payer)?;
+    staff(&who, payer)?;
+    let max = app.config.admission.submission_bytes_max as usize;
+    let bytes = axum::body::to_bytes(body, max)
+        .await
+        .map_err(|_| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body-too-large", "the claim file is too large"))?;
+    let app2 = app.clone();
+    let by = who.token_id;
+    let name = q.name.unwrap_or_else(|| format!("case-{}", now_ms()));
+    let case = blocking(move || add_case(&app2, payer, &name, &bytes, by)).await?;
+    Ok((StatusCode::CREATED, Json(case)))
+}
+
+pub fn add_case(app: &App, payer: Payer, name: &str, bytes: &[u8], by: i64) -> Result<RegressionCase, ApiError> {
+    let table = app.work.registry.table(payer);
+    let claim = tenken_claim::parse(bytes, &app.config.limits);
+    let billing = claim.file.header.as_ref().and_then(|h| h.billing_month);
+    let set = &table.sets[table.index_for(billing)];
+    let report = set.checker.check_claim(Arc::new(claim), Some(payer)).map_err(ApiError::internal)?;
+    let expected = serde_json::to_string(&report.findings).map_err(ApiError::internal)?;
+    Ok(app.store.add_regression(payer, name, bytes, &expected, by, now_ms())?)
+}
+
+async fn list_regression(
+    State(app): AppState,
+    who: Principal,
+    Path(payer): Path<String>,
+) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
+    let payer = payer_of(&payer)?;
+    staff_or_admin(&who, payer)?;
+    let store = app.store.clone();
+    let cases = blocking(move || Ok(store.regression(payer)?)).await?;
+    Ok(Json(
+        cases
+            .iter()
+            .map(|c| serde_json::json!({"id": c.id, "name": c.name, "digest": c.digest, "added_by": c.added_by, "added_ms": c.added_ms}))
+            .collect(),
+    ))
+}
+
+async fn decisions(
+    State(app): AppState,
+    who: Principal,
+    Path(id): Path<i64>,
+) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
+    crate::api::visible(&app, &who, id).await?;
+    let store = app.store.clone();
+    let rows = blocking(move || Ok(store.decisions(id)?)).await?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|(idx, d)| {
+                let mut v: serde_json::Value = serde_json::from_str(&d).unwrap_or_default();
+                v["chunk"] = idx.into();
+                v
+            })
+            .collect(),
+    ))
+}
