@@ -15,10 +15,10 @@ use tenken_model::{Finding, Payer};
 pub struct Conn {
     /// Server URL.
     #[arg(long, env = "TENKEN_SERVER", default_value = "http://127.0.0.1:8080")]
-    server: String,
+    pub(crate) server: String,
     /// API token (`tenken token create`).
     #[arg(long, env = "TENKEN_TOKEN", hide_env_values = true)]
-    token: String,
+    pub(crate) token: String,
 }
 
 #[derive(clap::Args)]
@@ -53,7 +53,7 @@ pub struct IdArgs {
     conn: Conn,
 }
 
-fn agent() -> ureq::Agent {
+pub(crate) fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(300)))
         .http_status_as_error(false)
@@ -62,7 +62,7 @@ fn agent() -> ureq::Agent {
 }
 
 /// (status, JSON body)
-fn call(req: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Result<(u16, Value)> {
+pub(crate) fn call(req: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Result<(u16, Value)> {
     let mut resp = req.context("the server did not answer")?;
     let status = resp.status().as_u16();
     let text = resp.body_mut().read_to_string().unwrap_or_default();
@@ -70,7 +70,7 @@ fn call(req: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Result<(u
     Ok((status, json))
 }
 
-fn error_text(status: u16, body: &Value) -> String {
+pub(crate) fn error_text(status: u16, body: &Value) -> String {
     match body.get("error") {
         Some(e) => format!(
             "{status} {}: {} (request {})",
@@ -82,7 +82,7 @@ fn error_text(status: u16, body: &Value) -> String {
     }
 }
 
-fn get(conn: &Conn, path: &str) -> Result<Value> {
+pub(crate) fn get(conn: &Conn, path: &str) -> Result<Value> {
     let (status, body) =
         call(agent().get(format!("{}{path}", conn.server)).header("Authorization", format!("Bearer {}", conn.token)).call())?;
     if status >= 400 {

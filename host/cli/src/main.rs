@@ -7,6 +7,7 @@ mod bench;
 mod bench_server;
 mod client;
 mod output;
+mod plugin_cmd;
 mod server_cmd;
 
 /// A faster allocator than glibc's for this workload (tens of millions of small strings per
@@ -62,6 +63,10 @@ enum Command {
     /// Manage API tokens in a data directory.
     #[command(subcommand)]
     Token(server_cmd::TokenCommand),
+    /// The plugin lifecycle (payer staff): upload, validate, approve, activate, rollback, audit.
+    Plugin(plugin_cmd::PluginCmd),
+    /// Re-run a submission under the exact versions its decision records name.
+    Replay(plugin_cmd::ReplayArgs),
     /// Manage a data directory's masters.
     #[command(subcommand)]
     Master(server_cmd::MasterCommand),
@@ -159,6 +164,8 @@ fn main() -> ExitCode {
         Command::Status(args) => client::status(args),
         Command::Findings { id, format } => client::findings(id, format),
         Command::Confirm(args) => client::confirm(args),
+        Command::Plugin(cmd) => plugin_cmd::run(cmd),
+        Command::Replay(args) => plugin_cmd::replay(args),
         Command::Token(cmd) => server_cmd::token(cmd).map(|()| ExitCode::SUCCESS),
         Command::Master(cmd) => server_cmd::master(cmd).map(|()| ExitCode::SUCCESS),
         Command::BenchServer(cmd) => bench_server::run(cmd).map(|()| ExitCode::SUCCESS),

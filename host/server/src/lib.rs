@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod plugins;
 pub mod registry;
+pub mod replay;
 mod serve;
 pub mod window;
 pub mod work;

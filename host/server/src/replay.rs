@@ -1,0 +1,90 @@
+//! `tenken replay`: re-runs a stored submission under exactly the plugin digests and master
+//! version its decision records name, and compares with the stored findings.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use tenken_check::{Checker, Engine};
+use tenken_model::Finding;
+use tenken_store::Store;
+
+use crate::Config;
+
+pub struct ReplayOutcome {
+    pub chunks: usize,
+    pub findings: usize,
+    /// (chunk, what differs)
+    pub mismatches: Vec<(u32, String)>,
+}
+
+pub fn replay(config: &Config, id: i64) -> anyhow::Result<ReplayOutcome> {
+    let store = crate::open_store(config)?;
+    let s = store.get(id)?.with_context(|| format!("no submission {id}"))?;
+    let bytes = store.bytes(&s.digest)?;
+    let claim = Arc::new(tenken_claim::parse(&bytes, &config.limits));
+    let masters = tenken_master::MasterSet::load_dir(&crate::masters_dir(config, s.payer))?;
+    let masters_digest = masters.digest();
+    let masters = Arc::new(masters);
+    let cache = config.cache_dir.clone().unwrap_or_else(|| config.data_dir.join("artifacts"));
+    let runtime = Arc::new(tenken_runtime::Runtime::new(&config.limits, Some(&cache))?);
+    let mut plugins: HashMap<String, Arc<tenken_runtime::Plugin>> = HashMap::new();
+    let stored: HashMap<u32, String> = store.chunk_findings(id)?.into_iter().collect();
+    let mut jobs: HashMap<Vec<String>, (Arc<Checker>, Arc<tenken_check::FileJob>)> = HashMap::new();
+    let mut out = ReplayOutcome { chunks: 0, findings: 0, mismatches: Vec::new() };
+    for (idx, decision) in store.decisions(id)? {
+        let d: serde_json::Value = serde_json::from_str(&decision).context("decision record unreadable")?;
+        let mut got: Vec<Finding> = Vec::new();
+        if idx == 0 {
+            got.extend(claim.parse_findings.iter().cloned());
+        }
+        for e in d["sets"].as_array().into_iter().flatten() {
+            if e["masters"].as_str() != Some(masters_digest.as_str()) {
+                bail!(
+                    "chunk {idx} was checked with master version {}, but {} holds {masters_digest}; replay needs the same masters",
+                    e["masters"],
+                    crate::masters_dir(config, s.payer).display()
+                );
+            }
+            let digests: Vec<String> =
+                e["plugins"].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_owned)).collect();
+            if !jobs.contains_key(&digests) {
+                let mut list = Vec::new();
+                for dg in &digests {
+                    if !plugins.contains_key(dg) {
+                        let b = store.plugin_bytes(dg).with_context(|| format!("plugin {dg} is not in the registry"))?;
+                        plugins.insert(dg.clone(), Arc::new(tenken_runtime::Plugin::load(&runtime, &b)?));
+                    }
+                    list.push(plugins[dg].clone());
+                }
+                let checker = Arc::new(Checker::new(
+                    Engine::Wasm { runtime: runtime.clone(), plugins: list },
+                    masters.clone(),
+                    config.limits.clone(),
+                ));
+                let job = Arc::new(checker.prepare(claim.clone(), Some(s.payer))?);
+                jobs.insert(digests.clone(), (checker, job));
+            }
+            let (checker, job) = &jobs[&digests];
+            match e["receipts"].as_array() {
+                Some(r) => {
+                    let (a, b) = (r[0].as_u64().unwrap_or(0) as usize, r[1].as_u64().unwrap_or(0) as usize);
+                    got.extend(checker.check_range(job, a..b));
+                }
+                None => got.extend(checker.check_file_level(job)),
+            }
+        }
+        let want: Vec<Finding> = serde_json::from_str(stored.get(&idx).map(String::as_str).unwrap_or("[]"))?;
+        out.chunks += 1;
+        out.findings += got.len();
+        if got != want {
+            let extra = got.iter().filter(|f| !want.contains(f)).count();
+            let missing = want.iter().filter(|f| !got.contains(f)).count();
+            out.mismatches.push((idx, format!("{extra} finding(s) not stored, {missing} stored finding(s) not reproduced")));
+        }
+    }
+    if out.chunks == 0 {
+        bail!("submission {id} has no recorded chunks yet (state {})", s.state);
+    }
+    Ok(out)
+}
