@@ -11,3 +11,4 @@ mod hostile;
 mod crash;
 mod server;
 mod server_util;
+mod lifecycle;

@@ -350,7 +350,7 @@ impl Work {
                 let found = set.checker.check_range(&job, i..j);
                 let failed = found
                     .iter()
-                    .filter(|f| matches!(f.rule.as_str(), "plugin.trap" | "plugin.timeout"))
+                    .filter(|f| matches!(f.rule.as_str(), "plugin.trap" | "plugin.timeout" | "plugin.skipped"))
                     .filter_map(|f| f.receipt)
                     .collect::<std::collections::BTreeSet<_>>()
                     .len() as u32;
