@@ -122,6 +122,15 @@ fn approvals_validation_and_signatures_are_enforced() {
     assert_eq!(rec["state"], "approved");
     let (st, set) = send_json(url, &s1, "POST", "/v1/payers/ssk/releases", json!({"plugins": plugins, "reason": "rebuilt"}));
     assert_eq!(st, 201, "{set}");
+    // A plugin in a live set cannot be retired; the replaced one can, and then it cannot
+    // be activated again.
+    let (st, body) = post(url, &s1, &format!("/v1/payers/ssk/plugins/{d}/retire"));
+    assert_error(st, &body, 409, "in-use");
+    let (st, body) = post(url, &s1, &format!("/v1/payers/ssk/plugins/{replaced}/retire"));
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["state"], "retired");
+    let (st, body) = send_json(url, &s1, "POST", "/v1/payers/ssk/releases", json!({"plugins": [replaced]}));
+    assert_error(st, &body, 409, "not-approved");
 
     // A failing candidate (traps on every receipt) fails the plugin-failures gate and can
     // be neither approved nor activated.
@@ -173,7 +182,7 @@ fn approvals_validation_and_signatures_are_enforced() {
     // Every step is in the audit log with its actor.
     let (_, audit) = get(url, &s2, "/v1/payers/ssk/audit");
     let actions: Vec<&str> = audit.as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
-    for a in ["upload", "validated", "approval", "approved", "activate", "failed", "signing-key"] {
+    for a in ["upload", "validated", "approval", "approved", "activate", "failed", "signing-key", "retired"] {
         assert!(actions.contains(&a), "{a} missing from the audit log: {actions:?}");
     }
 }
@@ -239,6 +248,24 @@ fn receipts_are_checked_by_the_release_set_of_their_service_month() {
         .flat_map(|d| d["sets"].as_array().unwrap().iter().map(|e| e["release_set"].as_i64().unwrap()))
         .collect();
     assert_eq!(sets, [base["id"].as_i64().unwrap(), new["id"].as_i64().unwrap()].into_iter().collect());
+
+    // The CLI shows the same release sets, as a table and as JSON.
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(bin())
+            .args(["plugin"])
+            .args(args)
+            .args(["--payer", "ssk", "--server", url, "--token", &s1])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let table = cli(&["releases"]);
+    assert!(table.starts_with("ID") && table.contains("2021-10") && table.contains("active"), "{table}");
+    let json: Value = serde_json::from_str(&cli(&["releases", "--json"])).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 2);
+    let audit = cli(&["audit"]);
+    assert!(audit.contains("activate"), "{audit}");
 }
 
 /// The sets in force at `t`, allowing `slack_ms` for the swap (the 100 ms promise).

@@ -17,7 +17,7 @@ pub struct Conn {
     #[arg(long, env = "TENKEN_SERVER", default_value = "http://127.0.0.1:8080")]
     pub(crate) server: String,
     /// API token (`tenken token create`).
-    #[arg(long, env = "TENKEN_TOKEN", hide_env_values = true)]
+    #[arg(long, env = "TENKEN_TOKEN", hide_env_values = true, default_value = "")]
     pub(crate) token: String,
 }
 

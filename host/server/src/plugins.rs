@@ -28,6 +28,7 @@ pub fn routes() -> axum::Router<Arc<App>> {
         .route("/v1/payers/{payer}/plugins/{digest}", get(show))
         .route("/v1/payers/{payer}/plugins/{digest}/validate", post(validate))
         .route("/v1/payers/{payer}/plugins/{digest}/approve", post(approve))
+        .route("/v1/payers/{payer}/plugins/{digest}/retire", post(retire))
         .route("/v1/payers/{payer}/releases", get(releases).post(activate))
         .route("/v1/payers/{payer}/releases/{id}/rollback", post(rollback))
         .route("/v1/payers/{payer}/audit", get(audit))
@@ -369,6 +370,36 @@ async fn approve(
             return Ok(store.set_plugin_state(payer, &rec.digest, PluginState::Approved, None, by, &why, now_ms())?);
         }
         Ok(rec)
+    })
+    .await?;
+    Ok(Json(rec))
+}
+
+/// Retires a plugin version that no live release set uses; it can no longer be activated.
+async fn retire(
+    State(app): AppState,
+    who: Principal,
+    Path((payer, digest)): Path<(String, String)>,
+) -> Result<Json<PluginRecord>, ApiError> {
+    let payer = payer_of(&payer)?;
+    staff(&who, payer)?;
+    let rec = must_plugin(&app, payer, &digest).await?;
+    let (store, by) = (app.store.clone(), who.token_id);
+    let rec = blocking(move || {
+        let live: Vec<i64> = store
+            .release_sets(payer)?
+            .into_iter()
+            .filter(|s| s.state == "active" && s.plugins.contains(&rec.digest))
+            .map(|s| s.id)
+            .collect();
+        if !live.is_empty() {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "in-use",
+                format!("plugin {} is in live release set(s) {live:?}; activate sets without it first", rec.digest),
+            ));
+        }
+        Ok(store.set_plugin_state(payer, &rec.digest, PluginState::Retired, None, by, "retired", now_ms())?)
     })
     .await?;
     Ok(Json(rec))
