@@ -14,10 +14,10 @@ use tenken_model::{Finding, Payer};
 #[derive(clap::Args, Clone)]
 pub struct Conn {
     /// Server URL.
-    #[arg(long, env = "TENKEN_SERVER", default_value = "http://127.0.0.1:8080")]
+    #[arg(long, env = "TENKEN_SERVER", default_value = "http://127.0.0.1:8080", global = true)]
     pub(crate) server: String,
     /// API token (`tenken token create`).
-    #[arg(long, env = "TENKEN_TOKEN", hide_env_values = true, default_value = "")]
+    #[arg(long, env = "TENKEN_TOKEN", hide_env_values = true, default_value = "", global = true)]
     pub(crate) token: String,
 }
 
