@@ -13,6 +13,10 @@ const DEFAULT: &[&str] = &["check-format", "check-totals", "check-id", "check-ma
 /// Hostile and contract fixtures, used by tests only (paths exported, bytes not embedded).
 const HOSTILE: &[&str] =
     &["hostile-loop", "hostile-memory", "hostile-recursion", "hostile-trap", "hostile-flood", "fixture-contract-v2"];
+/// Master-format converters: embedded (`DEFAULT_CONVERTERS`).
+const CONVERTERS: &[&str] = &["convert-ssk-csv"];
+/// Converter test fixtures (paths exported with the hostile fixtures).
+const CONVERTER_FIXTURES: &[&str] = &["fixture-converter-shift"];
 const TARGET: &str = "wasm32-wasip2";
 
 fn main() {
@@ -40,7 +44,7 @@ fn main() {
         .args(["--config", "profile.release.debug=false"])
         .args(["--config", "profile.release.strip=\"debuginfo\""])
         .args(["--config", "profile.release.codegen-units=1"]);
-    for p in DEFAULT.iter().chain(HOSTILE) {
+    for p in DEFAULT.iter().chain(HOSTILE).chain(CONVERTERS).chain(CONVERTER_FIXTURES) {
         cmd.arg("-p").arg(format!("tenken-{p}"));
     }
     // Flags meant for the host build must not leak into the guest build.
@@ -69,9 +73,14 @@ fn main() {
         code.push_str(&format!("    (\"tenken-{p}\", include_bytes!({:?})),\n", dst.display().to_string()));
     }
     code.push_str("];\n/// (name, path) of the hostile test fixtures, built but not embedded.\npub static HOSTILE_PLUGIN_PATHS: &[(&str, &str)] = &[\n");
-    for p in HOSTILE {
+    for p in HOSTILE.iter().chain(CONVERTER_FIXTURES) {
         let dst = copy_artifact(&built, &plugins_out, p);
         code.push_str(&format!("    (\"{p}\", {:?}),\n", dst.display().to_string()));
+    }
+    code.push_str("];\n/// (crate name, component bytes) of the default master-format converters.\npub static DEFAULT_CONVERTERS: &[(&str, &[u8])] = &[\n");
+    for p in CONVERTERS {
+        let dst = copy_artifact(&built, &plugins_out, p);
+        code.push_str(&format!("    (\"tenken-{p}\", include_bytes!({:?})),\n", dst.display().to_string()));
     }
     code.push_str("];\n");
     std::fs::write(out_dir.join("bundled.rs"), code).unwrap();

@@ -12,3 +12,4 @@ mod crash;
 mod server;
 mod server_util;
 mod lifecycle;
+mod converter;

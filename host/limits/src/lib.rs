@@ -45,6 +45,8 @@ pub struct Limits {
     /// Failed calls (trap / timeout) of one plugin within one file after which its remaining
     /// batches are skipped and reported, so a looping plugin costs at most this many deadlines.
     pub plugin_failures_per_file_max: u32,
+    /// Wall-clock deadline of one master-format converter call (a whole master file), ms.
+    pub converter_call_ms_max: u64,
     /// Concurrently live plugin instances in the pooling allocator (per process).
     pub plugin_instances_max: u32,
     /// Receipts passed to one plugin call (measured: see docs/PERFORMANCE.md).
@@ -73,6 +75,7 @@ impl Default for Limits {
             plugin_findings_per_call_max: 100_000,
             plugin_message_chars_max: 1_000,
             plugin_failures_per_file_max: 3,
+            converter_call_ms_max: 120_000,
             plugin_instances_max: 64,
             check_batch_receipts_max: 256,
             check_workers_max: 0,
@@ -128,6 +131,11 @@ impl Limits {
                 "plugin_failures_per_file_max",
                 d.plugin_failures_per_file_max.to_string(),
                 "failed calls of one plugin per file before it is skipped",
+            ),
+            (
+                "converter_call_ms_max",
+                d.converter_call_ms_max.to_string(),
+                "deadline of one master-format converter call, ms",
             ),
             ("plugin_instances_max", d.plugin_instances_max.to_string(), "live plugin instances in the pool"),
             ("check_batch_receipts_max", d.check_batch_receipts_max.to_string(), "receipts per plugin call"),

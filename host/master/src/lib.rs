@@ -17,6 +17,7 @@
 
 pub mod demo;
 mod error;
+pub mod canon;
 mod parse;
 mod set;
 

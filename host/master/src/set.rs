@@ -343,6 +343,19 @@ impl MasterSet {
         Ok(n)
     }
 
+    /// Loads rows decoded elsewhere (a converter plugin) as the full master of `kind`;
+    /// `bytes` are the source file's bytes (its digest becomes part of the set's version).
+    pub fn load_full_rows(&mut self, kind: MasterKind, name: &str, bytes: &[u8], rows: Vec<MasterRow>) -> usize {
+        let n = rows.len();
+        self.load_rows(kind, name, bytes, rows, SourceRole::Full);
+        n
+    }
+
+    /// Applies 差分 rows decoded elsewhere (a converter plugin).
+    pub fn apply_diff_rows(&mut self, kind: MasterKind, name: &str, bytes: &[u8], rows: Vec<MasterRow>) -> DiffStats {
+        self.apply_rows(kind, name, bytes, rows)
+    }
+
     /// Builds a set from full master files in memory: (kind, file name, bytes).
     pub fn from_full_bytes(files: &[(MasterKind, &str, &[u8])]) -> Result<MasterSet, MasterError> {
         let mut set = MasterSet::new();

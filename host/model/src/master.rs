@@ -112,3 +112,24 @@ pub enum Lookup {
 pub trait Masters {
     fn lookup(&self, kind: MasterKind, code: &str, on: Date) -> Lookup;
 }
+
+/// One master row in the canonical form every master-format converter decodes to and
+/// encodes from (WIT `master-row`): the fields every format must carry, then every other
+/// column by its canonical name (`c` + the SSK column number, 0-based), so a round trip
+/// through any format loses nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct CanonRow {
+    pub kind: MasterKind,
+    /// 変更区分: '0' 継続, '1' 抹消, '2' 復活, '3' 新規, '5' 変更, '9' 廃止.
+    pub change: char,
+    pub code: String,
+    pub name: String,
+    /// 点数識別 / 金額種別 ("" when the kind has none).
+    pub value_kind: String,
+    /// 新又は現点数 / 金額, as written ("" when none).
+    pub value: String,
+    pub changed_on: Option<Date>,
+    pub abolished_on: Option<Date>,
+    pub extra: Vec<(String, String)>,
+}

@@ -11,10 +11,12 @@
 //! that a replay gives the same findings).
 
 mod convert;
+mod converter;
 mod engine;
 mod plugin;
 
 pub use convert::{Batch, FileInput};
+pub use converter::{ConvertError, Converter, FormatInfo};
 pub use engine::{Runtime, RuntimeError};
 pub use plugin::{CONTRACT_PACKAGE, CONTRACT_VERSION, CallFailure, FailureKind, Plugin};
 

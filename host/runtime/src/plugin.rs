@@ -78,7 +78,7 @@ impl std::fmt::Display for CallFailure {
 
 /// Finds the contract version a component was built for from its export names
 /// (`tenken:plugin/checker@1.0.0`) and checks it against ours.
-fn check_contract(
+pub(crate) fn check_contract(
     runtime: &Runtime,
     component: &wasmtime::component::Component,
     interface: &str,
@@ -220,7 +220,7 @@ impl Plugin {
     }
 }
 
-fn classify(e: wasmtime::Error, out: &MemoryOutputPipe, limits: &tenken_limits::Limits) -> CallFailure {
+pub(crate) fn classify(e: wasmtime::Error, out: &MemoryOutputPipe, limits: &tenken_limits::Limits) -> CallFailure {
     let contents = out.contents();
     let tail_start = contents.len().saturating_sub(512);
     let output_tail = String::from_utf8_lossy(&contents[tail_start..]).into_owned();
@@ -266,7 +266,7 @@ fn first_line(s: &str) -> String {
 }
 
 /// Masters for `describe`, which must not look anything up.
-struct NoMasters;
+pub(crate) struct NoMasters;
 
 impl m::Masters for NoMasters {
     fn lookup(&self, _: m::MasterKind, _: &str, _: m::Date) -> m::Lookup {

@@ -1,0 +1,191 @@
+//! A loaded master-format converter (world `master-format`) and its sandboxed calls:
+//! `decode` a master file into canonical rows, `encode` rows back into a file.
+//!
+//! Same sandbox as rule plugins (fresh store, memory/table limits, no capabilities), with
+//! its own deadline (`converter_call_ms_max`): a converter handles whole master files.
+
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use tenken_model::{self as m, CanonRow};
+use wasmtime::Store;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+
+use crate::engine::{HostState, Runtime, RuntimeError};
+use crate::plugin::{CallFailure, NoMasters, check_contract, classify};
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "master-format",
+    });
+}
+
+use bindings::tenken::plugin::master_rows::{ChangeKind, MasterRow};
+use bindings::tenken::plugin::types::{Date as WDate, MasterKind as WKind};
+use bindings::{MasterFormat, MasterFormatPre};
+
+/// What a converter declares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FormatInfo {
+    pub name: String,
+    pub version: String,
+    pub kinds: Vec<m::MasterKind>,
+}
+
+/// Why a conversion failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ConvertError {
+    #[error("the converter failed: {0}")]
+    Call(CallFailure),
+    #[error("the converter refused the input: {message}{}", line.map(|l| format!(" (line {l})")).unwrap_or_default())]
+    Decode { message: String, line: Option<u32> },
+    #[error("the converter could not encode: {0}")]
+    Encode(String),
+}
+
+pub struct Converter {
+    pub info: FormatInfo,
+    pub digest: String,
+    pub contract: String,
+    pre: MasterFormatPre<HostState>,
+    runtime: Arc<Runtime>,
+}
+
+fn kind_to(k: m::MasterKind) -> WKind {
+    match k {
+        m::MasterKind::Procedure => WKind::Procedure,
+        m::MasterKind::Drug => WKind::Drug,
+        m::MasterKind::Material => WKind::Material,
+        m::MasterKind::Comment => WKind::Comment,
+        m::MasterKind::Disease => WKind::Disease,
+        m::MasterKind::Modifier => WKind::Modifier,
+    }
+}
+
+fn kind_from(k: WKind) -> m::MasterKind {
+    match k {
+        WKind::Procedure => m::MasterKind::Procedure,
+        WKind::Drug => m::MasterKind::Drug,
+        WKind::Material => m::MasterKind::Material,
+        WKind::Comment => m::MasterKind::Comment,
+        WKind::Disease => m::MasterKind::Disease,
+        WKind::Modifier => m::MasterKind::Modifier,
+    }
+}
+
+fn change_to(c: char) -> ChangeKind {
+    match c {
+        '1' => ChangeKind::Deleted,
+        '2' => ChangeKind::Restored,
+        '3' => ChangeKind::Added,
+        '5' => ChangeKind::Changed,
+        '9' => ChangeKind::Abolished,
+        _ => ChangeKind::Unchanged,
+    }
+}
+
+fn change_from(c: ChangeKind) -> char {
+    match c {
+        ChangeKind::Unchanged => '0',
+        ChangeKind::Deleted => '1',
+        ChangeKind::Restored => '2',
+        ChangeKind::Added => '3',
+        ChangeKind::Changed => '5',
+        ChangeKind::Abolished => '9',
+    }
+}
+
+fn row_to(r: &CanonRow) -> MasterRow {
+    MasterRow {
+        kind: kind_to(r.kind),
+        change: change_to(r.change),
+        code: r.code.clone(),
+        name: r.name.clone(),
+        value_kind: r.value_kind.clone(),
+        value: r.value.clone(),
+        changed_on: r.changed_on.map(|d| WDate { year: d.year, month: d.month, day: d.day }),
+        abolished_on: r.abolished_on.map(|d| WDate { year: d.year, month: d.month, day: d.day }),
+        extra: r.extra.clone(),
+    }
+}
+
+fn row_from(r: MasterRow) -> CanonRow {
+    CanonRow {
+        kind: kind_from(r.kind),
+        change: change_from(r.change),
+        code: r.code,
+        name: r.name,
+        value_kind: r.value_kind,
+        value: r.value,
+        changed_on: r.changed_on.map(|d| m::Date { year: d.year, month: d.month, day: d.day }),
+        abolished_on: r.abolished_on.map(|d| m::Date { year: d.year, month: d.month, day: d.day }),
+        extra: r.extra,
+    }
+}
+
+impl Converter {
+    /// Validates, compiles (artifact cache), links and describes a converter component.
+    pub fn load(runtime: &Arc<Runtime>, bytes: &[u8]) -> Result<Converter, RuntimeError> {
+        let max = runtime.limits.plugin_component_bytes_max;
+        if bytes.len() as u64 > max {
+            return Err(RuntimeError::TooLarge { size: bytes.len() as u64, max });
+        }
+        let digest = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
+        let component = runtime.compile(bytes, &digest)?;
+        let contract = check_contract(runtime, &component, "converter")?;
+        let instance_pre =
+            runtime.linker.instantiate_pre(&component).map_err(|e| RuntimeError::Link(format!("{e:#}")))?;
+        let pre = MasterFormatPre::new(instance_pre).map_err(|e| RuntimeError::NotOfficeCheck(format!("{e:#}")))?;
+        let mut c = Converter {
+            info: FormatInfo { name: String::new(), version: String::new(), kinds: Vec::new() },
+            digest,
+            contract,
+            pre,
+            runtime: runtime.clone(),
+        };
+        let info = c
+            .call(|b, s| b.tenken_plugin_converter().call_describe(s))
+            .map_err(|f| RuntimeError::Describe(f.to_string()))?;
+        c.info = FormatInfo {
+            name: info.name,
+            version: info.version,
+            kinds: info.kinds.into_iter().map(kind_from).collect(),
+        };
+        Ok(c)
+    }
+
+    pub fn decode(&self, kind: m::MasterKind, bytes: &[u8]) -> Result<Vec<CanonRow>, ConvertError> {
+        let out = self
+            .call(|b, s| b.tenken_plugin_converter().call_decode(s, kind_to(kind), bytes))
+            .map_err(ConvertError::Call)?;
+        match out {
+            Ok(rows) => Ok(rows.into_iter().map(row_from).collect()),
+            Err(e) => Err(ConvertError::Decode { message: e.message, line: e.line }),
+        }
+    }
+
+    pub fn encode(&self, kind: m::MasterKind, rows: &[CanonRow]) -> Result<Vec<u8>, ConvertError> {
+        let wrows: Vec<MasterRow> = rows.iter().map(row_to).collect();
+        let out = self
+            .call(|b, s| b.tenken_plugin_converter().call_encode(s, kind_to(kind), &wrows))
+            .map_err(ConvertError::Call)?;
+        out.map_err(ConvertError::Encode)
+    }
+
+    fn call<R>(&self, f: impl FnOnce(&MasterFormat, &mut Store<HostState>) -> wasmtime::Result<R>) -> Result<R, CallFailure> {
+        let limits = &self.runtime.limits;
+        let _slot = self.runtime.slots.acquire();
+        let out = MemoryOutputPipe::new(limits.plugin_output_bytes_max as usize);
+        let masters: Arc<dyn m::Masters + Send + Sync> = Arc::new(NoMasters);
+        let state = self.runtime.new_store_state(masters, out.clone());
+        let mut store = Store::new(&self.runtime.engine, state);
+        store.limiter(|s| &mut s.limits);
+        let ticks = limits.converter_call_ms_max.div_ceil(limits.plugin_epoch_tick_ms.max(1)).max(1);
+        store.set_epoch_deadline(ticks);
+        store.epoch_deadline_trap();
+        let result = self.pre.instantiate(&mut store).and_then(|b| f(&b, &mut store));
+        drop(store);
+        result.map_err(|e| classify(e, &out, limits))
+    }
+}

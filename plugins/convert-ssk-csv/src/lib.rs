@@ -1,0 +1,6 @@
+//! The `ssk-csv` master-format converter: SSK basic-master CSV ⇄ canonical rows, built from
+//! the same layout code as the host's native reader (which stays the test oracle).
+
+const FAULT: Option<&str> = None;
+
+include!("converter.rs");

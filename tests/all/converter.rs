@@ -1,0 +1,108 @@
+//! Master-format converter plugins in the sandbox: the bundled `ssk-csv` converter decodes
+//! every real SSK master kind exactly as the native reader (the oracle) does, the 13 real
+//! 2022 差分 files applied through it give the native result, and the round-trip proof
+//! blocks a faulty converter with a report naming the field.
+
+use tenken_master::MasterSet;
+use tenken_master::canon::{compare, decode_ssk, from_canon};
+use tenken_model::MasterKind;
+use tenken_runtime::Converter;
+
+use crate::common;
+
+fn ssk_csv() -> Converter {
+    let (_, bytes) = tenken_bundled::DEFAULT_CONVERTERS.iter().find(|(n, _)| *n == "tenken-convert-ssk-csv").unwrap();
+    Converter::load(&common::runtime(), bytes).expect("ssk-csv loads")
+}
+
+fn kind_of(name: &str) -> MasterKind {
+    match name.as_bytes()[0] {
+        b's' => MasterKind::Procedure,
+        b'y' => MasterKind::Drug,
+        b't' => MasterKind::Material,
+        b'c' => MasterKind::Comment,
+        b'b' => MasterKind::Disease,
+        _ => MasterKind::Modifier,
+    }
+}
+
+#[test]
+fn ssk_csv_converter_describes_itself_and_round_trips_the_demo_masters() {
+    let c = ssk_csv();
+    assert_eq!(c.info.name, "ssk-csv");
+    assert_eq!(c.info.kinds.len(), 6);
+    assert_eq!(c.contract, "1.0.0");
+    for (name, bytes) in tenken_master::demo::demo_files() {
+        let kind = tenken_master::demo::demo_file_kind(&name).unwrap();
+        let rows = c.decode(kind, &bytes).unwrap();
+        assert_eq!(rows, decode_ssk(kind, &name, &bytes).unwrap(), "{name}");
+        let again = c.decode(kind, &c.encode(kind, &rows).unwrap()).unwrap();
+        assert_eq!(compare(&rows, &again, 5), vec![], "{name}");
+    }
+    // Input that is not a master file is refused with the reason, not a trap.
+    let e = c.decode(MasterKind::Procedure, b"not,a,master\r\n").unwrap_err();
+    assert!(e.to_string().contains("refused"), "{e}");
+}
+
+#[test]
+fn real_masters_through_the_converter_equal_the_native_oracle() {
+    let Some(corpus) = common::corpus() else { return };
+    let c = ssk_csv();
+    let full = corpus.join("ssk-master/full");
+    let mut names: Vec<String> = std::fs::read_dir(&full).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    for name in &names {
+        let bytes = std::fs::read(full.join(name)).unwrap();
+        let kind = kind_of(name);
+        let t = std::time::Instant::now();
+        let rows = c.decode(kind, &bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let decode = t.elapsed();
+        let oracle = decode_ssk(kind, name, &bytes).unwrap();
+        assert_eq!(rows.len(), oracle.len(), "{name}");
+        assert_eq!(compare(&oracle, &rows, 5), vec![], "{name}");
+        // Round-trip proof: encode with the plugin, decode again, same rows.
+        let again = c.decode(kind, &c.encode(kind, &rows).unwrap()).unwrap();
+        assert_eq!(compare(&rows, &again, 5), vec![], "{name}");
+        eprintln!("{name}: {} rows decoded in the sandbox in {decode:?}", rows.len());
+    }
+
+    // The 13 real 2022 差分 files applied in order through the converter equal the native
+    // oracle, version for version.
+    let s_all = std::fs::read(full.join("s_ALL20220218.csv")).unwrap();
+    let mut native = MasterSet::new();
+    native.load_full(MasterKind::Procedure, "s_ALL20220218.csv", &s_all).unwrap();
+    let mut via = MasterSet::new();
+    let rows = c.decode(MasterKind::Procedure, &s_all).unwrap().iter().map(|r| from_canon(r).unwrap()).collect();
+    via.load_full_rows(MasterKind::Procedure, "s_ALL20220218.csv", &s_all, rows);
+    let diffs = corpus.join("ssk-master/diff-2022");
+    let mut files: Vec<String> = std::fs::read_dir(&diffs).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    files.sort();
+    assert_eq!(files.len(), 13);
+    for f in &files {
+        let bytes = std::fs::read(diffs.join(f)).unwrap();
+        let a = native.apply_diff_named(MasterKind::Procedure, f, &bytes).unwrap();
+        let rows = c.decode(MasterKind::Procedure, &bytes).unwrap().iter().map(|r| from_canon(r).unwrap()).collect();
+        let b = via.apply_diff_rows(MasterKind::Procedure, f, &bytes, rows);
+        assert_eq!(format!("{a:?}"), format!("{b:?}"), "{f}");
+    }
+    assert_eq!(native.digest(), via.digest());
+    let (n, v): (Vec<_>, Vec<_>) = (native.rows(MasterKind::Procedure).collect(), via.rows(MasterKind::Procedure).collect());
+    assert_eq!(n.len(), v.len());
+    assert!(n.iter().zip(&v).all(|(a, b)| a == b), "the converter path differs from the native oracle");
+}
+
+#[test]
+fn the_round_trip_proof_blocks_a_faulty_converter_naming_the_field() {
+    let path = tenken_bundled::hostile_plugin_path("fixture-converter-shift").unwrap();
+    let faulty = Converter::load(&common::runtime(), &std::fs::read(path).unwrap()).unwrap();
+    let good = ssk_csv();
+    let (name, bytes) = tenken_master::demo::demo_files().into_iter().find(|(n, _)| n.starts_with("s_")).unwrap();
+    let kind = tenken_master::demo::demo_file_kind(&name).unwrap();
+    let source = good.decode(kind, &bytes).unwrap();
+    let encoded = faulty.encode(kind, &source).unwrap();
+    let back = good.decode(kind, &encoded).unwrap();
+    let report = compare(&source, &back, 10);
+    assert!(!report.is_empty(), "the faulty converter passed the proof");
+    assert!(report.iter().all(|d| d.field == "name"), "{report:?}");
+    assert!(report[0].expected.chars().count() > 8 && report[0].got.chars().count() == 8, "{report:?}");
+}
