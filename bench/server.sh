@@ -83,6 +83,8 @@ if [[ ${SKIP_BUILD:-0} != 1 ]]; then
     cargo build --release -p tenken
 fi
 [[ -x $BIN ]] || { echo "no binary at $BIN" >&2; exit 2; }
+# What was measured: the commit at build time, and whether the tree had local changes then.
+BUILT_FROM="commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- host plugins Cargo.toml 2>/dev/null || echo ' + uncommitted changes under host/ or plugins/'), binary of $(date -r "$BIN" -u '+%F %T') UTC"
 
 # Compiled plugin artifacts are shared by every server started here (compiled once).
 COMMON_ENV=(
@@ -431,7 +433,7 @@ fi
         echo "| naive, 32 writers | $(med naive32 files_per_s) files/s | | $(med naive32 p50_ms) | $(med naive32 p99_ms) | | | | | $(all naive32 files_per_s) |"
     fi
     echo
-    echo "- binary: $BIN (commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- host plugins 2>/dev/null || echo ', with uncommitted changes under host/ or plugins/'))"
+    echo "- binary: $BIN ($BUILT_FROM)"
     srv=$(med server ok_per_s)
     echo "- server / floor (naive): $(ratio "$srv" "$(med naive files_per_s)")×; server / ceiling (bare): $(ratio "$srv" "$(med bare ok_per_s)")×"
     if compgen -G "$WORK/results/workers1.1" >/dev/null; then

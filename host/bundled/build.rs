@@ -10,9 +10,18 @@ use std::process::Command;
 
 /// Default rule pack, in the order findings are merged.
 const DEFAULT: &[&str] = &["check-format", "check-totals", "check-id", "check-master", "check-diagnosis"];
-/// Hostile and contract fixtures, used by tests only (paths exported, bytes not embedded).
-const HOSTILE: &[&str] =
-    &["hostile-loop", "hostile-memory", "hostile-recursion", "hostile-trap", "hostile-flood", "fixture-contract-v2"];
+/// Hostile and contract fixtures, and the Rust twins of the JavaScript / Python example
+/// plugins (`examples/`), used by tests only (paths exported, bytes not embedded).
+const HOSTILE: &[&str] = &[
+    "hostile-loop",
+    "hostile-memory",
+    "hostile-recursion",
+    "hostile-trap",
+    "hostile-flood",
+    "fixture-contract-v2",
+    "twin-js-rule",
+    "twin-python-rule",
+];
 /// Master-format converters: embedded (`DEFAULT_CONVERTERS`).
 const CONVERTERS: &[&str] = &["convert-ssk-csv"];
 /// Converter test fixtures (paths exported with the hostile fixtures).

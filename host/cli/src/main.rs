@@ -8,6 +8,7 @@ mod bench_server;
 mod client;
 mod output;
 mod plugin_cmd;
+mod plugin_test;
 mod server_cmd;
 
 /// A faster allocator than glibc's for this workload (tens of millions of small strings per
@@ -191,7 +192,7 @@ pub(crate) fn load_masters(dir: Option<&Path>) -> Result<Arc<tenken_master::Mast
     }))
 }
 
-fn default_cache_dir() -> Option<PathBuf> {
+pub(crate) fn default_cache_dir() -> Option<PathBuf> {
     std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))

@@ -64,6 +64,12 @@ enum Action {
     TrustKey { public_key: String },
     /// Make an ed25519 key pair: the secret key goes to FILE, the public key is printed.
     Keygen { out: PathBuf },
+    /// Offline: what a component declares (name, version, rules, imports, exports) and
+    /// whether it fits this host's contract version (exit 1 if not).
+    Describe(crate::plugin_test::DescribeArgs),
+    /// Offline: run a component over fixtures (NAME.uke + NAME.expected.json), print
+    /// PASS/FAIL with a diff and the per-receipt cost; exit 1 on any failure.
+    Test(crate::plugin_test::TestArgs),
 }
 
 fn send(conn: &Conn, method: &str, path: &str, body: Option<Value>) -> Result<Value> {
@@ -113,9 +119,15 @@ fn short(d: &Value) -> String {
 }
 
 pub fn run(cmd: PluginCmd) -> Result<ExitCode> {
+    // The offline commands first: no server, no token.
+    let action = match cmd.action {
+        Action::Describe(args) => return crate::plugin_test::describe(args, cmd.json),
+        Action::Test(args) => return crate::plugin_test::test(args),
+        other => other,
+    };
     let p = cmd.payer;
     let c = &cmd.conn;
-    let out = match cmd.action {
+    let out = match action {
         Action::Keygen { out } => {
             let mut seed = [0u8; 32];
             seed.iter_mut().for_each(|b| *b = rand::random());

@@ -38,8 +38,52 @@ pub enum RuntimeError {
 pub(crate) struct HostState {
     pub(crate) wasi: WasiCtx,
     pub(crate) table: ResourceTable,
-    pub(crate) limits: StoreLimits,
+    pub(crate) limits: MeteredLimits,
     pub(crate) masters: Arc<dyn tenken_model::Masters + Send + Sync>,
+}
+
+/// The store limits, plus the linear memory the guest was granted in this store (initial
+/// sizes and every successful grow, over all its memories; memories never shrink, so this
+/// is the store's peak). Reported by `tenken plugin test`.
+pub(crate) struct MeteredLimits {
+    inner: StoreLimits,
+    pub(crate) memory_bytes: u64,
+    last_grow: u64,
+}
+
+impl wasmtime::ResourceLimiter for MeteredLimits {
+    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let ok = self.inner.memory_growing(current, desired, maximum)?;
+        self.last_grow = if ok { desired.saturating_sub(current) as u64 } else { 0 };
+        self.memory_bytes += self.last_grow;
+        Ok(ok)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        // Permitted above but not done: it was not granted after all.
+        self.memory_bytes -= std::mem::take(&mut self.last_grow);
+        self.inner.memory_grow_failed(error)
+    }
+
+    fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        self.inner.table_growing(current, desired, maximum)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.inner.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.inner.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.inner.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.inner.memories()
+    }
 }
 
 impl WasiView for HostState {
@@ -218,7 +262,7 @@ impl Runtime {
             .memories(4)
             .trap_on_grow_failure(true)
             .build();
-        HostState { wasi: b.build(), table: ResourceTable::new(), limits, masters }
+        HostState { wasi: b.build(), table: ResourceTable::new(), limits: MeteredLimits { inner: limits, memory_bytes: 0, last_grow: 0 }, masters }
     }
 }
 

@@ -26,6 +26,9 @@ pub struct Plugin {
     pub contract: String,
     pre: OfficeCheckPre<HostState>,
     runtime: Arc<Runtime>,
+    /// Largest linear memory (bytes, all memories of one store) any call has used since the
+    /// last [`Plugin::take_peak_memory_bytes`].
+    peak_memory: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -121,6 +124,23 @@ pub(crate) fn check_contract(
     Ok(found.to_string())
 }
 
+impl Runtime {
+    /// The import and export names a component declares (`tenken:plugin/checker@1.0.0`,
+    /// `wasi:cli/stderr@0.2.6`, ...), for `tenken plugin describe`. Compiles it (or takes
+    /// the cached artifact) under the same size bound as [`Plugin::load`]; checks nothing else.
+    pub fn component_interfaces(&self, bytes: &[u8]) -> Result<(Vec<String>, Vec<String>), RuntimeError> {
+        let max = self.limits.plugin_component_bytes_max;
+        if bytes.len() as u64 > max {
+            return Err(RuntimeError::TooLarge { size: bytes.len() as u64, max });
+        }
+        let digest = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
+        let ty = self.compile(bytes, &digest)?.component_type();
+        let imports = ty.imports(&self.engine).map(|(n, _)| n.to_string()).collect();
+        let exports = ty.exports(&self.engine).map(|(n, _)| n.to_string()).collect();
+        Ok((imports, exports))
+    }
+}
+
 impl Plugin {
     /// Validates, compiles (or loads from the artifact cache), links and describes a
     /// component. Every failure says what is wrong with the component.
@@ -141,6 +161,7 @@ impl Plugin {
             contract,
             pre,
             runtime: runtime.clone(),
+            peak_memory: std::sync::atomic::AtomicU64::new(0),
         };
         let masters: Arc<dyn m::Masters + Send + Sync> = Arc::new(NoMasters);
         plugin.info = plugin
@@ -148,6 +169,12 @@ impl Plugin {
             .map(convert::info_from)
             .map_err(|f| RuntimeError::Describe(f.to_string()))?;
         Ok(plugin)
+    }
+
+    /// The most linear memory (bytes) one call used since the last time this was asked, and
+    /// resets it: what `tenken plugin test` reports as a plugin's peak memory.
+    pub fn take_peak_memory_bytes(&self) -> u64 {
+        self.peak_memory.swap(0, std::sync::atomic::Ordering::Relaxed)
     }
 
     /// File-level rules.
@@ -214,6 +241,7 @@ impl Plugin {
         store.set_epoch_deadline(ticks);
         store.epoch_deadline_trap();
         let result = self.pre.instantiate(&mut store).and_then(|bindings| f(&bindings, &mut store));
+        self.peak_memory.fetch_max(store.data().limits.memory_bytes, std::sync::atomic::Ordering::Relaxed);
         // The store is dropped here on every path: after a trap it must not be reused.
         drop(store);
         result.map_err(|e| classify(e, &out, limits))

@@ -112,7 +112,15 @@ async fn request_context(State(app): AppState, mut req: Request, next: Next) -> 
             }}),
         };
         json["error"]["request_id"] = serde_json::Value::String(id.clone());
-        span.in_scope(|| tracing::info!(status = status.as_u16(), code = ?json["error"]["code"], "refused"));
+        // Overload refusals are counted in /metrics; logging each one at info would turn a
+        // surge into a logging surge.
+        span.in_scope(|| {
+            if matches!(status.as_u16(), 503 | 429) {
+                tracing::debug!(status = status.as_u16(), code = ?json["error"]["code"], "refused")
+            } else {
+                tracing::info!(status = status.as_u16(), code = ?json["error"]["code"], "refused")
+            }
+        });
         let mut r = Response::from_parts(parts, Body::from(json.to_string()));
         r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         r.headers_mut().remove(header::CONTENT_LENGTH);
@@ -282,37 +290,21 @@ async fn submit(
 ) -> Result<Response, ApiError> {
     let t0 = std::time::Instant::now();
     let adm = &app.config.admission;
-    let Some(institution) = who.institution().map(str::to_owned) else {
-        return Err(app.refuse(ApiError::forbidden(format!(
-            "{} cannot submit claim files; use the token of the institution (医療機関) that sends them",
-            who.describe()
-        ))));
-    };
-    // Bounded concurrent uploads: beyond, refuse at once rather than queue in memory.
-    let Ok(_permit) = app.uploads.clone().try_acquire_owned() else {
-        return Err(app.refuse(
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "overloaded",
-                "the server is receiving as many files as it can; retry after the Retry-After delay",
+    // Refusals before the body is read still read (and discard) a bounded amount of it, so
+    // the client gets the answer instead of a reset connection.
+    let early = admit(&app, &who);
+    let (institution, _permit) = match early {
+        Ok(x) => x,
+        Err(e) => {
+            let drain_ms = adm.body_read_timeout_ms.min(1_000);
+            let _ = tokio::time::timeout(
+                Duration::from_millis(drain_ms),
+                read_body(body, 0, adm.body_drain_bytes_max),
             )
-            .retry_after(app.retry_after()),
-        ));
+            .await;
+            return Err(e);
+        }
     };
-    if let Err(not_until) = app.limiter.check_key(&institution) {
-        let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
-        return Err(app.refuse(
-            ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate-limited",
-                format!(
-                    "institution {institution} sent more than {} submissions a minute; retry after the Retry-After delay",
-                    adm.submissions_per_institution_per_minute_max
-                ),
-            )
-            .retry_after(wait.as_secs() + 1 + rand::random_range(0..=app.config.admission.retry_after_s)),
-        ));
-    }
     let max = adm.submission_bytes_max;
     let too_large = || {
         app.refuse(ApiError::new(
@@ -486,6 +478,43 @@ async fn read_body(mut body: Body, max: u64, drain: u64) -> Result<Option<bytes:
         }
     }
     Ok((total <= max).then(|| buf.freeze()))
+}
+
+/// The checks that need no body: who may submit, upload slots, the institution's rate.
+fn admit(app: &App, who: &Principal) -> Result<(String, tokio::sync::OwnedSemaphorePermit), ApiError> {
+    let adm = &app.config.admission;
+    let Some(institution) = who.institution().map(str::to_owned) else {
+        return Err(app.refuse(ApiError::forbidden(format!(
+            "{} cannot submit claim files; use the token of the institution (医療機関) that sends them",
+            who.describe()
+        ))));
+    };
+    // Bounded concurrent uploads: beyond, refuse at once rather than queue in memory.
+    let Ok(permit) = app.uploads.clone().try_acquire_owned() else {
+        return Err(app.refuse(
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                "the server is receiving as many files as it can; retry after the Retry-After delay",
+            )
+            .retry_after(app.retry_after()),
+        ));
+    };
+    if let Err(not_until) = app.limiter.check_key(&institution) {
+        let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
+        return Err(app.refuse(
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                format!(
+                    "institution {institution} sent more than {} submissions a minute; retry after the Retry-After delay",
+                    adm.submissions_per_institution_per_minute_max
+                ),
+            )
+            .retry_after(wait.as_secs() + 1 + rand::random_range(0..=app.config.admission.retry_after_s)),
+        ));
+    }
+    Ok((institution, permit))
 }
 
 async fn effective_window(app: &App, payer: Payer, month: &str) -> Result<Option<window::Window>, ApiError> {

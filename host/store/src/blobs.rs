@@ -2,8 +2,9 @@
 //! fsync dir through `cap-std`, so a blob is either absent or complete after any crash.
 //!
 //! Why files and not rows: claim files reach tens of MB; keeping them out of SQLite keeps
-//! the WAL small and lets many writers fsync in parallel, which the file system coalesces
-//! into shared journal commits (measured: 8–32 parallel writers ≈ 4× the one-by-one rate).
+//! the WAL small. Submissions use `put_unsynced` + one `sync` (syncfs) per group commit
+//! instead of two fsyncs per file: per-file fsyncs were half the CPU of acceptance
+//! (docs/PERFORMANCE.md); parallel per-file fsyncs coalesced only ~2×.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,6 +16,9 @@ use crate::StoreError;
 
 pub struct BlobStore {
     root: Dir,
+    /// A plain read-only descriptor of the root (cap-std's may be `O_PATH`, which `syncfs`
+    /// refuses).
+    sync_fd: std::fs::File,
     tmp_seq: AtomicU64,
     pid: u32,
 }
@@ -30,7 +34,8 @@ impl BlobStore {
                 let _ = root.remove_file(std::path::Path::new("tmp").join(e.file_name()));
             }
         }
-        Ok(BlobStore { root, tmp_seq: AtomicU64::new(0), pid: std::process::id() })
+        let sync_fd = std::fs::File::open(path)?;
+        Ok(BlobStore { root, sync_fd, tmp_seq: AtomicU64::new(0), pid: std::process::id() })
     }
 
     fn rel(digest: &str) -> Result<(String, String), StoreError> {
@@ -60,6 +65,39 @@ impl BlobStore {
         tmp_dir.rename(&tmp_name, &dir, &name)?;
         dir.open(".")?.sync_all()?;
         Ok(())
+    }
+
+    /// Writes `bytes` under `digest` (tmp → rename) WITHOUT syncing: the caller must call
+    /// [`BlobStore::sync`] before acknowledging anything that refers to it. Why: one
+    /// `syncfs` for a whole group of uploads replaces two fsyncs per upload (group commit
+    /// for blobs, as the SQLite writer does for rows).
+    ///
+    /// An existing file under the name is kept only if its content verifies: after a crash
+    /// it may be an unsynced leftover; a verified one is either durable already or in the
+    /// page cache and made durable by the next sync, and never replaced (replacing a durable
+    /// blob by an unsynced one would put an acknowledged submission at risk).
+    pub fn put_unsynced(&self, digest: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        let (fan, name) = Self::rel(digest)?;
+        self.root.create_dir_all(&fan)?;
+        let dir = self.root.open_dir(&fan)?;
+        if let Ok(existing) = dir.read(&name)
+            && crate::digest(&existing) == digest
+        {
+            return Ok(());
+        }
+        let tmp_name = format!("{name}.{}.{}", self.pid, self.tmp_seq.fetch_add(1, Ordering::Relaxed));
+        let tmp_dir = self.root.open_dir("tmp")?;
+        let mut f = tmp_dir.create(&tmp_name)?;
+        f.write_all(bytes)?;
+        drop(f);
+        tmp_dir.rename(&tmp_name, &dir, &name)?;
+        Ok(())
+    }
+
+    /// Makes every blob written so far durable: one `syncfs` of the file system holding the
+    /// blob directory (data and directory entries).
+    pub fn sync(&self) -> Result<(), StoreError> {
+        rustix::fs::syncfs(&self.sync_fd).map_err(|e| StoreError::Io(e.into()))
     }
 
     /// Reads a blob and verifies its digest.

@@ -28,18 +28,25 @@ pub struct StoreOptions {
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { write_queue_max: 4096, group_commit_max: 512, read_connections_max: 8 }
+        StoreOptions { write_queue_max: 4096, group_commit_max: 512, read_connections_max: 64 }
     }
 }
 
 /// A write: runs inside a savepoint; returns whether it succeeded and what to do once the
 /// transaction's fate (committed or not) is known.
 type Finisher = Box<dyn FnOnce(Result<(), String>) + Send>;
-type WriteOp = Box<dyn FnOnce(&Connection) -> (bool, Finisher) + Send>;
+type WriteFn = Box<dyn FnOnce(&Connection) -> (bool, Finisher) + Send>;
+
+struct WriteOp {
+    run: WriteFn,
+    /// The write refers to blobs written with `put_unsynced`: the group syncs the blob file
+    /// system before it commits.
+    needs_blob_sync: bool,
+}
 
 pub struct SqliteStore {
     path: PathBuf,
-    blobs: BlobStore,
+    blobs: std::sync::Arc<BlobStore>,
     writer: Mutex<Option<SyncSender<WriteOp>>>,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     readers: Mutex<Vec<Connection>>,
@@ -135,12 +142,13 @@ impl SqliteStore {
         let path = dir.join("tenken.db");
         let mut conn = open_conn(&path)?;
         migrate(&mut conn)?;
-        let blobs = BlobStore::open(&dir.join("blobs"))?;
+        let blobs = std::sync::Arc::new(BlobStore::open(&dir.join("blobs"))?);
         let (tx, rx) = sync_channel::<WriteOp>(options.write_queue_max.max(1));
         let group = options.group_commit_max.max(1);
+        let writer_blobs = blobs.clone();
         let handle = std::thread::Builder::new()
             .name("tenken-store-writer".into())
-            .spawn(move || writer_loop(conn, rx, group))?;
+            .spawn(move || writer_loop(conn, rx, group, &writer_blobs))?;
         Ok(SqliteStore {
             path,
             blobs,
@@ -163,8 +171,16 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
+        self.write_op(false, f)
+    }
+
+    fn write_op<T: Send + 'static>(
+        &self,
+        needs_blob_sync: bool,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
         let (reply_tx, reply_rx) = sync_channel::<Result<T, StoreError>>(1);
-        let op: WriteOp = Box::new(move |conn| {
+        let run: WriteFn = Box::new(move |conn| {
             let result = f(conn);
             let ok = result.is_ok();
             let fin: Finisher = Box::new(move |committed| {
@@ -176,6 +192,7 @@ impl SqliteStore {
             });
             (ok, fin)
         });
+        let op = WriteOp { run, needs_blob_sync };
         let sender = self.writer.lock().unwrap().clone().ok_or(StoreError::Closed)?;
         sender.send(op).map_err(|_| StoreError::Closed)?;
         reply_rx.recv().map_err(|_| StoreError::Closed)?
@@ -202,7 +219,7 @@ impl Drop for SqliteStore {
     }
 }
 
-fn writer_loop(conn: Connection, rx: Receiver<WriteOp>, group_max: usize) {
+fn writer_loop(conn: Connection, rx: Receiver<WriteOp>, group_max: usize, blobs: &BlobStore) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < group_max {
@@ -212,18 +229,24 @@ fn writer_loop(conn: Connection, rx: Receiver<WriteOp>, group_max: usize) {
             }
         }
         let mut finishers = Vec::with_capacity(batch.len());
-        let begin = conn.execute_batch("BEGIN IMMEDIATE");
+        // Blobs first: a row that names a blob commits only after the blob is durable.
+        let sync = if batch.iter().any(|op| op.needs_blob_sync) {
+            blobs.sync().map_err(|e| format!("syncing blob files failed: {e}"))
+        } else {
+            Ok(())
+        };
+        let begin = sync.and_then(|()| conn.execute_batch("BEGIN IMMEDIATE").map_err(|e| e.to_string()));
         if let Err(e) = begin {
             // Cannot write at all: every caller gets the error.
             for op in batch {
-                let (_, fin) = op(&conn);
-                fin(Err(e.to_string()));
+                let (_, fin) = (op.run)(&conn);
+                fin(Err(e.clone()));
             }
             continue;
         }
         for op in batch {
             let _ = conn.execute_batch("SAVEPOINT op");
-            let (ok, fin) = op(&conn);
+            let (ok, fin) = (op.run)(&conn);
             let _ = if ok {
                 conn.execute_batch("RELEASE op")
             } else {
@@ -464,14 +487,16 @@ impl Store for SqliteStore {
     fn accept(&self, new: NewSubmission) -> Result<Accepted, StoreError> {
         let digest = crate::digest(&new.bytes);
         // Fast path for a retried request: no blob write, no queue.
-        if let Some(a) = self.read(|c| idempotent_match(c, &new, &digest))? {
+        if new.idempotency_key.is_some()
+            && let Some(a) = self.read(|c| idempotent_match(c, &new, &digest))?
+        {
             return Ok(a);
         }
-        self.blobs.put(&digest, &new.bytes)?;
+        self.blobs.put_unsynced(&digest, &new.bytes)?;
         let bytes_len = new.bytes.len() as i64;
         let mut meta = new;
         meta.bytes = Vec::new();
-        self.write(move |conn| {
+        self.write_op(true, move |conn| {
             if let Some(a) = idempotent_match(conn, &meta, &digest)? {
                 return Ok(a);
             }
