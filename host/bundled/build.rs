@@ -23,7 +23,7 @@ const HOSTILE: &[&str] = &[
     "twin-python-rule",
 ];
 /// Master-format converters: embedded (`DEFAULT_CONVERTERS`).
-const CONVERTERS: &[&str] = &["convert-ssk-csv"];
+const CONVERTERS: &[&str] = &["convert-ssk-csv", "convert-kokuho-fixed"];
 /// Converter test fixtures (paths exported with the hostile fixtures).
 const CONVERTER_FIXTURES: &[&str] = &["fixture-converter-shift"];
 const TARGET: &str = "wasm32-wasip2";

@@ -106,6 +106,19 @@ fn approvals_validation_and_signatures_are_enforced() {
     let (st, body) = send_json(url, &s1, "POST", "/v1/payers/ssk/releases", json!({"plugins": plugins}));
     assert_error(st, &body, 409, "not-approved");
 
+    // The regression corpus: the seeded generated files, plus the shared corpus claim file.
+    if let Some(corpus) = common::corpus() {
+        let bytes = std::fs::read(corpus.join("receipts/RECEIPTC_GAIRAI_SAMPLE.UKE")).unwrap();
+        let r = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .new_agent()
+            .post(format!("{url}/v1/payers/ssk/regression?name=corpus-gairai"))
+            .header("Authorization", format!("Bearer {s1}"))
+            .send(&bytes[..])
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 201);
+    }
     // Validation against the regression corpus: the same rules, so no delta.
     let (st, report) = post(url, &s1, &format!("/v1/payers/ssk/plugins/{d}/validate"));
     assert_eq!(st, 200, "{report}");

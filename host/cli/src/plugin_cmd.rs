@@ -154,6 +154,7 @@ pub fn run(cmd: PluginCmd) -> Result<ExitCode> {
             }
             body
         }
+        Action::Describe(_) | Action::Test(_) => unreachable!("dispatched above"),
         Action::List => get(c, &format!("/v1/payers/{p}/plugins"))?,
         Action::Show { digest } => get(c, &format!("/v1/payers/{p}/plugins/{digest}"))?,
         Action::Validate { digest } => send(c, "POST", &format!("/v1/payers/{p}/plugins/{digest}/validate"), None)?,

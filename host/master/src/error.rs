@@ -10,6 +10,9 @@ use tenken_model::MasterKind;
 /// `column` are 1-based, `column` counting CSV fields, so a user can open the file and find it.
 #[derive(Debug, thiserror::Error)]
 pub enum MasterError {
+    #[error("{file}: the master-format converter could not decode it: {message}")]
+    Converter { file: String, message: String },
+
     #[error("cannot read {path}: {source}; check that the path exists and is readable")]
     Io {
         path: PathBuf,

@@ -23,4 +23,4 @@ mod set;
 
 pub use error::MasterError;
 pub use parse::{Layout, MasterRow, layout, parse_ssk, parse_ssk_named};
-pub use set::{DiffStats, MasterSet, Source, SourceRole};
+pub use set::{Decoder, DiffStats, MasterSet, Source, SourceRole};

@@ -220,6 +220,9 @@ pub struct DiffStats {
     pub unmatched: usize,
 }
 
+/// Decodes one master file (kind, file name, bytes) into rows.
+pub type Decoder<'a> = dyn Fn(MasterKind, &str, &[u8]) -> Result<Vec<MasterRow>, MasterError> + 'a;
+
 /// The six SSK masters, each a code-indexed table with per-code history.
 #[derive(Debug, Clone, Default)]
 pub struct MasterSet {
@@ -266,9 +269,15 @@ impl MasterSet {
     /// 傷病名/修飾語 full files are named `b_YYYYMMDD.txt` — and a 差分 otherwise. Full files
     /// count only in `dir` itself; 差分 of a kind without a full file are skipped.
     pub fn load_dir(dir: &Path) -> Result<MasterSet, MasterError> {
+        MasterSet::load_dir_with(dir, &|kind, name, bytes| parse_ssk_named(kind, name, bytes))
+    }
+
+    /// Like `load_dir`, decoding every file with `decode` (the server passes its sandboxed
+    /// converter plugin; the native reader stays the oracle).
+    pub fn load_dir_with(dir: &Path, decode: &Decoder<'_>) -> Result<MasterSet, MasterError> {
         let mut files = Vec::new();
         collect(dir, true, &mut files)?;
-        MasterSet::from_candidates(files)
+        MasterSet::from_candidates(files, decode)
     }
 
     /// Like `load_dir`, over files held in memory: (file name, bytes), all as if in one
@@ -281,10 +290,10 @@ impl MasterSet {
                 Some(Candidate { kind, name: name.clone(), date, top_level: true, named_full, bytes: bytes.clone() })
             })
             .collect();
-        MasterSet::from_candidates(candidates)
+        MasterSet::from_candidates(candidates, &|kind, name, bytes| parse_ssk_named(kind, name, bytes))
     }
 
-    fn from_candidates(files: Vec<Candidate>) -> Result<MasterSet, MasterError> {
+    fn from_candidates(files: Vec<Candidate>, decode: &Decoder<'_>) -> Result<MasterSet, MasterError> {
         let mut set = MasterSet::new();
         // Parse the files whose role the name does not tell, once.
         let mut parsed: Vec<(Candidate, Option<Vec<MasterRow>>)> = Vec::new();
@@ -292,7 +301,7 @@ impl MasterSet {
             if c.named_full {
                 parsed.push((c, None));
             } else {
-                let rows = parse_ssk_named(c.kind, &c.name, &c.bytes)?;
+                let rows = decode(c.kind, &c.name, &c.bytes)?;
                 parsed.push((c, Some(rows)));
             }
         }
@@ -312,7 +321,7 @@ impl MasterSet {
             let Some((fc, frows)) = full else { continue };
             let rows = match frows {
                 Some(rows) => rows.clone(),
-                None => parse_ssk_named(kind, &fc.name, &fc.bytes)?,
+                None => decode(kind, &fc.name, &fc.bytes)?,
             };
             set.load_rows(kind, &fc.name, &fc.bytes, rows, SourceRole::Full);
             let full_date = fc.date.clone();

@@ -71,10 +71,25 @@ fn build_registry(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<regi
     let cache = config.cache_dir.clone().unwrap_or_else(|| config.data_dir.join("artifacts"));
     let runtime = Arc::new(tenken_runtime::Runtime::new(&config.limits, Some(&cache))?);
     let now = work::now_ms();
+    // Masters are decoded only through the sandboxed converter plugin (the native reader is
+    // the test oracle), so a master file that breaks a converter cannot break the host.
+    let converter = {
+        let (_, bytes) = tenken_bundled::DEFAULT_CONVERTERS[0];
+        tenken_runtime::Converter::load(&runtime, bytes).context("loading the bundled ssk-csv converter")?
+    };
+    let decode = |kind, name: &str, bytes: &[u8]| -> Result<Vec<tenken_master::MasterRow>, tenken_master::MasterError> {
+        let err = |message: String| tenken_master::MasterError::Converter { file: name.to_owned(), message };
+        converter
+            .decode(kind, bytes)
+            .map_err(|e| err(e.to_string()))?
+            .iter()
+            .map(|r| tenken_master::canon::from_canon(r).map_err(err))
+            .collect()
+    };
     let mut masters = std::collections::HashMap::new();
     for payer in Payer::ALL {
         let dir = masters_dir(config, payer);
-        let set = tenken_master::MasterSet::load_dir(&dir)
+        let set = tenken_master::MasterSet::load_dir_with(&dir, &decode)
             .with_context(|| format!("loading {payer} masters from {}", dir.display()))?;
         let digest = set.digest();
         masters.insert(payer, registry::PayerMasters { set: Arc::new(set), digest });

@@ -1,5 +1,6 @@
-// The converter component, shared (via include!) by the real ssk-csv plugin and the faulty
-// fixture; `FAULT` selects the fixture's deliberate bug.
+// The WIT glue shared (via include!) by every master-format converter in this repository:
+// the including crate defines FORMAT_NAME, format_decode and format_encode over canonical
+// rows; this file exports them as the `converter` interface.
 
 wit_bindgen::generate!({
     path: "../../wit",
@@ -63,58 +64,54 @@ fn date_from(d: Option<WDate>) -> Option<Date> {
     d.map(|d| Date { year: d.year, month: d.month, day: d.day })
 }
 
+fn row_to(r: CanonRow) -> MasterRow {
+    MasterRow {
+        kind: kind_to(r.kind),
+        change: change_to(r.change),
+        code: r.code,
+        name: r.name,
+        value_kind: r.value_kind,
+        value: r.value,
+        changed_on: date_to(r.changed_on),
+        abolished_on: date_to(r.abolished_on),
+        extra: r.extra,
+    }
+}
+
+fn row_from(kind: MasterKind, r: MasterRow) -> CanonRow {
+    CanonRow {
+        kind,
+        change: change_from(r.change),
+        code: r.code,
+        name: r.name,
+        value_kind: r.value_kind,
+        value: r.value,
+        changed_on: date_from(r.changed_on),
+        abolished_on: date_from(r.abolished_on),
+        extra: r.extra,
+    }
+}
+
 struct Converter;
 
 impl Guest for Converter {
     fn describe() -> FormatInfo {
         FormatInfo {
-            name: if FAULT.is_some() { "ssk-csv-faulty".into() } else { "ssk-csv".into() },
+            name: FORMAT_NAME.into(),
             version: "1.0.0".into(),
             kinds: MasterKind::ALL.into_iter().map(kind_to).collect(),
         }
     }
 
     fn decode(kind: WKind, bytes: Vec<u8>) -> Result<Vec<MasterRow>, DecodeError> {
-        let rows = tenken_master::canon::decode_ssk(kind_from(kind), "(input)", &bytes)
-            .map_err(|e| DecodeError { message: e.to_string(), line: None, column: None })?;
-        Ok(rows
-            .into_iter()
-            .map(|r| MasterRow {
-                kind: kind_to(r.kind),
-                change: change_to(r.change),
-                code: r.code,
-                name: r.name,
-                value_kind: r.value_kind,
-                value: r.value,
-                changed_on: date_to(r.changed_on),
-                abolished_on: date_to(r.abolished_on),
-                extra: r.extra,
-            })
-            .collect())
+        format_decode(kind_from(kind), &bytes)
+            .map(|rows| rows.into_iter().map(row_to).collect())
+            .map_err(|(message, line)| DecodeError { message, line, column: None })
     }
 
     fn encode(kind: WKind, rows: Vec<MasterRow>) -> Result<Vec<u8>, String> {
         let kind = kind_from(kind);
-        let canon: Vec<CanonRow> = rows
-            .into_iter()
-            .map(|r| CanonRow {
-                kind,
-                change: change_from(r.change),
-                code: r.code,
-                name: match FAULT {
-                    // The fixture's bug: names cut to 8 characters, as a fixed-width field
-                    // sized for the wrong encoding would.
-                    Some("truncate-names") => r.name.chars().take(8).collect(),
-                    _ => r.name,
-                },
-                value_kind: r.value_kind,
-                value: r.value,
-                changed_on: date_from(r.changed_on),
-                abolished_on: date_from(r.abolished_on),
-                extra: r.extra,
-            })
-            .collect();
-        tenken_master::canon::encode_ssk(&canon)
+        format_encode(kind, rows.into_iter().map(|r| row_from(kind, r)).collect())
     }
 }
 
