@@ -86,6 +86,21 @@ fn real_masters_through_the_converter_equal_the_native_oracle() {
         assert_eq!(format!("{a:?}"), format!("{b:?}"), "{f}");
     }
     assert_eq!(native.digest(), via.digest());
+    // The semantic diff of the 2022 revision: 新規 codes, changed 点数, 廃止.
+    let mut before = MasterSet::new();
+    before.load_full(MasterKind::Procedure, "s_ALL20220218.csv", &s_all).unwrap();
+    let diff = tenken_master::canon::semantic_diff(&before, &native);
+    let s = diff.iter().find(|d| d.kind == Some(MasterKind::Procedure)).unwrap();
+    let points = s.changed.iter().filter(|(_, f)| f.iter().any(|f| f.field == "value")).count();
+    eprintln!(
+        "2022 revision: {} added, {} changed ({points} in 点数), {} abolished, {} restored, {} removed",
+        s.added.len(),
+        s.changed.len(),
+        s.abolished.len(),
+        s.restored.len(),
+        s.removed.len()
+    );
+    assert!(!s.added.is_empty() && points > 0 && !s.abolished.is_empty(), "{:?}", (s.added.len(), points, s.abolished.len()));
     let (n, v): (Vec<_>, Vec<_>) = (native.rows(MasterKind::Procedure).collect(), via.rows(MasterKind::Procedure).collect());
     assert_eq!(n.len(), v.len());
     assert!(n.iter().zip(&v).all(|(a, b)| a == b), "the converter path differs from the native oracle");
@@ -146,4 +161,70 @@ fn kokuho_fixed_round_trips_every_master_kind() {
         let (rows, size) = prove(&ssk, &fixed, kind_of(&name), &name, &bytes);
         eprintln!("{name}: {rows} rows proven through kokuho-fixed ({size} bytes)");
     }
+}
+
+fn tenken(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_tenken")).args(args).output().unwrap()
+}
+
+#[test]
+fn master_cli_converts_with_proof_diffs_and_checks_impact() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("old");
+    tenken_master::demo::write_demo_masters(&old).unwrap();
+    let s_name = std::fs::read_dir(&old)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .find(|n| n.starts_with("s_ALL"))
+        .unwrap();
+    let s_path = old.join(&s_name);
+    let os = |s: &str| std::ffi::OsString::from(s);
+
+    // Conversion for the other payer, proven.
+    let out = dir.path().join("s.fixed");
+    let r = tenken(&[&os("master"), &os("convert"), &os("--kind"), &os("s"), s_path.as_os_str(), out.as_os_str()]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert!(String::from_utf8_lossy(&r.stderr).contains("proven"));
+    assert!(std::fs::metadata(&out).unwrap().len() > 0);
+    // A faulty converter is blocked: nothing written, the report names the field.
+    let faulty = tenken_bundled::hostile_plugin_path("fixture-converter-shift").unwrap();
+    let blocked = dir.path().join("blocked.csv");
+    let r = tenken(&[&os("master"), &os("convert"), &os("--kind"), &os("s"), &os("--to"), &os(faulty), s_path.as_os_str(), blocked.as_os_str()]);
+    assert_eq!(r.status.code(), Some(1));
+    let report = String::from_utf8_lossy(&r.stdout);
+    assert!(report.contains("name"), "{report}");
+    assert!(!blocked.exists());
+
+    // A new master whose points change: +3 点 on every procedure.
+    let new = dir.path().join("new");
+    tenken_master::demo::write_demo_masters(&new).unwrap();
+    let mut rows = decode_ssk(MasterKind::Procedure, &s_name, &std::fs::read(&s_path).unwrap()).unwrap();
+    for r in &mut rows {
+        if let Ok(v) = r.value.parse::<f64>() {
+            r.value = format!("{:.2}", v + 3.0);
+        }
+    }
+    std::fs::write(new.join(&s_name), tenken_master::canon::encode_ssk(&rows).unwrap()).unwrap();
+    let r = tenken(&[&os("master"), &os("diff"), &os("--json"), old.as_os_str(), new.as_os_str()]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let diff: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    let procedure = diff.as_array().unwrap().iter().find(|d| d["kind"] == "procedure").unwrap();
+    let changed = procedure["changed"].as_array().unwrap();
+    assert!(!changed.is_empty());
+    let f = &changed[0]["fields"][0];
+    assert_eq!(f["field"], "value");
+    assert_eq!(f["new"].as_str().unwrap().parse::<f64>().unwrap(), f["old"].as_str().unwrap().parse::<f64>().unwrap() + 3.0);
+    assert!(diff.as_array().unwrap().iter().filter(|d| d["kind"] != "procedure").all(|d| d["changed"].as_array().unwrap().is_empty()));
+
+    // Impact: the claims that were clean under the old master now fail the points rule.
+    let claim = dir.path().join("claim.UKE");
+    let opts = tenken_gen::GenOptions { receipts: 30, payer: Some(tenken_model::Payer::Ssk), ..Default::default() };
+    std::fs::write(&claim, &tenken_gen::generate(&opts, &common::demo_masters()).unwrap()[0].bytes).unwrap();
+    let r = tenken(&[&os("master"), &os("impact"), &os("--json"), &os("--threshold"), &os("5"), &os("--old"), old.as_os_str(), &os("--new"), new.as_os_str(), claim.as_os_str()]);
+    assert_eq!(r.status.code(), Some(1), "{}", String::from_utf8_lossy(&r.stderr));
+    let impact: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert_eq!(impact["flagged"], true);
+    let rule = impact["rules"].as_array().unwrap().iter().find(|r| r["rule"] == "master.procedure.points").expect("points rule in the impact report");
+    assert!(rule["new"].as_u64().unwrap() > 0);
+    assert!(rule["receipts"][0].as_str().unwrap().starts_with("claim.UKE#"));
 }

@@ -168,7 +168,7 @@ fn main() -> ExitCode {
         Command::Plugin(cmd) => plugin_cmd::run(cmd),
         Command::Replay(args) => plugin_cmd::replay(args),
         Command::Token(cmd) => server_cmd::token(cmd).map(|()| ExitCode::SUCCESS),
-        Command::Master(cmd) => server_cmd::master(cmd).map(|()| ExitCode::SUCCESS),
+        Command::Master(cmd) => server_cmd::master(cmd),
         Command::BenchServer(cmd) => bench_server::run(cmd).map(|()| ExitCode::SUCCESS),
     };
     match result {

@@ -149,10 +149,47 @@ pub enum MasterCommand {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Semantic diff of two master directories: added, changed (field by field), abolished,
+    /// restored and removed codes per kind.
+    Diff {
+        old: PathBuf,
+        new: PathBuf,
+        #[arg(long)]
+        json: bool,
+        /// Changed codes listed per kind.
+        #[arg(long, default_value_t = 10)]
+        show: usize,
+    },
+    /// Convert a master file to another payer's format, proven by a round trip (nothing is
+    /// written when the proof fails; the differences are listed).
+    Convert(ConvertArgs),
+    /// Impact check: re-check claim files under the old and the new master and report the
+    /// findings delta per rule (exit 1 when it exceeds --threshold: an anomaly to look at).
+    Impact {
+        #[arg(long)]
+        old: PathBuf,
+        #[arg(long)]
+        new: PathBuf,
+        /// Claim files (the payer's regression corpus or a sample of submissions).
+        #[arg(required = true)]
+        claims: Vec<PathBuf>,
+        /// Most changed findings before the new master is flagged.
+        #[arg(long, default_value_t = 100)]
+        threshold: usize,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
-pub fn master(cmd: MasterCommand) -> Result<()> {
-    let MasterCommand::Import { payer, files, config } = cmd;
+pub fn master(cmd: MasterCommand) -> Result<std::process::ExitCode> {
+    let (payer, files, config) = match cmd {
+        MasterCommand::Import { payer, files, config } => (payer, files, config),
+        MasterCommand::Diff { old, new, json, show } => return master_diff(&old, &new, json, show),
+        MasterCommand::Convert(args) => return master_convert(args),
+        MasterCommand::Impact { old, new, claims, threshold, json } => {
+            return master_impact(&old, &new, &claims, threshold, json);
+        }
+    };
     let config = config.load()?;
     let dest = tenken_server::masters_dir(&config, payer);
     let mut paths = Vec::new();
@@ -194,5 +231,188 @@ pub fn master(cmd: MasterCommand) -> Result<()> {
         dest.display(),
         set.digest()
     );
-    Ok(())
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn load_master_dir(dir: &std::path::Path) -> Result<tenken_master::MasterSet> {
+    tenken_master::MasterSet::load_dir(dir).with_context(|| format!("loading masters from {}", dir.display()))
+}
+
+/// `tenken master diff OLD NEW`: added, changed (field by field), abolished, restored and
+/// removed codes per kind.
+fn master_diff(old: &std::path::Path, new: &std::path::Path, json: bool, show: usize) -> Result<std::process::ExitCode> {
+    let (a, b) = (load_master_dir(old)?, load_master_dir(new)?);
+    let diff = tenken_master::canon::semantic_diff(&a, &b);
+    if json {
+        let v: Vec<serde_json::Value> = diff
+            .iter()
+            .map(|d| {
+                serde_json::json!({
+                    "kind": d.kind.map(|k| k.as_str()),
+                    "added": d.added, "removed": d.removed, "abolished": d.abolished, "restored": d.restored,
+                    "changed": d.changed.iter().map(|(code, fields)| serde_json::json!({
+                        "code": code,
+                        "fields": fields.iter().map(|f| serde_json::json!({"field": f.field, "old": f.expected, "new": f.got})).collect::<Vec<_>>(),
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
+    println!("{:10} {:>8} {:>8} {:>9} {:>8} {:>8}", "KIND", "ADDED", "CHANGED", "ABOLISHED", "RESTORED", "REMOVED");
+    for d in &diff {
+        println!(
+            "{:10} {:>8} {:>8} {:>9} {:>8} {:>8}",
+            d.kind.map(|k| k.as_str()).unwrap_or("?"),
+            d.added.len(),
+            d.changed.len(),
+            d.abolished.len(),
+            d.restored.len(),
+            d.removed.len()
+        );
+    }
+    for d in &diff {
+        for (code, fields) in d.changed.iter().take(show) {
+            let what: Vec<String> = fields.iter().map(|f| format!("{} {} → {}", f.field, f.expected, f.got)).collect();
+            println!("  {} {code}: {}", d.kind.map(|k| k.as_str()).unwrap_or("?"), what.join("; "));
+        }
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn master_impact(
+    old: &std::path::Path,
+    new: &std::path::Path,
+    claims: &[PathBuf],
+    threshold: usize,
+    json: bool,
+) -> Result<std::process::ExitCode> {
+    use std::collections::BTreeMap;
+    let limits = tenken_limits::Limits::default();
+    let runtime = std::sync::Arc::new(tenken_runtime::Runtime::new(&limits, None)?);
+    let checker = |dir: &std::path::Path| -> Result<tenken_check::Checker> {
+        let engine = tenken_check::Engine::bundled(runtime.clone())?;
+        Ok(tenken_check::Checker::new(engine, std::sync::Arc::new(load_master_dir(dir)?), limits.clone()))
+    };
+    let (a, b) = (checker(old)?, checker(new)?);
+    // rule → (new, vanished, receipts)
+    let mut by_rule: BTreeMap<String, (usize, usize, Vec<String>)> = BTreeMap::new();
+    let key = |f: &tenken_model::Finding| format!("{}|{:?}|{:?}|{}", f.rule, f.receipt, f.line, f.message);
+    for path in claims {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let fa = a.check_bytes(&bytes, None)?.findings;
+        let fb = b.check_bytes(&bytes, None)?.findings;
+        let ka: std::collections::HashSet<String> = fa.iter().map(key).collect();
+        let kb: std::collections::HashSet<String> = fb.iter().map(key).collect();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("?").to_owned();
+        for f in fb.iter().filter(|f| !ka.contains(&key(f))) {
+            let e = by_rule.entry(f.rule.clone()).or_default();
+            e.0 += 1;
+            e.2.push(format!("{name}#{}", f.receipt.map(|r| r.to_string()).unwrap_or("-".into())));
+        }
+        for f in fa.iter().filter(|f| !kb.contains(&key(f))) {
+            let e = by_rule.entry(f.rule.clone()).or_default();
+            e.1 += 1;
+            e.2.push(format!("{name}#{}", f.receipt.map(|r| r.to_string()).unwrap_or("-".into())));
+        }
+    }
+    let total: usize = by_rule.values().map(|(n, v, _)| n + v).sum();
+    let flagged = total > threshold;
+    if json {
+        let v: Vec<serde_json::Value> = by_rule
+            .iter()
+            .map(|(rule, (n, v, r))| serde_json::json!({"rule": rule, "new": n, "vanished": v, "receipts": r}))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"rules": v, "changed": total, "threshold": threshold, "flagged": flagged}))?);
+    } else {
+        println!("{:40} {:>6} {:>9}  RECEIPTS", "RULE", "NEW", "VANISHED");
+        for (rule, (n, v, r)) in &by_rule {
+            let mut shown: Vec<String> = r.iter().take(8).cloned().collect();
+            if r.len() > 8 {
+                shown.push(format!("… {} more", r.len() - 8));
+            }
+            println!("{rule:40} {n:>6} {v:>9}  {}", shown.join(", "));
+        }
+        println!(
+            "{total} finding(s) changed over {} claim file(s); threshold {threshold}: {}",
+            claims.len(),
+            if flagged { "FLAGGED — look before approving this master" } else { "within" }
+        );
+    }
+    Ok(if flagged { std::process::ExitCode::from(1) } else { std::process::ExitCode::SUCCESS })
+}
+
+#[derive(clap::Args)]
+pub struct ConvertArgs {
+    /// The master kind: s, y, t, c, b or z.
+    #[arg(long)]
+    kind: char,
+    /// Source format: a bundled converter (`ssk-csv`, `kokuho-fixed`) or a .wasm path.
+    #[arg(long, default_value = "ssk-csv")]
+    from: String,
+    /// Target format: a bundled converter or a .wasm path.
+    #[arg(long, default_value = "kokuho-fixed")]
+    to: String,
+    input: PathBuf,
+    output: PathBuf,
+}
+
+fn converter(runtime: &std::sync::Arc<tenken_runtime::Runtime>, name: &str) -> Result<tenken_runtime::Converter> {
+    let bytes = match tenken_bundled_converter(name) {
+        Some(b) => b.to_vec(),
+        None => std::fs::read(name).with_context(|| format!("{name:?} is neither a bundled converter nor a readable .wasm"))?,
+    };
+    tenken_runtime::Converter::load(runtime, &bytes).with_context(|| format!("loading converter {name}"))
+}
+
+fn tenken_bundled_converter(name: &str) -> Option<&'static [u8]> {
+    tenken_server::bundled_converter(name)
+}
+
+/// `tenken master convert`: decode with one converter, encode with the other, and prove the
+/// result by decoding it again and comparing every field with the source rows. Nothing is
+/// written unless the proof passes.
+fn master_convert(a: ConvertArgs) -> Result<std::process::ExitCode> {
+    let kind = tenken_model::MasterKind::ALL
+        .into_iter()
+        .find(|k| k.letter() == a.kind)
+        .with_context(|| format!("--kind {:?}: expected one of s y t c b z", a.kind))?;
+    let runtime = std::sync::Arc::new(tenken_runtime::Runtime::new(&tenken_limits::Limits::default(), None)?);
+    let (src, dst) = (converter(&runtime, &a.from)?, converter(&runtime, &a.to)?);
+    let bar = indicatif::ProgressBar::new(4);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {msg} [{bar:20}] {pos}/{len} {elapsed}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_message(format!("decoding with {}", src.info.name));
+    let input = std::fs::read(&a.input).with_context(|| format!("reading {}", a.input.display()))?;
+    let rows = src.decode(kind, &input)?;
+    bar.inc(1);
+    bar.set_message(format!("encoding {} rows with {}", rows.len(), dst.info.name));
+    let out = dst.encode(kind, &rows)?;
+    bar.inc(1);
+    bar.set_message("proving: decoding the output again");
+    let back = dst.decode(kind, &out)?;
+    bar.inc(1);
+    let report = tenken_master::canon::compare(&rows, &back, 50);
+    bar.inc(1);
+    bar.finish_and_clear();
+    if !report.is_empty() {
+        eprintln!("conversion NOT proven: {} difference(s) (first {}):", report.len(), report.len().min(50));
+        println!("{:14} {:14} {:30} {:30}", "CODE", "FIELD", "EXPECTED", "GOT");
+        for d in &report {
+            println!("{:14} {:14} {:30} {:30}", d.code, d.field, d.expected, d.got);
+        }
+        return Ok(std::process::ExitCode::from(1));
+    }
+    std::fs::write(&a.output, &out).with_context(|| format!("writing {}", a.output.display()))?;
+    eprintln!(
+        "converted and proven: {} rows, {} → {}, sha256 {}",
+        rows.len(),
+        src.info.name,
+        dst.info.name,
+        tenken_store::digest(&out)
+    );
+    Ok(std::process::ExitCode::SUCCESS)
 }

@@ -150,3 +150,53 @@ mod tests {
         }
     }
 }
+
+/// What changed for one master kind between two versions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KindDiff {
+    pub kind: Option<MasterKind>,
+    pub added: Vec<String>,
+    /// Listed in the old version, gone (抹消) in the new.
+    pub removed: Vec<String>,
+    /// 廃止年月日 newly set.
+    pub abolished: Vec<String>,
+    /// 廃止年月日 cleared again (復活).
+    pub restored: Vec<String>,
+    /// Field by field (canonical names; `value` is the 点数/金額).
+    pub changed: Vec<(String, Vec<FieldDiff>)>,
+}
+
+/// The semantic diff of two master versions, kind by kind (latest row of each code).
+pub fn semantic_diff(old: &crate::MasterSet, new: &crate::MasterSet) -> Vec<KindDiff> {
+    let mut out = Vec::new();
+    for kind in MasterKind::ALL {
+        let a: std::collections::BTreeMap<&str, CanonRow> = old.rows(kind).map(|r| (r.code.as_str(), to_canon(r))).collect();
+        let b: std::collections::BTreeMap<&str, CanonRow> = new.rows(kind).map(|r| (r.code.as_str(), to_canon(r))).collect();
+        let mut d = KindDiff { kind: Some(kind), ..Default::default() };
+        for (code, nb) in &b {
+            match a.get(code) {
+                None => d.added.push(code.to_string()),
+                Some(na) => {
+                    if na.abolished_on.is_none() && nb.abolished_on.is_some() {
+                        d.abolished.push(code.to_string());
+                    } else if na.abolished_on.is_some() && nb.abolished_on.is_none() {
+                        d.restored.push(code.to_string());
+                    }
+                    // 変更区分 says how the row arrived, not what it is: not a change.
+                    let (mut x, mut y) = (na.clone(), nb.clone());
+                    x.change = '0';
+                    y.change = '0';
+                    let fields = compare(std::slice::from_ref(&x), std::slice::from_ref(&y), 64);
+                    if !fields.is_empty() {
+                        d.changed.push((code.to_string(), fields));
+                    }
+                }
+            }
+        }
+        d.removed = a.keys().filter(|c| !b.contains_key(*c)).map(|c| c.to_string()).collect();
+        if !(d.added.is_empty() && d.removed.is_empty() && d.changed.is_empty()) || !a.is_empty() || !b.is_empty() {
+            out.push(d);
+        }
+    }
+    out
+}
