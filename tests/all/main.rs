@@ -13,3 +13,4 @@ mod server;
 mod server_util;
 mod lifecycle;
 mod converter;
+mod masters;

@@ -138,8 +138,9 @@ pub fn token(cmd: TokenCommand) -> Result<()> {
 
 #[derive(clap::Subcommand)]
 pub enum MasterCommand {
-    /// Install SSK master files (s_/y_/t_/c_/b_/z_ CSV, full files) for a payer; validated
-    /// before they replace the current ones. A running server picks them up at its next start.
+    /// Install SSK master files (s_/y_/t_/c_/b_/z_ CSV, full and 差分) for a payer as its
+    /// active master version (validated first). A running server uses it after its next
+    /// start; staff swap masters without a restart through the master API.
     Import {
         #[arg(long)]
         payer: Payer,
@@ -210,28 +211,49 @@ pub fn master(cmd: MasterCommand) -> Result<std::process::ExitCode> {
         let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
         loaded.push((name, std::fs::read(p).with_context(|| format!("reading {}", p.display()))?));
     }
-    // Validate first: a master that does not load never replaces a working one.
+    // Validate first (natively): a master that does not load never replaces a working one.
     let set = tenken_master::MasterSet::from_files(&loaded).context("the master files do not load")?;
     anyhow::ensure!(!set.is_empty(), "no master rows in {} file(s)", loaded.len());
-    let staging = dest.with_extension("importing");
-    let _ = std::fs::remove_dir_all(&staging);
-    std::fs::create_dir_all(&staging)?;
+    let staging = tempfile_dir(&config.data_dir)?;
     for (name, bytes) in &loaded {
         std::fs::write(staging.join(name), bytes)?;
     }
-    let old = dest.with_extension("previous");
-    let _ = std::fs::remove_dir_all(&old);
-    if dest.exists() {
-        std::fs::rename(&dest, &old)?;
+    // Then install through the converter plugins as the payer's active master version (the
+    // operator's route; staff use the master API with approval).
+    let store = tenken_server::open_store(&config)?;
+    let runtime = std::sync::Arc::new(tenken_runtime::Runtime::new(&config.limits, None)?);
+    let mut converters = std::collections::HashMap::new();
+    for name in ["ssk-csv", "kokuho-fixed"] {
+        let c = tenken_runtime::Converter::load(&runtime, tenken_server::bundled_converter(name).context("bundled converter")?)?;
+        converters.insert(name.to_owned(), std::sync::Arc::new(c));
     }
-    std::fs::rename(&staging, &dest)?;
+    let dyn_store: std::sync::Arc<dyn Store> = store.clone();
+    let loader = tenken_server::master_loader(dyn_store.clone(), std::sync::Arc::new(converters));
+    let v = tenken_server::install_masters_dir(
+        &*dyn_store,
+        &staging,
+        payer,
+        &loader,
+        0,
+        "tenken master import (operator)",
+        tenken_server::work::now_ms(),
+    )?;
+    let _ = std::fs::remove_dir_all(&staging);
+    let _ = dest;
     eprintln!(
-        "installed {} master file(s) for {payer} in {} (digest {}); restart the server to use them",
+        "{payer}: master version {} ({} file(s), digest {}) is active; a running server uses it after its next start",
+        v.id,
         loaded.len(),
-        dest.display(),
-        set.digest()
+        v.digest
     );
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn tempfile_dir(base: &std::path::Path) -> Result<PathBuf> {
+    let d = base.join(format!("import-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d)?;
+    Ok(d)
 }
 
 fn load_master_dir(dir: &std::path::Path) -> Result<tenken_master::MasterSet> {

@@ -283,6 +283,11 @@ impl MasterSet {
     /// Like `load_dir`, over files held in memory: (file name, bytes), all as if in one
     /// directory.
     pub fn from_files(files: &[(String, Vec<u8>)]) -> Result<MasterSet, MasterError> {
+        MasterSet::from_files_with(files, &|kind, name, bytes| parse_ssk_named(kind, name, bytes))
+    }
+
+    /// Like `from_files`, decoding with `decode`.
+    pub fn from_files_with(files: &[(String, Vec<u8>)], decode: &Decoder<'_>) -> Result<MasterSet, MasterError> {
         let candidates = files
             .iter()
             .filter_map(|(name, bytes)| {
@@ -290,7 +295,7 @@ impl MasterSet {
                 Some(Candidate { kind, name: name.clone(), date, top_level: true, named_full, bytes: bytes.clone() })
             })
             .collect();
-        MasterSet::from_candidates(candidates, &|kind, name, bytes| parse_ssk_named(kind, name, bytes))
+        MasterSet::from_candidates(candidates, decode)
     }
 
     fn from_candidates(files: Vec<Candidate>, decode: &Decoder<'_>) -> Result<MasterSet, MasterError> {

@@ -40,6 +40,8 @@ pub struct App {
     pub uploads: Arc<Semaphore>,
     pub limiter: Limiter,
     pub ready: AtomicBool,
+    /// The bundled master-format converters by format name.
+    pub converters: Arc<std::collections::HashMap<String, Arc<tenken_runtime::Converter>>>,
     pub next_request: AtomicU64,
     pub boot: u64,
 }
@@ -84,6 +86,7 @@ pub fn router(app: Arc<App>) -> axum::Router {
         .route("/v1/tokens", post(create_token).get(list_tokens))
         .route("/v1/tokens/{id}/revoke", post(revoke_token))
         .merge(crate::plugins::routes())
+        .merge(crate::masters::routes())
         .fallback(|| async {
             ApiError::not_found("no such endpoint; the API is under /v1 (see /v1/openapi.json)")
         })

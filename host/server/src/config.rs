@@ -39,7 +39,7 @@ impl Default for Config {
             admission: Admission::default(),
             schedule: Schedule::default(),
             ssk: PayerConfig::default(),
-            kokuho: PayerConfig::default(),
+            kokuho: PayerConfig { master_format: "kokuho-fixed".into(), ..PayerConfig::default() },
             limits: Limits::default(),
         }
     }
@@ -185,6 +185,9 @@ pub struct PayerConfig {
     pub plugin_upload_bytes_max: u64,
     /// Time allowed to compile an uploaded plugin, milliseconds.
     pub plugin_compile_ms_max: u64,
+    /// The format of this payer's own master files (a converter name: `ssk-csv`,
+    /// `kokuho-fixed`): masters converted for this payer are encoded in it.
+    pub master_format: String,
 }
 
 impl Default for PayerConfig {
@@ -199,6 +202,7 @@ impl Default for PayerConfig {
             validation_plugin_failures_max: 0,
             plugin_upload_bytes_max: 64 * 1024 * 1024,
             plugin_compile_ms_max: 120_000,
+            master_format: "ssk-csv".into(),
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod masters;
 pub mod metrics;
 pub mod openapi;
 pub mod plugins;
@@ -71,28 +72,21 @@ fn build_registry(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<regi
     let cache = config.cache_dir.clone().unwrap_or_else(|| config.data_dir.join("artifacts"));
     let runtime = Arc::new(tenken_runtime::Runtime::new(&config.limits, Some(&cache))?);
     let now = work::now_ms();
-    // Masters are decoded only through the sandboxed converter plugin (the native reader is
+    // Masters are decoded only through the sandboxed converter plugins (the native reader is
     // the test oracle), so a master file that breaks a converter cannot break the host.
-    let converter = {
-        let (_, bytes) = tenken_bundled::DEFAULT_CONVERTERS[0];
-        tenken_runtime::Converter::load(&runtime, bytes).context("loading the bundled ssk-csv converter")?
-    };
-    let decode = |kind, name: &str, bytes: &[u8]| -> Result<Vec<tenken_master::MasterRow>, tenken_master::MasterError> {
-        let err = |message: String| tenken_master::MasterError::Converter { file: name.to_owned(), message };
-        converter
-            .decode(kind, bytes)
-            .map_err(|e| err(e.to_string()))?
-            .iter()
-            .map(|r| tenken_master::canon::from_canon(r).map_err(err))
-            .collect()
-    };
-    let mut masters = std::collections::HashMap::new();
+    let mut converters = std::collections::HashMap::new();
+    for (name, bytes) in tenken_bundled::DEFAULT_CONVERTERS {
+        let c = tenken_runtime::Converter::load(&runtime, bytes).with_context(|| format!("loading converter {name}"))?;
+        converters.insert(c.info.name.clone(), Arc::new(c));
+    }
+    let converters = Arc::new(converters);
+    let loader = master_loader(store.clone(), converters.clone());
     for payer in Payer::ALL {
-        let dir = masters_dir(config, payer);
-        let set = tenken_master::MasterSet::load_dir_with(&dir, &decode)
-            .with_context(|| format!("loading {payer} masters from {}", dir.display()))?;
-        let digest = set.digest();
-        masters.insert(payer, registry::PayerMasters { set: Arc::new(set), digest });
+        if !store.master_versions(payer)?.iter().any(|v| v.state == "active") {
+            let dir = masters_dir(config, payer);
+            let v = install_masters_dir(&*store, &dir, payer, &loader, 0, "installed from the masters directory (first start)", now)?;
+            tracing::info!(%payer, version = v.id, digest = %v.digest, "first master version activated");
+        }
         if !store.release_sets(payer)?.is_empty() {
             continue;
         }
@@ -122,12 +116,91 @@ fn build_registry(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<regi
         store.activate(payer, "0000-01", &digests, 0, "bundled defaults (first start)", now)?;
         tracing::info!(%payer, plugins = digests.len(), "first release set activated");
     }
-    let reg = registry::Registry::new(store, runtime, config.limits.clone(), masters)?;
+    let reg = registry::Registry::new(store, runtime, config.limits.clone(), Box::new(loader), converters)?;
     for payer in Payer::ALL {
         let t = reg.table(payer);
-        tracing::info!(%payer, sets = t.sets.len(), masters = %reg.masters(payer).digest, "rules ready");
+        tracing::info!(%payer, sets = t.sets.len(), masters = t.masters.len(), "rules ready");
     }
     Ok(reg)
+}
+
+/// Builds a master version's set from its stored sources, each decoded by the converter
+/// plugin of its format.
+pub fn master_loader(
+    store: Arc<dyn Store>,
+    converters: Arc<std::collections::HashMap<String, Arc<tenken_runtime::Converter>>>,
+) -> impl Fn(&tenken_store::MasterVersion) -> Result<tenken_master::MasterSet, String> + Send + Sync + 'static {
+    move |v: &tenken_store::MasterVersion| {
+        let sources: Vec<serde_json::Value> = serde_json::from_str(&v.sources).map_err(|e| e.to_string())?;
+        let mut files = Vec::new();
+        let mut format = String::from("ssk-csv");
+        for src in &sources {
+            let name = src["name"].as_str().unwrap_or_default().to_owned();
+            let bytes = store.bytes(src["blob"].as_str().unwrap_or_default()).map_err(|e| format!("{name}: {e}"))?;
+            format = src["format"].as_str().unwrap_or("ssk-csv").to_owned();
+            files.push((name, bytes));
+        }
+        let converter = converters.get(&format).ok_or_else(|| format!("no converter for format {format:?}"))?.clone();
+        let decode = move |kind, name: &str, bytes: &[u8]| -> Result<Vec<tenken_master::MasterRow>, tenken_master::MasterError> {
+            let err = |message: String| tenken_master::MasterError::Converter { file: name.to_owned(), message };
+            converter
+                .decode(kind, bytes)
+                .map_err(|e| err(e.to_string()))?
+                .iter()
+                .map(|r| tenken_master::canon::from_canon(r).map_err(err))
+                .collect()
+        };
+        tenken_master::MasterSet::from_files_with(&files, &decode).map_err(|e| e.to_string())
+    }
+}
+
+/// Stores every file of a masters directory and makes them the payer's active master
+/// version (the operator's bootstrap: first start and `tenken master import`).
+pub fn install_masters_dir(
+    store: &dyn Store,
+    dir: &Path,
+    payer: Payer,
+    loader: &dyn Fn(&tenken_store::MasterVersion) -> Result<tenken_master::MasterSet, String>,
+    actor: i64,
+    reason: &str,
+    now: i64,
+) -> anyhow::Result<tenken_store::MasterVersion> {
+    let mut sources = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let mut entries: Vec<_> = std::fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))?.flatten().collect();
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let bytes = std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?;
+                let blob = store.put_file(&bytes)?;
+                let name = e.file_name().to_string_lossy().into_owned();
+                sources.push(serde_json::json!({"name": name, "blob": blob, "format": "ssk-csv"}));
+            }
+        }
+    }
+    let sources = serde_json::to_string(&sources)?;
+    let probe = tenken_store::MasterVersion {
+        id: 0,
+        payer,
+        from_month: "0000-01".into(),
+        digest: String::new(),
+        sources: sources.clone(),
+        state: "proposed".into(),
+        provided_by: None,
+        report: String::new(),
+        created_by: actor,
+        created_ms: now,
+        reason: reason.into(),
+        approvals: Vec::new(),
+    };
+    let set = loader(&probe).map_err(|e| anyhow::anyhow!("{payer} masters in {}: {e}", dir.display()))?;
+    anyhow::ensure!(!set.is_empty(), "no master rows in {}", dir.display());
+    let v = store.add_master_version(payer, "0000-01", &set.digest(), &sources, None, "{}", actor, reason, now)?;
+    Ok(store.activate_master(payer, v.id, actor, false, reason, now)?)
 }
 
 /// Runs the server until SIGINT/SIGTERM. `on_listening` gets the bound address.
@@ -191,6 +264,7 @@ pub async fn run(config: Config, on_listening: impl FnOnce(SocketAddr)) -> anyho
         work: work.clone(),
         metrics,
         ready: AtomicBool::new(false),
+        converters: registry.converters.clone(),
         next_request: AtomicU64::new(0),
         boot,
         config: config.clone(),
@@ -212,7 +286,7 @@ fn seed_regression(limits: &tenken_limits::Limits, work: &work::Work, store: &Ar
         if !store.regression(payer)?.is_empty() {
             continue;
         }
-        let masters = work.registry.masters(payer).set.clone();
+        let masters = work.registry.table(payer).current_masters().clone();
         let opts = tenken_gen::GenOptions {
             receipts: 120,
             institutions: 2,
@@ -233,8 +307,8 @@ fn seed_regression(limits: &tenken_limits::Limits, work: &work::Work, store: &Ar
         for (i, f) in files.iter().enumerate() {
             let claim = Arc::new(tenken_claim::parse(&f.bytes, limits));
             let billing = claim.file.header.as_ref().and_then(|h| h.billing_month);
-            let set = &table.sets[table.index_for(billing)];
-            let report = set.checker.check_claim(claim, Some(payer))?;
+            let (k, m) = table.pick(billing);
+            let report = table.sets[k].checkers[m].check_claim(claim, Some(payer))?;
             let expected = serde_json::to_string(&report.findings)?;
             store.add_regression(payer, &format!("generated-{}", i + 1), &f.bytes, &expected, 0, work::now_ms())?;
         }

@@ -569,8 +569,8 @@ pub fn add_case(app: &App, payer: Payer, name: &str, bytes: &[u8], by: i64) -> R
     let table = app.work.registry.table(payer);
     let claim = tenken_claim::parse(bytes, &app.config.limits);
     let billing = claim.file.header.as_ref().and_then(|h| h.billing_month);
-    let set = &table.sets[table.index_for(billing)];
-    let report = set.checker.check_claim(Arc::new(claim), Some(payer)).map_err(ApiError::internal)?;
+    let (k, m) = table.pick(billing);
+    let report = table.sets[k].checkers[m].check_claim(Arc::new(claim), Some(payer)).map_err(ApiError::internal)?;
     let expected = serde_json::to_string(&report.findings).map_err(ApiError::internal)?;
     Ok(app.store.add_regression(payer, name, bytes, &expected, by, now_ms())?)
 }

@@ -15,28 +15,54 @@ use tenken_check::{Checker, Engine};
 use tenken_limits::Limits;
 use tenken_model::{Payer, YearMonth};
 use tenken_runtime::{Plugin, Runtime};
-use tenken_store::{ReleaseSet, Store};
+use tenken_store::Store;
 
-/// One live release set, ready to check.
+/// One live release set, ready to check: one checker per live master version.
 pub struct LiveSet {
     pub id: i64,
     /// None = from the beginning.
     pub from: Option<YearMonth>,
     pub plugins: Vec<String>,
-    pub masters: String,
-    pub checker: Arc<Checker>,
+    /// Indexed like `Releases::masters`.
+    pub checkers: Vec<Arc<Checker>>,
 }
 
-/// A payer's live release sets, sorted by `from`.
+/// One live master version.
+pub struct LiveMaster {
+    pub id: i64,
+    pub from: Option<YearMonth>,
+    pub digest: String,
+    pub set: Arc<tenken_master::MasterSet>,
+}
+
+/// A payer's live release sets and master versions, each sorted by `from`: a receipt is
+/// checked by the rule set and the master version in force for its 診療年月.
 pub struct Releases {
     pub sets: Vec<LiveSet>,
+    pub masters: Vec<LiveMaster>,
 }
 
 impl Releases {
-    /// The index of the set in force for `month` (the earliest set when unknown).
+    /// The index of the rule set in force for `month` (the earliest when unknown).
     pub fn index_for(&self, month: Option<YearMonth>) -> usize {
         let Some(month) = month else { return 0 };
         self.sets.iter().rposition(|s| s.from.is_none_or(|f| f <= month)).unwrap_or(0)
+    }
+
+    /// The index of the master version in force for `month`.
+    pub fn master_for(&self, month: Option<YearMonth>) -> usize {
+        let Some(month) = month else { return 0 };
+        self.masters.iter().rposition(|m| m.from.is_none_or(|f| f <= month)).unwrap_or(0)
+    }
+
+    /// (rule set index, master index) for a 診療年月.
+    pub fn pick(&self, month: Option<YearMonth>) -> (usize, usize) {
+        (self.index_for(month), self.master_for(month))
+    }
+
+    /// The newest master version (for tools that need "the current master").
+    pub fn current_masters(&self) -> &Arc<tenken_master::MasterSet> {
+        &self.masters.last().expect("at least one master version").set
     }
 }
 
@@ -48,27 +74,32 @@ pub fn parse_from(s: &str) -> Option<YearMonth> {
     YearMonth::new(y.parse().ok()?, m.parse().ok()?)
 }
 
-pub struct PayerMasters {
-    pub set: Arc<tenken_master::MasterSet>,
-    pub digest: String,
-}
-
 pub struct Registry {
     pub store: Arc<dyn Store>,
     pub runtime: Arc<Runtime>,
     pub limits: Limits,
     loaded: Mutex<HashMap<String, Arc<Plugin>>>,
-    masters: HashMap<Payer, PayerMasters>,
+    /// Master sets by digest, loaded once.
+    master_sets: Mutex<HashMap<String, Arc<tenken_master::MasterSet>>>,
+    /// Decodes a master version's sources (through the converter plugins).
+    load_masters: Box<MasterLoader>,
+    pub converters: Arc<HashMap<String, Arc<tenken_runtime::Converter>>>,
     tables: HashMap<Payer, ArcSwap<Releases>>,
 }
 
+/// Builds the master set of a version from its stored sources.
+pub type MasterLoader =
+    dyn Fn(&tenken_store::MasterVersion) -> Result<tenken_master::MasterSet, String> + Send + Sync;
+
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
+    #[error("master version {id} could not be loaded: {message}")]
+    Masters { id: i64, message: String },
     #[error("{0}")]
     Store(#[from] tenken_store::StoreError),
     #[error("plugin {digest} could not be loaded: {source}")]
     Load { digest: String, source: tenken_runtime::RuntimeError },
-    #[error("{payer} has no active release set")]
+    #[error("{payer} has no active release set or master version")]
     NoRelease { payer: Payer },
 }
 
@@ -77,14 +108,17 @@ impl Registry {
         store: Arc<dyn Store>,
         runtime: Arc<Runtime>,
         limits: Limits,
-        masters: HashMap<Payer, PayerMasters>,
+        load_masters: Box<MasterLoader>,
+        converters: Arc<HashMap<String, Arc<tenken_runtime::Converter>>>,
     ) -> Result<Registry, RegistryError> {
         let mut r = Registry {
             store,
             runtime,
             limits,
             loaded: Mutex::new(HashMap::new()),
-            masters,
+            master_sets: Mutex::new(HashMap::new()),
+            load_masters,
+            converters,
             tables: HashMap::new(),
         };
         for payer in Payer::ALL {
@@ -99,8 +133,14 @@ impl Registry {
         self.tables[&payer].load_full()
     }
 
-    pub fn masters(&self, payer: Payer) -> &PayerMasters {
-        &self.masters[&payer]
+    /// The master set of a stored version (loaded once per digest).
+    pub fn master_set(&self, v: &tenken_store::MasterVersion) -> Result<Arc<tenken_master::MasterSet>, RegistryError> {
+        if let Some(s) = self.master_sets.lock().unwrap().get(&v.digest) {
+            return Ok(s.clone());
+        }
+        let set = Arc::new((self.load_masters)(v).map_err(|message| RegistryError::Masters { id: v.id, message })?);
+        self.master_sets.lock().unwrap().insert(v.digest.clone(), set.clone());
+        Ok(set)
     }
 
     /// Loads (once per process) the plugin with this digest from the store.
@@ -116,33 +156,41 @@ impl Registry {
         Ok(p)
     }
 
-    /// A checker running `plugins` (digests) with the payer's masters.
-    pub fn checker(&self, payer: Payer, plugins: &[String]) -> Result<Checker, RegistryError> {
+    /// A checker running `plugins` (digests) with `masters`.
+    pub fn checker_with(
+        &self,
+        plugins: &[String],
+        masters: Arc<tenken_master::MasterSet>,
+    ) -> Result<Checker, RegistryError> {
         let list = plugins.iter().map(|d| self.plugin(d)).collect::<Result<Vec<_>, _>>()?;
         let engine = Engine::Wasm { runtime: self.runtime.clone(), plugins: list };
-        Ok(Checker::new(engine, self.masters[&payer].set.clone(), self.limits.clone()))
+        Ok(Checker::new(engine, masters, self.limits.clone()))
     }
 
-    fn live(&self, payer: Payer, s: &ReleaseSet) -> Result<LiveSet, RegistryError> {
-        Ok(LiveSet {
-            id: s.id,
-            from: parse_from(&s.from_month),
-            plugins: s.plugins.clone(),
-            masters: self.masters[&payer].digest.clone(),
-            checker: Arc::new(self.checker(payer, &s.plugins)?),
-        })
+    /// A checker running `plugins` with the payer's current master.
+    pub fn checker(&self, payer: Payer, plugins: &[String]) -> Result<Checker, RegistryError> {
+        self.checker_with(plugins, self.table(payer).current_masters().clone())
     }
 
     fn build(&self, payer: Payer) -> Result<Releases, RegistryError> {
+        let mut masters: Vec<LiveMaster> = Vec::new();
+        for v in self.store.master_versions(payer)?.iter().filter(|v| v.state == "active") {
+            masters.push(LiveMaster { id: v.id, from: parse_from(&v.from_month), digest: v.digest.clone(), set: self.master_set(v)? });
+        }
+        masters.sort_by_key(|m| m.from);
         let mut sets: Vec<LiveSet> = Vec::new();
         for s in self.store.release_sets(payer)?.iter().filter(|s| s.state == "active") {
-            sets.push(self.live(payer, s)?);
+            let checkers = masters
+                .iter()
+                .map(|m| self.checker_with(&s.plugins, m.set.clone()).map(Arc::new))
+                .collect::<Result<Vec<_>, _>>()?;
+            sets.push(LiveSet { id: s.id, from: parse_from(&s.from_month), plugins: s.plugins.clone(), checkers });
         }
-        if sets.is_empty() {
+        if sets.is_empty() || masters.is_empty() {
             return Err(RegistryError::NoRelease { payer });
         }
         sets.sort_by_key(|s| s.from);
-        Ok(Releases { sets })
+        Ok(Releases { sets, masters })
     }
 
     /// Rebuilds the payer's table from the store and swaps it in. Everything is loaded

@@ -23,14 +23,20 @@ pub fn replay(config: &Config, id: i64) -> anyhow::Result<ReplayOutcome> {
     let s = store.get(id)?.with_context(|| format!("no submission {id}"))?;
     let bytes = store.bytes(&s.digest)?;
     let claim = Arc::new(tenken_claim::parse(&bytes, &config.limits));
-    let masters = tenken_master::MasterSet::load_dir(&crate::masters_dir(config, s.payer))?;
-    let masters_digest = masters.digest();
-    let masters = Arc::new(masters);
     let cache = config.cache_dir.clone().unwrap_or_else(|| config.data_dir.join("artifacts"));
     let runtime = Arc::new(tenken_runtime::Runtime::new(&config.limits, Some(&cache))?);
+    let mut converters = HashMap::new();
+    for (name, bytes) in tenken_bundled::DEFAULT_CONVERTERS {
+        let c = tenken_runtime::Converter::load(&runtime, bytes).with_context(|| format!("loading converter {name}"))?;
+        converters.insert(c.info.name.clone(), Arc::new(c));
+    }
+    let dyn_store: Arc<dyn Store> = store.clone();
+    let loader = crate::master_loader(dyn_store, Arc::new(converters));
+    let versions = store.master_versions(s.payer)?;
+    let mut master_sets: HashMap<i64, Arc<tenken_master::MasterSet>> = HashMap::new();
     let mut plugins: HashMap<String, Arc<tenken_runtime::Plugin>> = HashMap::new();
     let stored: HashMap<u32, String> = store.chunk_findings(id)?.into_iter().collect();
-    let mut jobs: HashMap<Vec<String>, (Arc<Checker>, Arc<tenken_check::FileJob>)> = HashMap::new();
+    let mut jobs: HashMap<(Vec<String>, i64), (Arc<Checker>, Arc<tenken_check::FileJob>)> = HashMap::new();
     let mut out = ReplayOutcome { chunks: 0, findings: 0, mismatches: Vec::new() };
     for (idx, decision) in store.decisions(id)? {
         let d: serde_json::Value = serde_json::from_str(&decision).context("decision record unreadable")?;
@@ -39,16 +45,20 @@ pub fn replay(config: &Config, id: i64) -> anyhow::Result<ReplayOutcome> {
             got.extend(claim.parse_findings.iter().cloned());
         }
         for e in d["sets"].as_array().into_iter().flatten() {
-            if e["masters"].as_str() != Some(masters_digest.as_str()) {
-                bail!(
-                    "chunk {idx} was checked with master version {}, but {} holds {masters_digest}; replay needs the same masters",
-                    e["masters"],
-                    crate::masters_dir(config, s.payer).display()
-                );
+            let mv = e["master_version"].as_i64().with_context(|| format!("chunk {idx}: no master version recorded"))?;
+            if !master_sets.contains_key(&mv) {
+                let v = versions.iter().find(|v| v.id == mv).with_context(|| format!("master version {mv} is not in the store"))?;
+                let set = loader(v).map_err(anyhow::Error::msg)?;
+                if Some(set.digest().as_str()) != e["masters"].as_str() {
+                    bail!("master version {mv} no longer has the recorded digest {}", e["masters"]);
+                }
+                master_sets.insert(mv, Arc::new(set));
             }
+            let masters = master_sets[&mv].clone();
             let digests: Vec<String> =
                 e["plugins"].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_owned)).collect();
-            if !jobs.contains_key(&digests) {
+            let key = (digests.clone(), mv);
+            if !jobs.contains_key(&key) {
                 let mut list = Vec::new();
                 for dg in &digests {
                     if !plugins.contains_key(dg) {
@@ -63,9 +73,9 @@ pub fn replay(config: &Config, id: i64) -> anyhow::Result<ReplayOutcome> {
                     config.limits.clone(),
                 ));
                 let job = Arc::new(checker.prepare(claim.clone(), Some(s.payer))?);
-                jobs.insert(digests.clone(), (checker, job));
+                jobs.insert(key.clone(), (checker, job));
             }
-            let (checker, job) = &jobs[&digests];
+            let (checker, job) = &jobs[&key];
             match e["receipts"].as_array() {
                 Some(r) => {
                     let (a, b) = (r[0].as_u64().unwrap_or(0) as usize, r[1].as_u64().unwrap_or(0) as usize);

@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use crate::registry::LiveSet;
+use crate::registry::{LiveMaster, LiveSet};
 use std::time::{Duration, Instant};
 
 use tenken_check::FileJob;
@@ -29,8 +29,8 @@ pub fn now_ms() -> i64 {
 /// A file being checked: parsed once, prepared once per release set.
 struct Active {
     claim: Arc<m::Claim>,
-    /// Prepared per release set id.
-    jobs: Mutex<HashMap<i64, Arc<FileJob>>>,
+    /// Prepared per (release set id, master version id).
+    jobs: Mutex<HashMap<(i64, i64), Arc<FileJob>>>,
 }
 
 pub struct PayerWork {
@@ -301,12 +301,13 @@ impl Work {
         .clone()
     }
 
-    fn job(&self, pw: &PayerWork, active: &Active, set: &LiveSet) -> Result<Arc<FileJob>, String> {
-        if let Some(j) = active.jobs.lock().unwrap().get(&set.id) {
+    fn job(&self, pw: &PayerWork, active: &Active, set: &LiveSet, m: usize, master: &LiveMaster) -> Result<Arc<FileJob>, String> {
+        let key = (set.id, master.id);
+        if let Some(j) = active.jobs.lock().unwrap().get(&key) {
             return Ok(j.clone());
         }
-        let job = Arc::new(set.checker.prepare(active.claim.clone(), Some(pw.payer)).map_err(|e| e.to_string())?);
-        Ok(active.jobs.lock().unwrap().entry(set.id).or_insert(job).clone())
+        let job = Arc::new(set.checkers[m].prepare(active.claim.clone(), Some(pw.payer)).map_err(|e| e.to_string())?);
+        Ok(active.jobs.lock().unwrap().entry(key).or_insert(job).clone())
     }
 
     fn run_chunk(&self, pw: &PayerWork, chunk: ChunkRef) -> Result<(), String> {
@@ -328,10 +329,11 @@ impl Work {
         if chunk.index == 0 {
             findings.extend(claim.parse_findings.iter().cloned());
             let billing = claim.file.header.as_ref().and_then(|h| h.billing_month);
-            let set = &table.sets[table.index_for(billing)];
-            let job = self.job(pw, &active, set)?;
-            findings.extend(set.checker.check_file_level(&job));
-            decision.push(decision_entry(set, None, started_ms));
+            let (k, m) = table.pick(billing);
+            let (set, master) = (&table.sets[k], &table.masters[m]);
+            let job = self.job(pw, &active, set, m, master)?;
+            findings.extend(set.checkers[m].check_file_level(&job));
+            decision.push(decision_entry(set, master, None, started_ms));
         } else {
             let r = chunk_range(chunk.index, s.chunks, s.chunk_receipts);
             let n = claim.receipts.len();
@@ -340,14 +342,14 @@ impl Work {
             // Runs of receipts with the same release set (by 診療年月) go together.
             let mut i = start;
             while i < end {
-                let k = table.index_for(claim.receipts[i].service_month);
+                let (k, m) = table.pick(claim.receipts[i].service_month);
                 let mut j = i + 1;
-                while j < end && table.index_for(claim.receipts[j].service_month) == k {
+                while j < end && table.pick(claim.receipts[j].service_month) == (k, m) {
                     j += 1;
                 }
-                let set = &table.sets[k];
-                let job = self.job(pw, &active, set)?;
-                let found = set.checker.check_range(&job, i..j);
+                let (set, master) = (&table.sets[k], &table.masters[m]);
+                let job = self.job(pw, &active, set, m, master)?;
+                let found = set.checkers[m].check_range(&job, i..j);
                 let failed = found
                     .iter()
                     .filter(|f| matches!(f.rule.as_str(), "plugin.trap" | "plugin.timeout" | "plugin.skipped"))
@@ -356,7 +358,7 @@ impl Work {
                     .len() as u32;
                 per_set.push((set.id, (j - i) as u32, failed));
                 findings.extend(found);
-                decision.push(decision_entry(set, Some((i, j)), started_ms));
+                decision.push(decision_entry(set, master, Some((i, j)), started_ms));
                 i = j;
             }
         }
@@ -422,12 +424,13 @@ impl Work {
     }
 }
 
-fn decision_entry(set: &LiveSet, receipts: Option<(usize, usize)>, started_ms: i64) -> serde_json::Value {
+fn decision_entry(set: &LiveSet, master: &LiveMaster, receipts: Option<(usize, usize)>, started_ms: i64) -> serde_json::Value {
     serde_json::json!({
         "release_set": set.id,
         "started_ms": started_ms,
         "plugins": set.plugins,
-        "masters": set.masters,
+        "master_version": master.id,
+        "masters": master.digest,
         "receipts": receipts.map(|(a, b)| [a, b]),
     })
 }

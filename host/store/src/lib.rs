@@ -364,6 +364,31 @@ pub struct RegressionCase {
     pub added_ms: i64,
 }
 
+/// A master version of one payer: immutable source files (by digest, with their format),
+/// effective from a 診療年月.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MasterVersion {
+    pub id: i64,
+    pub payer: Payer,
+    /// `YYYY-MM`; `0000-01` = from the beginning.
+    pub from_month: String,
+    /// The master set's digest (its version id in decision records).
+    pub digest: String,
+    /// JSON list of `{"name", "blob", "format"}` in load order.
+    pub sources: String,
+    /// `proposed`, `active`, `superseded`, `rolled-back`.
+    pub state: String,
+    /// For a master converted from another payer's: that payer (joint approval needed).
+    pub provided_by: Option<Payer>,
+    /// Conversion proof / diff report (JSON).
+    pub report: String,
+    pub created_by: i64,
+    pub created_ms: i64,
+    pub reason: String,
+    /// (approver token id, approver's payer)
+    pub approvals: Vec<(i64, Payer)>,
+}
+
 /// The operations the server needs. See the module docs for the durability contract.
 pub trait Store: Send + Sync {
     /// Stores the bytes and the submission; returns after both are durable. A new
@@ -460,6 +485,30 @@ pub trait Store: Send + Sync {
     /// The decision records of a submission: per chunk, the release set, plugin digests and
     /// master version that produced its findings (JSON, as recorded).
     fn decisions(&self, id: SubmissionId) -> Result<Vec<(u32, String)>, StoreError>;
+
+    // --- master versions
+    /// Stores a file durably; returns its digest (hex).
+    fn put_file(&self, bytes: &[u8]) -> Result<String, StoreError>;
+    #[allow(clippy::too_many_arguments)]
+    fn add_master_version(
+        &self,
+        payer: Payer,
+        from_month: &str,
+        digest: &str,
+        sources: &str,
+        provided_by: Option<Payer>,
+        report: &str,
+        actor: i64,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<MasterVersion, StoreError>;
+    fn master_versions(&self, payer: Payer) -> Result<Vec<MasterVersion>, StoreError>;
+    fn approve_master(&self, payer: Payer, id: i64, approver: i64, approver_payer: Payer, now_ms: i64)
+    -> Result<MasterVersion, StoreError>;
+    /// Makes a version active (superseding the active one with the same `from_month`), or
+    /// an earlier one active again (`rollback`), atomically, audited.
+    fn activate_master(&self, payer: Payer, id: i64, actor: i64, rollback: bool, reason: &str, now_ms: i64)
+    -> Result<MasterVersion, StoreError>;
 }
 
 /// sha256 of a token secret, hex: what the store keeps instead of the secret.

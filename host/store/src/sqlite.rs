@@ -111,6 +111,14 @@ const MIGRATIONS: &[&str] = &[
         digest TEXT NOT NULL, expected TEXT NOT NULL, added_by INTEGER NOT NULL, added_ms INTEGER NOT NULL);
     ALTER TABLE chunk_results ADD COLUMN decision TEXT NOT NULL DEFAULT '';
     "#,
+    // 3: master versions.
+    r#"
+    CREATE TABLE master_versions(id INTEGER PRIMARY KEY AUTOINCREMENT, payer TEXT NOT NULL, from_month TEXT NOT NULL,
+        digest TEXT NOT NULL, sources TEXT NOT NULL, state TEXT NOT NULL, provided_by TEXT, report TEXT NOT NULL,
+        created_by INTEGER NOT NULL, created_ms INTEGER NOT NULL, reason TEXT NOT NULL);
+    CREATE TABLE master_approvals(version INTEGER NOT NULL, approver INTEGER NOT NULL, approver_payer TEXT NOT NULL,
+        at_ms INTEGER NOT NULL, PRIMARY KEY(version, approver)) WITHOUT ROWID;
+    "#,
 ];
 
 fn open_conn(path: &Path) -> Result<Connection, StoreError> {
@@ -477,6 +485,62 @@ fn load_sets(conn: &Connection, clause: &str, args: impl rusqlite::Params) -> Re
             })
         })
         .collect()
+}
+
+fn load_masters(conn: &Connection, clause: &str, args: impl rusqlite::Params) -> Result<Vec<MasterVersion>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT id, payer, from_month, digest, sources, state, provided_by, report, created_by, created_ms, reason \
+         FROM master_versions {clause}"
+    ))?;
+    type R = (i64, String, String, String, String, String, Option<String>, String, i64, i64, String);
+    let rows: Vec<R> = stmt
+        .query_map(args, |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+                r.get(8)?,
+                r.get(9)?,
+                r.get(10)?,
+            ))
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut out = Vec::new();
+    for (id, payer, from_month, digest, sources, state, provided_by, report, created_by, created_ms, reason) in rows {
+        let approvals = conn
+            .prepare_cached("SELECT approver, approver_payer FROM master_approvals WHERE version = ?1 ORDER BY at_ms")?
+            .query_map([id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .map(|(a, p)| Ok((a, payer_of(&p)?)))
+            .collect::<Result<_, StoreError>>()?;
+        out.push(MasterVersion {
+            id,
+            payer: payer_of(&payer)?,
+            from_month,
+            digest,
+            sources,
+            state,
+            provided_by: provided_by.map(|p| payer_of(&p)).transpose()?,
+            report,
+            created_by,
+            created_ms,
+            reason,
+            approvals,
+        });
+    }
+    Ok(out)
+}
+
+fn must_master(conn: &Connection, payer: Payer, id: i64) -> Result<MasterVersion, StoreError> {
+    load_masters(conn, "WHERE id = ?1 AND payer = ?2", params![id, payer.as_str()])?
+        .pop()
+        .ok_or_else(|| StoreError::Corrupt(format!("{payer} has no master version {id}")))
 }
 
 fn blob_key(digest: &str) -> &str {
@@ -1055,6 +1119,90 @@ impl Store for SqliteStore {
         self.read(|c| {
             let mut stmt = c.prepare_cached("SELECT idx, decision FROM chunk_results WHERE submission = ?1 ORDER BY idx")?;
             Ok(stmt.query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?)
+        })
+    }
+    fn put_file(&self, bytes: &[u8]) -> Result<String, StoreError> {
+        let d = crate::digest(bytes);
+        self.blobs.put(&d, bytes)?;
+        Ok(d)
+    }
+
+    fn add_master_version(
+        &self,
+        payer: Payer,
+        from_month: &str,
+        digest: &str,
+        sources: &str,
+        provided_by: Option<Payer>,
+        report: &str,
+        actor: i64,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<MasterVersion, StoreError> {
+        let (from, digest, sources, report, reason) =
+            (from_month.to_owned(), digest.to_owned(), sources.to_owned(), report.to_owned(), reason.to_owned());
+        self.write(move |conn| {
+            conn.execute(
+                "INSERT INTO master_versions(payer, from_month, digest, sources, state, provided_by, report, created_by, \
+                 created_ms, reason) VALUES (?1, ?2, ?3, ?4, 'proposed', ?5, ?6, ?7, ?8, ?9)",
+                params![payer.as_str(), from, digest, sources, provided_by.map(|p| p.as_str()), report, actor, now_ms, reason],
+            )?;
+            let id = conn.last_insert_rowid();
+            let what = match provided_by {
+                Some(p) => format!("master version {id} ({digest}) converted from {p}'s"),
+                None => format!("master version {id} ({digest}) from {from}"),
+            };
+            audit_tx(conn, &event(payer, actor, now_ms, "master-version", None, None, &what))?;
+            must_master(conn, payer, id)
+        })
+    }
+
+    fn master_versions(&self, payer: Payer) -> Result<Vec<MasterVersion>, StoreError> {
+        self.read(|c| load_masters(c, "WHERE payer = ?1 ORDER BY id DESC", [payer.as_str()]))
+    }
+
+    fn approve_master(
+        &self,
+        payer: Payer,
+        id: i64,
+        approver: i64,
+        approver_payer: Payer,
+        now_ms: i64,
+    ) -> Result<MasterVersion, StoreError> {
+        self.write(move |conn| {
+            must_master(conn, payer, id)?;
+            conn.execute(
+                "INSERT OR IGNORE INTO master_approvals(version, approver, approver_payer, at_ms) VALUES (?1, ?2, ?3, ?4)",
+                params![id, approver, approver_payer.as_str(), now_ms],
+            )?;
+            audit_tx(
+                conn,
+                &event(payer, approver, now_ms, "master-approval", None, None, &format!("master version {id} by {approver_payer} staff")),
+            )?;
+            must_master(conn, payer, id)
+        })
+    }
+
+    fn activate_master(
+        &self,
+        payer: Payer,
+        id: i64,
+        actor: i64,
+        rollback: bool,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<MasterVersion, StoreError> {
+        let reason = reason.to_owned();
+        self.write(move |conn| {
+            let v = must_master(conn, payer, id)?;
+            conn.execute(
+                "UPDATE master_versions SET state = ?4 WHERE payer = ?1 AND from_month = ?2 AND state = 'active' AND id != ?3",
+                params![payer.as_str(), v.from_month, id, if rollback { "rolled-back" } else { "superseded" }],
+            )?;
+            conn.execute("UPDATE master_versions SET state = 'active' WHERE id = ?1", [id])?;
+            let action = if rollback { "master-rollback" } else { "master-activate" };
+            audit_tx(conn, &event(payer, actor, now_ms, action, None, None, &format!("master version {id}: {reason}")))?;
+            must_master(conn, payer, id)
         })
     }
 }

@@ -1,0 +1,305 @@
+//! The master-version API for payer staff: upload files, propose a version (with its
+//! semantic diff against the version in force), approve (jointly for a master provided by
+//! the other payer), activate by 診療年月 and roll back without a restart, and convert a
+//! version for the other payer — proven by a round trip before it can even be proposed.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use tenken_model::Payer;
+use tenken_store::MasterVersion;
+
+use crate::api::App;
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::work::now_ms;
+
+type AppState = State<Arc<App>>;
+
+pub fn routes() -> axum::Router<Arc<App>> {
+    use axum::routing::{get, post};
+    axum::Router::new()
+        .route("/v1/payers/{payer}/masters", get(list).post(propose))
+        .route("/v1/payers/{payer}/masters/files", post(upload_file))
+        .route("/v1/payers/{payer}/masters/{id}/approve", post(approve))
+        .route("/v1/payers/{payer}/masters/{id}/activate", post(activate))
+        .route("/v1/payers/{payer}/masters/{id}/rollback", post(rollback))
+        .route("/v1/payers/{payer}/masters/{id}/convert-for/{other}", post(convert_for))
+        .route("/v1/payers/{payer}/masters/{id}/files/{name}", get(download))
+}
+
+fn payer_of(s: &str) -> Result<Payer, ApiError> {
+    s.parse().map_err(|e: String| ApiError::new(StatusCode::NOT_FOUND, "unknown-payer", e))
+}
+
+fn staff(who: &Principal, payer: Payer) -> Result<(), ApiError> {
+    if who.staff_payer() == Some(payer) {
+        return Ok(());
+    }
+    tracing::warn!(who = %who.describe(), %payer, "refused: not this payer's staff");
+    Err(ApiError::forbidden(format!("only {payer} staff manage {payer}'s masters; {} may not", who.describe())))
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(ApiError::internal)?
+}
+
+fn version(app: &App, payer: Payer, id: i64) -> Result<MasterVersion, ApiError> {
+    app.store
+        .master_versions(payer)?
+        .into_iter()
+        .find(|v| v.id == id)
+        .ok_or_else(|| ApiError::not_found(format!("{payer} has no master version {id}")))
+}
+
+async fn list(State(app): AppState, who: Principal, Path(payer): Path<String>) -> Result<Json<Vec<MasterVersion>>, ApiError> {
+    let payer = payer_of(&payer)?;
+    if !who.is_admin() {
+        staff(&who, payer)?;
+    }
+    let store = app.store.clone();
+    Ok(Json(blocking(move || Ok(store.master_versions(payer)?)).await?))
+}
+
+async fn upload_file(State(app): AppState, who: Principal, Path(payer): Path<String>, body: Body) -> Result<Json<serde_json::Value>, ApiError> {
+    let payer = payer_of(&payer)?;
+    staff(&who, payer)?;
+    let bytes = axum::body::to_bytes(body, app.config.admission.submission_bytes_max as usize)
+        .await
+        .map_err(|_| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body-too-large", "the master file is too large"))?;
+    let store = app.store.clone();
+    let blob = blocking(move || Ok(store.put_file(&bytes)?)).await?;
+    Ok(Json(serde_json::json!({ "blob": blob })))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ProposeRequest {
+    /// First 診療年月 (`YYYY-MM`); omitted = from the beginning.
+    pub from: Option<String>,
+    /// `[{"name": "s_ALL20260601.csv", "blob": "<hex>"}]`, full files and 差分 (by name).
+    pub files: Vec<serde_json::Value>,
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// The semantic diff of `new` against the version in force for the same months, as counts
+/// per kind plus the first changes (the report staff approve on).
+fn diff_report(app: &App, payer: Payer, new: &tenken_master::MasterSet) -> serde_json::Value {
+    let table = app.work.registry.table(payer);
+    let diff = tenken_master::canon::semantic_diff(table.current_masters(), new);
+    serde_json::json!(diff.iter().map(|d| serde_json::json!({
+        "kind": d.kind.map(|k| k.as_str()),
+        "added": d.added.len(), "changed": d.changed.len(), "abolished": d.abolished.len(),
+        "restored": d.restored.len(), "removed": d.removed.len(),
+        "examples": d.changed.iter().take(5).map(|(c, f)| serde_json::json!({
+            "code": c, "fields": f.iter().map(|f| format!("{} {} → {}", f.field, f.expected, f.got)).collect::<Vec<_>>()
+        })).collect::<Vec<_>>(),
+    })).collect::<Vec<_>>())
+}
+
+async fn propose(
+    State(app): AppState,
+    who: Principal,
+    Path(payer): Path<String>,
+    Json(req): Json<ProposeRequest>,
+) -> Result<(StatusCode, Json<MasterVersion>), ApiError> {
+    let payer = payer_of(&payer)?;
+    staff(&who, payer)?;
+    let from = match req.from.as_deref() {
+        None | Some("") => "0000-01".to_owned(),
+        Some(f) => {
+            crate::registry::parse_from(f)
+                .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "bad-month", format!("{f:?} is not a month (YYYY-MM)")))?;
+            f.to_owned()
+        }
+    };
+    let format = app.config.payer(payer).master_format.clone();
+    let sources: Vec<serde_json::Value> = req
+        .files
+        .iter()
+        .map(|f| serde_json::json!({"name": f["name"], "blob": f["blob"], "format": format}))
+        .collect();
+    let app2 = app.clone();
+    let by = who.token_id;
+    let v = blocking(move || {
+        let sources = serde_json::to_string(&sources).map_err(ApiError::internal)?;
+        let probe = MasterVersion {
+            id: 0,
+            payer,
+            from_month: from.clone(),
+            digest: String::new(),
+            sources: sources.clone(),
+            state: "proposed".into(),
+            provided_by: None,
+            report: String::new(),
+            created_by: by,
+            created_ms: now_ms(),
+            reason: req.reason.clone(),
+            approvals: Vec::new(),
+        };
+        let set = app2
+            .work
+            .registry
+            .master_set(&probe)
+            .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "master-refused", e.to_string()))?;
+        let report = serde_json::json!({ "diff": diff_report(&app2, payer, &set) }).to_string();
+        Ok(app2.store.add_master_version(payer, &from, &set.digest(), &sources, None, &report, by, &req.reason, now_ms())?)
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(v)))
+}
+
+async fn approve(
+    State(app): AppState,
+    who: Principal,
+    Path((payer, id)): Path<(String, i64)>,
+) -> Result<Json<MasterVersion>, ApiError> {
+    let payer = payer_of(&payer)?;
+    let v = version(&app, payer, id)?;
+    // The payer's own staff, or — for a master it provided — the providing payer's staff.
+    let Some(approver_payer) = who.staff_payer().filter(|p| *p == payer || Some(*p) == v.provided_by) else {
+        return Err(ApiError::forbidden(format!("{} may not approve {payer}'s master version {id}", who.describe())));
+    };
+    if v.created_by == who.token_id {
+        return Err(ApiError::forbidden("the proposer cannot approve their own master version").with_code("self-approval"));
+    }
+    let (store, by) = (app.store.clone(), who.token_id);
+    Ok(Json(blocking(move || Ok(store.approve_master(payer, id, by, approver_payer, now_ms())?)).await?))
+}
+
+async fn activate(State(app): AppState, who: Principal, Path((payer, id)): Path<(String, i64)>) -> Result<Json<MasterVersion>, ApiError> {
+    let payer = payer_of(&payer)?;
+    staff(&who, payer)?;
+    let v = version(&app, payer, id)?;
+    let own = v.approvals.iter().any(|(_, p)| *p == payer);
+    let provider = v.provided_by.is_none_or(|q| v.approvals.iter().any(|(_, p)| *p == q));
+    if !own || !provider {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not-approved",
+            match v.provided_by {
+                Some(q) => format!("master version {id} was provided by {q}: it needs approval by staff of both {q} and {payer} (joint check)"),
+                None => format!("master version {id} needs approval by {payer} staff other than its proposer"),
+            },
+        ));
+    }
+    swap(&app, payer, id, who.token_id, false).await
+}
+
+async fn rollback(State(app): AppState, who: Principal, Path((payer, id)): Path<(String, i64)>) -> Result<Json<MasterVersion>, ApiError> {
+    let payer = payer_of(&payer)?;
+    staff(&who, payer)?;
+    let v = version(&app, payer, id)?;
+    if v.state == "proposed" {
+        return Err(ApiError::new(StatusCode::CONFLICT, "wrong-state", format!("master version {id} was never active")));
+    }
+    swap(&app, payer, id, who.token_id, true).await
+}
+
+async fn swap(app: &Arc<App>, payer: Payer, id: i64, by: i64, rollback: bool) -> Result<Json<MasterVersion>, ApiError> {
+    let app2 = app.clone();
+    let v = blocking(move || {
+        let v = app2.store.activate_master(payer, id, by, rollback, "", now_ms())?;
+        app2.work.registry.reload(payer).map_err(ApiError::internal)?;
+        Ok(v)
+    })
+    .await?;
+    tracing::info!(%payer, version = id, rollback, "master version swapped in");
+    Ok(Json(v))
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub struct ConvertQuery {
+    pub reason: Option<String>,
+}
+
+/// Converts a version of `payer` for `other`: every source is decoded with its format's
+/// converter, encoded with `other`'s, decoded again and compared field by field. Any
+/// difference blocks the conversion (422 with the report); a proven one becomes a proposed
+/// version of `other`, provided by `payer`, needing both payers' approval.
+async fn convert_for(
+    State(app): AppState,
+    who: Principal,
+    Path((payer, id, other)): Path<(String, i64, String)>,
+    Query(q): Query<ConvertQuery>,
+) -> Result<(StatusCode, Json<MasterVersion>), ApiError> {
+    let (payer, other) = (payer_of(&payer)?, payer_of(&other)?);
+    staff(&who, payer)?;
+    let v = version(&app, payer, id)?;
+    let app2 = app.clone();
+    let by = who.token_id;
+    let out = blocking(move || {
+        let conv = |name: &str| {
+            app2.converters.get(name).cloned().ok_or_else(|| ApiError::internal(format!("no converter {name}")))
+        };
+        let target = conv(&app2.config.payer(other).master_format)?;
+        let sources: Vec<serde_json::Value> = serde_json::from_str(&v.sources).map_err(ApiError::internal)?;
+        let mut converted = Vec::new();
+        let mut proof = Vec::new();
+        for s in &sources {
+            let name = s["name"].as_str().unwrap_or_default();
+            let kind = kind_of(name).ok_or_else(|| ApiError::internal(format!("{name}: unknown master kind")))?;
+            let source = conv(s["format"].as_str().unwrap_or("ssk-csv"))?;
+            let bytes = app2.store.bytes(s["blob"].as_str().unwrap_or_default())?;
+            let rows = source.decode(kind, &bytes).map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "master-refused", format!("{name}: {e}")))?;
+            let encoded = target.encode(kind, &rows).map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "conversion-failed", format!("{name}: {e}")))?;
+            let back = target.decode(kind, &encoded).map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "conversion-failed", format!("{name}: {e}")))?;
+            let diffs = tenken_master::canon::compare(&rows, &back, 20);
+            if !diffs.is_empty() {
+                let shown: Vec<String> = diffs.iter().map(|d| format!("{} {}: expected {:?}, got {:?}", d.code, d.field, d.expected, d.got)).collect();
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "conversion-not-proven",
+                    format!("{name}: the round trip through {} differs in {} place(s): {}", target.info.name, diffs.len(), shown.join("; ")),
+                ));
+            }
+            let blob = app2.store.put_file(&encoded)?;
+            proof.push(serde_json::json!({"name": name, "rows": rows.len(), "source_blob": s["blob"], "blob": blob}));
+            converted.push(serde_json::json!({"name": name, "blob": blob, "format": target.info.name}));
+        }
+        let sources = serde_json::to_string(&converted).map_err(ApiError::internal)?;
+        let probe = MasterVersion { sources: sources.clone(), payer: other, ..v.clone() };
+        let set = app2.work.registry.master_set(&probe).map_err(ApiError::internal)?;
+        let report = serde_json::json!({"proof": proof, "from_version": v.id, "diff": diff_report(&app2, other, &set)}).to_string();
+        let reason = q.reason.unwrap_or_else(|| format!("converted from {payer} master version {}", v.id));
+        Ok(app2.store.add_master_version(other, &v.from_month, &set.digest(), &sources, Some(payer), &report, by, &reason, now_ms())?)
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(out)))
+}
+
+fn kind_of(name: &str) -> Option<tenken_model::MasterKind> {
+    let c = name.chars().next()?.to_ascii_lowercase();
+    tenken_model::MasterKind::ALL.into_iter().find(|k| k.letter() == c)
+}
+
+/// The receiving payer's staff download a converted file (with its digest).
+async fn download(
+    State(app): AppState,
+    who: Principal,
+    Path((payer, id, name)): Path<(String, i64, String)>,
+) -> Result<Response, ApiError> {
+    let payer = payer_of(&payer)?;
+    staff(&who, payer)?;
+    let v = version(&app, payer, id)?;
+    let sources: Vec<serde_json::Value> = serde_json::from_str(&v.sources).map_err(ApiError::internal)?;
+    let s = sources.iter().find(|s| s["name"] == name.as_str()).ok_or_else(|| ApiError::not_found(format!("no file {name} in master version {id}")))?;
+    let blob = s["blob"].as_str().unwrap_or_default().to_owned();
+    let store = app.store.clone();
+    let b = blob.clone();
+    let bytes = blocking(move || Ok(store.bytes(&b)?)).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+            (header::HeaderName::from_static("x-tenken-digest"), format!("sha256:{blob}")),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\"")),
+        ],
+        bytes,
+    )
+        .into_response())
+}

@@ -1,0 +1,162 @@
+//! Master versions against a real server (the 2022 replay): a changed master provided by SSK
+//! is converted for kokuho (proven by a round trip), approved jointly, and swapped in while
+//! claims for both payers keep being checked — zero failed checks, no restart.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tenken_model::Payer;
+
+use crate::common;
+use crate::server_util::*;
+
+fn post_bytes(url: &str, token: &str, path: &str, bytes: &[u8]) -> (u16, Value) {
+    let mut r = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent()
+        .post(format!("{url}{path}"))
+        .header("Authorization", format!("Bearer {token}"))
+        .send(bytes)
+        .unwrap();
+    let status = r.status().as_u16();
+    let text = r.body_mut().read_to_string().unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+fn claim(seed: u64, payer: Payer) -> Vec<u8> {
+    let opts = tenken_gen::GenOptions { receipts: 40, institutions: 1, seed, payer: Some(payer), ..Default::default() };
+    tenken_gen::generate(&opts, &common::demo_masters()).unwrap().remove(0).bytes
+}
+
+#[test]
+fn a_master_provided_by_ssk_is_converted_proven_approved_jointly_and_swapped_without_restart() {
+    let server = Server::start(&[]);
+    let url = server.url.clone();
+    let (s1, s2) = (server.token(&["--staff", "ssk"]), server.token(&["--staff", "ssk"]));
+    let (k1, k2) = (server.token(&["--staff", "kokuho"]), server.token(&["--staff", "kokuho"]));
+
+    // The new master: the demo set with +3 点 on every procedure (a points revision).
+    let mut files = Vec::new();
+    for (name, bytes) in tenken_master::demo::demo_files() {
+        let bytes = if name.starts_with("s_ALL") {
+            let mut rows = tenken_master::canon::decode_ssk(tenken_model::MasterKind::Procedure, &name, &bytes).unwrap();
+            for r in &mut rows {
+                if let Ok(v) = r.value.parse::<f64>() {
+                    r.value = format!("{:.2}", v + 3.0);
+                }
+            }
+            tenken_master::canon::encode_ssk(&rows).unwrap()
+        } else {
+            bytes
+        };
+        let (st, b) = post_bytes(&url, &s1, "/v1/payers/ssk/masters/files", &bytes);
+        assert_eq!(st, 200, "{b}");
+        files.push(json!({"name": name, "blob": b["blob"]}));
+    }
+    let (st, ssk_v) = send_json(&url, &s1, "POST", "/v1/payers/ssk/masters", json!({"files": files, "reason": "点数改定"}));
+    assert_eq!(st, 201, "{ssk_v}");
+    assert_eq!(ssk_v["state"], "proposed");
+    let report: Value = serde_json::from_str(ssk_v["report"].as_str().unwrap()).unwrap();
+    let procedure = report["diff"].as_array().unwrap().iter().find(|d| d["kind"] == "procedure").unwrap().clone();
+    assert!(procedure["changed"].as_u64().unwrap() > 0, "{report}");
+    let id = ssk_v["id"].as_i64().unwrap();
+
+    // Convert it for kokuho: encoded in kokuho-fixed, proven, proposed as provided by ssk.
+    let (st, kv) = post(&url, &s1, &format!("/v1/payers/ssk/masters/{id}/convert-for/kokuho"));
+    assert_eq!(st, 201, "{kv}");
+    assert_eq!(kv["provided_by"], "ssk");
+    assert_eq!(kv["payer"], "kokuho");
+    let kid = kv["id"].as_i64().unwrap();
+    let sources: Vec<Value> = serde_json::from_str(kv["sources"].as_str().unwrap()).unwrap();
+    assert!(sources.iter().all(|s| s["format"] == "kokuho-fixed"), "{sources:?}");
+    // The receiving payer's staff download the converted file with its digest.
+    let name = sources[0]["name"].as_str().unwrap();
+    let r = get_raw(&url, &[("Authorization", &format!("Bearer {k1}"))], &format!("/v1/payers/kokuho/masters/{kid}/files/{name}"));
+    assert_eq!(r.status, 200);
+    assert!(r.headers.get("x-tenken-digest").unwrap().to_str().unwrap().starts_with("sha256:"));
+
+    // Joint approval: kokuho alone cannot activate a master ssk provided.
+    let (st, b) = post(&url, &k1, &format!("/v1/payers/kokuho/masters/{kid}/approve"));
+    assert_eq!(st, 200, "{b}");
+    let (st, b) = post(&url, &k2, &format!("/v1/payers/kokuho/masters/{kid}/activate"));
+    assert_error(st, &b, 409, "not-approved");
+    // The proposer cannot approve; another ssk staff member can (the joint check).
+    let (st, b) = post(&url, &s1, &format!("/v1/payers/kokuho/masters/{kid}/approve"));
+    assert_error(st, &b, 403, "self-approval");
+    let (st, b) = post(&url, &s2, &format!("/v1/payers/kokuho/masters/{kid}/approve"));
+    assert_eq!(st, 200, "{b}");
+
+    // Claims for both payers keep flowing while the masters are swapped.
+    let files: Vec<(Payer, Vec<u8>)> = (0..16).map(|i| (if i % 2 == 0 { Payer::Ssk } else { Payer::Kokuho }, claim(500 + i, if i % 2 == 0 { Payer::Ssk } else { Payer::Kokuho }))).collect();
+    let tokens: Vec<String> = files.iter().map(|(_, f)| server.institution_token(&institution_of(f))).collect();
+    let submitter = {
+        let (url, files, tokens) = (url.clone(), files.clone(), tokens.clone());
+        std::thread::spawn(move || {
+            files
+                .iter()
+                .zip(&tokens)
+                .map(|((_, f), t)| {
+                    let r = submit(&url, t, f, None);
+                    assert_eq!(r.status, 202, "{}", r.body);
+                    std::thread::sleep(Duration::from_millis(30));
+                    r.body["submission"]["id"].as_i64().unwrap()
+                })
+                .collect::<Vec<_>>()
+        })
+    };
+    std::thread::sleep(Duration::from_millis(150));
+    let (st, b) = post(&url, &k2, &format!("/v1/payers/kokuho/masters/{kid}/activate"));
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(b["state"], "active");
+    let ids = submitter.join().unwrap();
+    for (id, t) in ids.iter().zip(&tokens) {
+        let s = server.wait_checked(t, *id, Duration::from_secs(120));
+        assert_eq!(s["state"], "checked", "{s}");
+        let f = server.findings(t, *id);
+        assert!(f.iter().all(|f| !f["rule"].as_str().unwrap().starts_with("plugin.")), "failed checks: {f:?}");
+    }
+    // After the swap, a kokuho claim is checked with the new master (its points now differ)
+    // and its decision record names the new version; ssk still uses its own.
+    let kfile = claim(600, Payer::Kokuho);
+    let kt = server.institution_token(&institution_of(&kfile));
+    let r = submit(&url, &kt, &kfile, None);
+    let kid_sub = r.body["submission"]["id"].as_i64().unwrap();
+    server.wait_checked(&kt, kid_sub, Duration::from_secs(60));
+    let f = server.findings(&kt, kid_sub);
+    assert!(f.iter().any(|f| f["rule"] == "master.procedure.points"), "{f:?}");
+    let (_, d) = get(&url, &kt, &format!("/v1/submissions/{kid_sub}/decisions"));
+    assert!(d.as_array().unwrap().iter().all(|c| c["sets"][0]["master_version"] == kid), "{d}");
+    let sfile = claim(601, Payer::Ssk);
+    let st_tok = server.institution_token(&institution_of(&sfile));
+    let r = submit(&url, &st_tok, &sfile, None);
+    let sid = r.body["submission"]["id"].as_i64().unwrap();
+    server.wait_checked(&st_tok, sid, Duration::from_secs(60));
+    assert!(server.findings(&st_tok, sid).iter().all(|f| f["rule"] != "master.procedure.points"));
+
+    // Rollback to the first kokuho master, in one call, without a restart.
+    let (_, versions) = get(&url, &k1, "/v1/payers/kokuho/masters");
+    let first = versions.as_array().unwrap().iter().find(|v| v["provided_by"].is_null()).unwrap()["id"].as_i64().unwrap();
+    let (st, b) = post(&url, &k1, &format!("/v1/payers/kokuho/masters/{first}/rollback"));
+    assert_eq!(st, 200, "{b}");
+    let back = claim(602, Payer::Kokuho);
+    let bt = server.institution_token(&institution_of(&back));
+    let r = submit(&url, &bt, &back, None);
+    let bid = r.body["submission"]["id"].as_i64().unwrap();
+    server.wait_checked(&bt, bid, Duration::from_secs(60));
+    assert!(server.findings(&bt, bid).iter().all(|f| f["rule"] != "master.procedure.points"), "rollback did not take effect");
+    // Replay reproduces findings under the recorded master version.
+    let out = std::process::Command::new(bin())
+        .args(["replay", &kid_sub.to_string(), "--data-dir"])
+        .arg(server.dir.path())
+        .env("TENKEN_CFG__CACHE_DIR", format!("{:?}", common::cache_dir().display().to_string()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    // Every step is audited.
+    let (_, audit) = get(&url, &k1, "/v1/payers/kokuho/audit");
+    let actions: Vec<&str> = audit.as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    for a in ["master-version", "master-approval", "master-activate", "master-rollback"] {
+        assert!(actions.contains(&a), "{a} missing: {actions:?}");
+    }
+}
