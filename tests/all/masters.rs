@@ -62,8 +62,33 @@ fn a_master_provided_by_ssk_is_converted_proven_approved_jointly_and_swapped_wit
     assert!(procedure["changed"].as_u64().unwrap() > 0, "{report}");
     let id = ssk_v["id"].as_i64().unwrap();
 
+    // Converters are plugins too: a faulty one (names truncated) uploaded to kokuho's
+    // registry fails validation by the round-trip proof, naming the field, and can be
+    // neither approved nor used.
+    let faulty = std::fs::read(tenken_bundled::hostile_plugin_path("fixture-converter-shift").unwrap()).unwrap();
+    let (st, rec) = post_bytes(&url, &k1, "/v1/payers/kokuho/plugins", &faulty);
+    assert_eq!(st, 201, "{rec}");
+    let fd = rec["digest"].as_str().unwrap().to_owned();
+    let (st, report) = post(&url, &k1, &format!("/v1/payers/kokuho/plugins/{fd}/validate"));
+    assert_eq!(st, 200, "{report}");
+    assert_eq!(report["passed"], false, "{report}");
+    assert!(report["by_rule"]["field name"]["new"].as_u64().unwrap() > 0, "{report}");
+    let (st, b) = post(&url, &k2, &format!("/v1/payers/kokuho/plugins/{fd}/approve"));
+    assert_error(st, &b, 409, "not-validated");
+    let (st, b) = post(&url, &s1, &format!("/v1/payers/ssk/masters/{id}/convert-for/kokuho?converter={fd}"));
+    assert_error(st, &b, 409, "not-approved");
+    // The correct converter passes the same proof and, once approved, is used.
+    let good = tenken_server::bundled_converter("kokuho-fixed").unwrap();
+    let (st, rec) = post_bytes(&url, &k1, "/v1/payers/kokuho/plugins", good);
+    assert_eq!(st, 201, "{rec}");
+    let gd = rec["digest"].as_str().unwrap().to_owned();
+    let (_, report) = post(&url, &k1, &format!("/v1/payers/kokuho/plugins/{gd}/validate"));
+    assert_eq!(report["passed"], true, "{report}");
+    let (st, b) = post(&url, &k2, &format!("/v1/payers/kokuho/plugins/{gd}/approve"));
+    assert_eq!(st, 200, "{b}");
+
     // Convert it for kokuho: encoded in kokuho-fixed, proven, proposed as provided by ssk.
-    let (st, kv) = post(&url, &s1, &format!("/v1/payers/ssk/masters/{id}/convert-for/kokuho"));
+    let (st, kv) = post(&url, &s1, &format!("/v1/payers/ssk/masters/{id}/convert-for/kokuho?converter={gd}"));
     assert_eq!(st, 201, "{kv}");
     assert_eq!(kv["provided_by"], "ssk");
     assert_eq!(kv["payer"], "kokuho");

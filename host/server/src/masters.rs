@@ -216,6 +216,9 @@ async fn swap(app: &Arc<App>, payer: Payer, id: i64, by: i64, rollback: bool) ->
 #[derive(Debug, Deserialize, Default)]
 pub struct ConvertQuery {
     pub reason: Option<String>,
+    /// Digest of an approved converter plugin of the receiving payer (default: the bundled
+    /// converter of its master format).
+    pub converter: Option<String>,
 }
 
 /// Converts a version of `payer` for `other`: every source is decoded with its format's
@@ -237,7 +240,20 @@ async fn convert_for(
         let conv = |name: &str| {
             app2.converters.get(name).cloned().ok_or_else(|| ApiError::internal(format!("no converter {name}")))
         };
-        let target = conv(&app2.config.payer(other).master_format)?;
+        let target = match &q.converter {
+            None => conv(&app2.config.payer(other).master_format)?,
+            Some(d) => {
+                let rec = app2.store.plugin(other, d)?.ok_or_else(|| ApiError::not_found(format!("{other} has no converter {d}")))?;
+                if !crate::plugins::is_converter(&rec) || rec.state != tenken_store::PluginState::Approved {
+                    return Err(ApiError::new(
+                        StatusCode::CONFLICT,
+                        "not-approved",
+                        format!("{d} is not an approved converter of {other} (it is {}); validate and approve it first", rec.state.as_str()),
+                    ));
+                }
+                app2.work.registry.converter(d).map_err(ApiError::internal)?
+            }
+        };
         let sources: Vec<serde_json::Value> = serde_json::from_str(&v.sources).map_err(ApiError::internal)?;
         let mut converted = Vec::new();
         let mut proof = Vec::new();

@@ -37,6 +37,76 @@ pub fn routes() -> axum::Router<Arc<App>> {
         .route("/v1/submissions/{id}/decisions", get(decisions))
 }
 
+pub fn converter_json(c: &tenken_runtime::Converter) -> String {
+    serde_json::json!({
+        "kind": "converter", "name": c.info.name, "version": c.info.version, "contract": c.contract,
+        "kinds": c.info.kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
+    })
+    .to_string()
+}
+
+pub fn is_converter(rec: &PluginRecord) -> bool {
+    serde_json::from_str::<serde_json::Value>(&rec.info_json).is_ok_and(|v| v["kind"] == "converter")
+}
+
+/// Validates a converter candidate: every source file of the payer's current master versions
+/// is decoded with its format's converter, encoded with the candidate, decoded with it again
+/// and compared field by field (the round-trip proof).
+fn run_converter_validation(app: &App, payer: Payer, candidate: &PluginRecord) -> Result<ValidationReport, ApiError> {
+    let reg = &app.work.registry;
+    let conv = reg.converter(&candidate.digest).map_err(|e| bad("plugin-refused", e.to_string()))?;
+    let mut report = ValidationReport {
+        candidate: candidate.digest.clone(),
+        base_release_set: 0,
+        replaces: None,
+        cases: 0,
+        new_findings: 0,
+        vanished_findings: 0,
+        plugin_failures: 0,
+        by_rule: BTreeMap::new(),
+        gates: Vec::new(),
+        passed: false,
+    };
+    let mut failures = Vec::new();
+    for v in app.store.master_versions(payer)?.iter().filter(|v| v.state == "active") {
+        let sources: Vec<serde_json::Value> = serde_json::from_str(&v.sources).map_err(ApiError::internal)?;
+        for src in &sources {
+            let name = src["name"].as_str().unwrap_or_default();
+            let Some(kind) = tenken_model::MasterKind::ALL.into_iter().find(|k| Some(k.letter()) == name.chars().next()) else { continue };
+            let Some(source) = reg.converters.get(src["format"].as_str().unwrap_or("ssk-csv")) else { continue };
+            let bytes = app.store.bytes(src["blob"].as_str().unwrap_or_default())?;
+            let rows = source.decode(kind, &bytes).map_err(ApiError::internal)?;
+            report.cases += 1;
+            let result = conv.encode(kind, &rows).and_then(|b| conv.decode(kind, &b));
+            match result {
+                Err(e) => failures.push(format!("{name}: {e}")),
+                Ok(back) => {
+                    for d in tenken_master::canon::compare(&rows, &back, 5) {
+                        let e = report.by_rule.entry(format!("field {}", d.field)).or_default();
+                        e.new += 1;
+                        if e.examples.len() < 3 {
+                            e.examples.push(format!("{name} {}: expected {:?}, got {:?}", d.code, d.expected, d.got));
+                        }
+                        report.new_findings += 1;
+                    }
+                }
+            }
+        }
+    }
+    report.plugin_failures = failures.len();
+    report.gates = vec![
+        Gate { name: "masters".into(), passed: report.cases > 0, detail: format!("{} master file(s) tried", report.cases) },
+        Gate { name: "converter-failures".into(), passed: failures.is_empty(), detail: failures.join("; ") },
+        Gate {
+            name: "round-trip".into(),
+            passed: report.new_findings == 0,
+            detail: format!("{} field(s) differ after encode → decode", report.new_findings),
+        },
+    ];
+    report.passed = report.gates.iter().all(|g| g.passed);
+    Ok(report)
+}
+
 pub fn info_json(p: &tenken_runtime::Plugin) -> String {
     serde_json::json!({ "name": p.info.name, "version": p.info.version, "contract": p.contract, "rules": p.info.rules })
         .to_string()
@@ -134,8 +204,17 @@ async fn upload(
     // is refused here with the runtime's message naming what is wrong.
     let runtime = app.work.registry.runtime.clone();
     let b = bytes.to_vec();
-    let load = tokio::task::spawn_blocking(move || tenken_runtime::Plugin::load(&runtime, &b));
-    let plugin = match tokio::time::timeout(Duration::from_millis(pc.plugin_compile_ms_max), load).await {
+    // An office-check plugin, or else a master-format converter (same registry, same rules).
+    let load = tokio::task::spawn_blocking(move || match tenken_runtime::Plugin::load(&runtime, &b) {
+        Ok(p) => Ok((p.digest.clone(), p.info.name.clone(), p.info.version.clone(), p.contract.clone(), info_json(&p))),
+        Err(e @ tenken_runtime::RuntimeError::NotOfficeCheck(_)) => match tenken_runtime::Converter::load(&runtime, &b) {
+            Ok(c) => Ok((c.digest.clone(), c.info.name.clone(), c.info.version.clone(), c.contract.clone(), converter_json(&c))),
+            Err(tenken_runtime::RuntimeError::NotOfficeCheck(_)) => Err(e),
+            Err(other) => Err(other),
+        },
+        Err(e) => Err(e),
+    });
+    let (digest, name, version, contract, info) = match tokio::time::timeout(Duration::from_millis(pc.plugin_compile_ms_max), load).await {
         Err(_) => {
             return Err(bad(
                 "compile-timeout",
@@ -146,12 +225,12 @@ async fn upload(
     };
     let record = NewPlugin {
         payer,
-        digest: plugin.digest.clone(),
+        digest,
         bytes: bytes.to_vec(),
-        name: plugin.info.name.clone(),
-        version: plugin.info.version.clone(),
-        contract: plugin.contract.clone(),
-        info_json: info_json(&plugin),
+        name,
+        version,
+        contract,
+        info_json: info,
         uploaded_by: who.token_id,
         signed_by,
         state: PluginState::Uploaded,
@@ -324,7 +403,11 @@ async fn validate(
     let app2 = app.clone();
     let by = who.token_id;
     let report = blocking(move || {
-        let report = run_validation(&app2, payer, &rec)?;
+        let report = if is_converter(&rec) {
+            run_converter_validation(&app2, payer, &rec)?
+        } else {
+            run_validation(&app2, payer, &rec)?
+        };
         let json = serde_json::to_string(&report).map_err(ApiError::internal)?;
         // An approved plugin keeps its approvals when re-validated successfully.
         let state = match (report.passed, rec.state) {
@@ -442,6 +525,13 @@ async fn activate(
     }
     for d in &req.plugins {
         let rec = must_plugin(&app, payer, d).await?;
+        if is_converter(&rec) {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "not-a-rule-plugin",
+                format!("{d} is a master-format converter; use it with …/masters/{{id}}/convert-for/{{payer}}?converter={d}"),
+            ));
+        }
         if rec.state != PluginState::Approved {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,

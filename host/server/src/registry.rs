@@ -79,6 +79,7 @@ pub struct Registry {
     pub runtime: Arc<Runtime>,
     pub limits: Limits,
     loaded: Mutex<HashMap<String, Arc<Plugin>>>,
+    loaded_converters: Mutex<HashMap<String, Arc<tenken_runtime::Converter>>>,
     /// Master sets by digest, loaded once.
     master_sets: Mutex<HashMap<String, Arc<tenken_master::MasterSet>>>,
     /// Decodes a master version's sources (through the converter plugins).
@@ -116,6 +117,7 @@ impl Registry {
             runtime,
             limits,
             loaded: Mutex::new(HashMap::new()),
+            loaded_converters: Mutex::new(HashMap::new()),
             master_sets: Mutex::new(HashMap::new()),
             load_masters,
             converters,
@@ -141,6 +143,20 @@ impl Registry {
         let set = Arc::new((self.load_masters)(v).map_err(|message| RegistryError::Masters { id: v.id, message })?);
         self.master_sets.lock().unwrap().insert(v.digest.clone(), set.clone());
         Ok(set)
+    }
+
+    /// Loads (once per process) a registered converter plugin.
+    pub fn converter(&self, digest: &str) -> Result<Arc<tenken_runtime::Converter>, RegistryError> {
+        if let Some(c) = self.loaded_converters.lock().unwrap().get(digest) {
+            return Ok(c.clone());
+        }
+        let bytes = self.store.plugin_bytes(digest)?;
+        let c = Arc::new(
+            tenken_runtime::Converter::load(&self.runtime, &bytes)
+                .map_err(|source| RegistryError::Load { digest: digest.into(), source })?,
+        );
+        self.loaded_converters.lock().unwrap().insert(digest.to_owned(), c.clone());
+        Ok(c)
     }
 
     /// Loads (once per process) the plugin with this digest from the store.
