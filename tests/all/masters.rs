@@ -60,6 +60,12 @@ fn a_master_provided_by_ssk_is_converted_proven_approved_jointly_and_swapped_wit
     let report: Value = serde_json::from_str(ssk_v["report"].as_str().unwrap()).unwrap();
     let procedure = report["diff"].as_array().unwrap().iter().find(|d| d["kind"] == "procedure").unwrap().clone();
     assert!(procedure["changed"].as_u64().unwrap() > 0, "{report}");
+    // The impact check re-ran the regression corpus: the points rule now fires, flagged.
+    let impact = &report["impact"];
+    assert!(impact["cases"].as_u64().unwrap() >= 2, "{impact}");
+    let points = impact["rules"].as_array().unwrap().iter().find(|r| r["rule"] == "master.procedure.points").expect("points rule in the impact");
+    assert!(points["new"].as_u64().unwrap() > 0 && !points["receipts"].as_array().unwrap().is_empty(), "{impact}");
+    assert_eq!(impact["flagged"], true, "{impact}");
     let id = ssk_v["id"].as_i64().unwrap();
 
     // Converters are plugins too: a faulty one (names truncated) uploaded to kokuho's

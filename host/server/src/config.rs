@@ -188,6 +188,9 @@ pub struct PayerConfig {
     /// The format of this payer's own master files (a converter name: `ssk-csv`,
     /// `kokuho-fixed`): masters converted for this payer are encoded in it.
     pub master_format: String,
+    /// Impact check: findings changed over the regression corpus beyond which a proposed
+    /// master version is flagged (a master that suddenly makes a rule fire is the 2022 error).
+    pub master_impact_delta_max: u32,
 }
 
 impl Default for PayerConfig {
@@ -203,6 +206,7 @@ impl Default for PayerConfig {
             plugin_upload_bytes_max: 64 * 1024 * 1024,
             plugin_compile_ms_max: 120_000,
             master_format: "ssk-csv".into(),
+            master_impact_delta_max: 50,
         }
     }
 }

@@ -83,8 +83,52 @@ pub struct ProposeRequest {
     pub from: Option<String>,
     /// `[{"name": "s_ALL20260601.csv", "blob": "<hex>"}]`, full files and 差分 (by name).
     pub files: Vec<serde_json::Value>,
+    /// Apply these files (差分) onto this version's sources.
+    pub base: Option<i64>,
     #[serde(default)]
     pub reason: String,
+}
+
+/// Impact check: the payer's regression corpus re-checked with the release set in force
+/// under the current and the proposed master; findings delta per rule with receipts.
+fn impact_report(app: &App, payer: Payer, new: &Arc<tenken_master::MasterSet>) -> Result<serde_json::Value, ApiError> {
+    use std::collections::BTreeMap;
+    let reg = &app.work.registry;
+    let table = reg.table(payer);
+    let set = table.sets.last().ok_or_else(|| ApiError::internal("no release set"))?;
+    let old_checker = reg.checker_with(&set.plugins, table.current_masters().clone()).map_err(ApiError::internal)?;
+    let new_checker = reg.checker_with(&set.plugins, new.clone()).map_err(ApiError::internal)?;
+    let key = |f: &tenken_model::Finding| format!("{}|{:?}|{:?}|{}", f.rule, f.receipt, f.line, f.message);
+    let mut by_rule: BTreeMap<String, (usize, usize, Vec<String>)> = BTreeMap::new();
+    let cases = app.store.regression(payer)?;
+    for c in &cases {
+        let bytes = app.store.bytes(&c.digest)?;
+        let a = old_checker.check_bytes(&bytes, Some(payer)).map_err(ApiError::internal)?.findings;
+        let b = new_checker.check_bytes(&bytes, Some(payer)).map_err(ApiError::internal)?.findings;
+        let (ka, kb): (std::collections::HashSet<_>, std::collections::HashSet<_>) =
+            (a.iter().map(key).collect(), b.iter().map(key).collect());
+        for f in b.iter().filter(|f| !ka.contains(&key(f))) {
+            let e = by_rule.entry(f.rule.clone()).or_default();
+            e.0 += 1;
+            e.2.push(format!("{}#{}", c.name, f.receipt.map(|r| r.to_string()).unwrap_or("-".into())));
+        }
+        for f in a.iter().filter(|f| !kb.contains(&key(f))) {
+            let e = by_rule.entry(f.rule.clone()).or_default();
+            e.1 += 1;
+            e.2.push(format!("{}#{}", c.name, f.receipt.map(|r| r.to_string()).unwrap_or("-".into())));
+        }
+    }
+    let changed: usize = by_rule.values().map(|(n, v, _)| n + v).sum();
+    let max = app.config.payer(payer).master_impact_delta_max as usize;
+    Ok(serde_json::json!({
+        "cases": cases.len(),
+        "changed": changed,
+        "threshold": max,
+        "flagged": changed > max,
+        "rules": by_rule.iter().map(|(r, (n, v, rc))| serde_json::json!({
+            "rule": r, "new": n, "vanished": v, "receipts": rc.iter().take(20).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    }))
 }
 
 /// The semantic diff of `new` against the version in force for the same months, as counts
@@ -119,11 +163,11 @@ async fn propose(
         }
     };
     let format = app.config.payer(payer).master_format.clone();
-    let sources: Vec<serde_json::Value> = req
-        .files
-        .iter()
-        .map(|f| serde_json::json!({"name": f["name"], "blob": f["blob"], "format": format}))
-        .collect();
+    let mut sources: Vec<serde_json::Value> = match req.base {
+        None => Vec::new(),
+        Some(b) => serde_json::from_str(&version(&app, payer, b)?.sources).map_err(ApiError::internal)?,
+    };
+    sources.extend(req.files.iter().map(|f| serde_json::json!({"name": f["name"], "blob": f["blob"], "format": format})));
     let app2 = app.clone();
     let by = who.token_id;
     let v = blocking(move || {
@@ -147,7 +191,8 @@ async fn propose(
             .registry
             .master_set(&probe)
             .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "master-refused", e.to_string()))?;
-        let report = serde_json::json!({ "diff": diff_report(&app2, payer, &set) }).to_string();
+        let impact = impact_report(&app2, payer, &set)?;
+        let report = serde_json::json!({ "diff": diff_report(&app2, payer, &set), "impact": impact }).to_string();
         Ok(app2.store.add_master_version(payer, &from, &set.digest(), &sources, None, &report, by, &req.reason, now_ms())?)
     })
     .await?;
@@ -281,7 +326,8 @@ async fn convert_for(
         let sources = serde_json::to_string(&converted).map_err(ApiError::internal)?;
         let probe = MasterVersion { sources: sources.clone(), payer: other, ..v.clone() };
         let set = app2.work.registry.master_set(&probe).map_err(ApiError::internal)?;
-        let report = serde_json::json!({"proof": proof, "from_version": v.id, "diff": diff_report(&app2, other, &set)}).to_string();
+        let impact = impact_report(&app2, other, &set)?;
+        let report = serde_json::json!({"proof": proof, "from_version": v.id, "diff": diff_report(&app2, other, &set), "impact": impact}).to_string();
         let reason = q.reason.unwrap_or_else(|| format!("converted from {payer} master version {}", v.id));
         Ok(app2.store.add_master_version(other, &v.from_month, &set.digest(), &sources, Some(payer), &report, by, &reason, now_ms())?)
     })
