@@ -107,6 +107,20 @@ fn a_master_provided_by_ssk_is_converted_proven_approved_jointly_and_swapped_wit
     assert_eq!(r.status, 200);
     assert!(r.headers.get("x-tenken-digest").unwrap().to_str().unwrap().starts_with("sha256:"));
 
+    // The same through the CLI: the versions as a table, and the file exported with its
+    // digest checked.
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(bin()).args(args).args(["--server", &url, "--token", &k1]).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let table = cli(&["master", "list", "--payer", "kokuho"]);
+    assert!(table.contains("proposed") && table.contains("ssk"), "{table}");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join(name);
+    cli(&["master", "export", "--payer", "kokuho", &kid.to_string(), name, out.to_str().unwrap()]);
+    assert!(std::fs::read(&out).unwrap().starts_with(b"D"), "kokuho-fixed records start with D");
+
     // Joint approval: kokuho alone cannot activate a master ssk provided.
     let (st, b) = post(&url, &k1, &format!("/v1/payers/kokuho/masters/{kid}/approve"));
     assert_eq!(st, 200, "{b}");

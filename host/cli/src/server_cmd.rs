@@ -164,6 +164,52 @@ pub enum MasterCommand {
     /// Convert a master file to another payer's format, proven by a round trip (nothing is
     /// written when the proof fails; the differences are listed).
     Convert(ConvertArgs),
+    /// Staff: the master versions of a payer on a server (table or --json).
+    List {
+        #[command(flatten)]
+        conn: crate::client::Conn,
+        #[arg(long)]
+        payer: Payer,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Staff: upload files and propose a new master version (full files, or 差分 onto --base).
+    Propose {
+        #[command(flatten)]
+        conn: crate::client::Conn,
+        #[arg(long)]
+        payer: Payer,
+        /// First 診療年月 (YYYY-MM).
+        #[arg(long)]
+        from: Option<String>,
+        /// Apply the files as 差分 onto this version (apply-diff).
+        #[arg(long)]
+        base: Option<i64>,
+        #[arg(long, default_value = "")]
+        reason: String,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Staff: approve, activate, roll back, or convert a version for the other payer.
+    Act {
+        #[command(flatten)]
+        conn: crate::client::Conn,
+        #[arg(long)]
+        payer: Payer,
+        /// approve | activate | rollback | convert-for-ssk | convert-for-kokuho
+        action: String,
+        id: i64,
+    },
+    /// Staff: download a version's file (e.g. a converted one) with its digest.
+    Export {
+        #[command(flatten)]
+        conn: crate::client::Conn,
+        #[arg(long)]
+        payer: Payer,
+        id: i64,
+        name: String,
+        out: PathBuf,
+    },
     /// Impact check: re-check claim files under the old and the new master and report the
     /// findings delta per rule (exit 1 when it exceeds --threshold: an anomaly to look at).
     Impact {
@@ -190,6 +236,12 @@ pub fn master(cmd: MasterCommand) -> Result<std::process::ExitCode> {
         MasterCommand::Impact { old, new, claims, threshold, json } => {
             return master_impact(&old, &new, &claims, threshold, json);
         }
+        MasterCommand::List { conn, payer, json } => return master_list(&conn, payer, json),
+        MasterCommand::Propose { conn, payer, from, base, reason, files } => {
+            return master_propose(&conn, payer, from, base, &reason, &files);
+        }
+        MasterCommand::Act { conn, payer, action, id } => return master_act(&conn, payer, &action, id),
+        MasterCommand::Export { conn, payer, id, name, out } => return master_export(&conn, payer, id, &name, &out),
     };
     let config = config.load()?;
     let dest = tenken_server::masters_dir(&config, payer);
@@ -246,6 +298,104 @@ pub fn master(cmd: MasterCommand) -> Result<std::process::ExitCode> {
         loaded.len(),
         v.digest
     );
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn http(conn: &crate::client::Conn, method: &str, path: &str, body: Option<&[u8]>, json: Option<serde_json::Value>) -> Result<serde_json::Value> {
+    let a = crate::client::agent();
+    let url = format!("{}{path}", conn.server);
+    let auth = format!("Bearer {}", conn.token);
+    let r = match (method, body, json) {
+        ("GET", _, _) => a.get(&url).header("Authorization", &auth).call(),
+        (_, Some(b), _) => a.post(&url).header("Authorization", &auth).send(b),
+        (_, None, Some(j)) => a.post(&url).header("Authorization", &auth).send_json(j),
+        _ => a.post(&url).header("Authorization", &auth).send_empty(),
+    };
+    let (status, body) = crate::client::call(r)?;
+    anyhow::ensure!(status < 400, "{}", crate::client::error_text(status, &body));
+    Ok(body)
+}
+
+fn master_list(conn: &crate::client::Conn, payer: Payer, json: bool) -> Result<std::process::ExitCode> {
+    let v = http(conn, "GET", &format!("/v1/payers/{payer}/masters"), None, None)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!("{:>4}  {:8} {:12} {:8} {:9} {:>9}  REASON", "ID", "FROM", "STATE", "PROVIDED", "APPROVALS", "DIGEST");
+        for m in v.as_array().into_iter().flatten() {
+            println!(
+                "{:>4}  {:8} {:12} {:8} {:9} {:>9}  {}",
+                m["id"],
+                m["from_month"].as_str().unwrap_or(""),
+                m["state"].as_str().unwrap_or(""),
+                m["provided_by"].as_str().unwrap_or("-"),
+                m["approvals"].as_array().map_or(0, |a| a.len()),
+                &m["digest"].as_str().unwrap_or("")[..16.min(m["digest"].as_str().unwrap_or("").len())],
+                m["reason"].as_str().unwrap_or("")
+            );
+        }
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn master_propose(
+    conn: &crate::client::Conn,
+    payer: Payer,
+    from: Option<String>,
+    base: Option<i64>,
+    reason: &str,
+    files: &[PathBuf],
+) -> Result<std::process::ExitCode> {
+    let bar = indicatif::ProgressBar::new(files.len() as u64 + 1);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {msg} [{bar:20}] {pos}/{len}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut list = Vec::new();
+    for f in files {
+        let name = f.file_name().and_then(|n| n.to_str()).context("file name")?.to_owned();
+        bar.set_message(format!("uploading {name}"));
+        let bytes = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
+        let b = http(conn, "POST", &format!("/v1/payers/{payer}/masters/files"), Some(&bytes), None)?;
+        list.push(serde_json::json!({"name": name, "blob": b["blob"]}));
+        bar.inc(1);
+    }
+    bar.set_message("decoding, diffing and impact-checking on the server");
+    let v = http(
+        conn,
+        "POST",
+        &format!("/v1/payers/{payer}/masters"),
+        None,
+        Some(serde_json::json!({"from": from, "base": base, "files": list, "reason": reason})),
+    )?;
+    bar.finish_and_clear();
+    println!("{}", serde_json::to_string_pretty(&v)?);
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn master_act(conn: &crate::client::Conn, payer: Payer, action: &str, id: i64) -> Result<std::process::ExitCode> {
+    let path = match action {
+        "approve" | "activate" | "rollback" => format!("/v1/payers/{payer}/masters/{id}/{action}"),
+        "convert-for-ssk" => format!("/v1/payers/{payer}/masters/{id}/convert-for/ssk"),
+        "convert-for-kokuho" => format!("/v1/payers/{payer}/masters/{id}/convert-for/kokuho"),
+        other => anyhow::bail!("unknown action {other:?}: approve, activate, rollback, convert-for-ssk or convert-for-kokuho"),
+    };
+    let v = http(conn, "POST", &path, None, None)?;
+    println!("{}", serde_json::to_string_pretty(&v)?);
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn master_export(conn: &crate::client::Conn, payer: Payer, id: i64, name: &str, out: &std::path::Path) -> Result<std::process::ExitCode> {
+    let mut r = crate::client::agent()
+        .get(format!("{}/v1/payers/{payer}/masters/{id}/files/{name}", conn.server))
+        .header("Authorization", format!("Bearer {}", conn.token))
+        .call()?;
+    anyhow::ensure!(r.status().as_u16() == 200, "the server answered {}", r.status());
+    let digest = r.headers().get("x-tenken-digest").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let bytes = r.body_mut().with_config().limit(1 << 31).read_to_vec()?;
+    anyhow::ensure!(format!("sha256:{}", tenken_store::digest(&bytes)) == digest, "the download does not match its digest {digest}");
+    std::fs::write(out, &bytes)?;
+    eprintln!("wrote {} ({} bytes, {digest})", out.display(), bytes.len());
     Ok(std::process::ExitCode::SUCCESS)
 }
 
