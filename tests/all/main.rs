@@ -12,5 +12,6 @@ mod crash;
 mod server;
 mod server_util;
 mod lifecycle;
+mod languages;
 mod converter;
 mod masters;

@@ -50,8 +50,8 @@ pub struct TestArgs {
     cache_dir: Option<PathBuf>,
 }
 
-fn runtime(cache_dir: Option<PathBuf>, no_cache: bool) -> Result<Arc<Runtime>> {
-    let cache = if no_cache { None } else { cache_dir.or_else(crate::default_cache_dir) };
+fn runtime(cache_dir: Option<PathBuf>) -> Result<Arc<Runtime>> {
+    let cache = cache_dir.or_else(crate::default_cache_dir);
     Ok(Arc::new(Runtime::new(&Limits::default(), cache.as_deref())?))
 }
 
@@ -70,7 +70,9 @@ fn sha256(bytes: &[u8]) -> String {
 /// `tenken plugin describe FILE`: exit 0 when the component fits this host, 1 when not.
 pub fn describe(args: DescribeArgs, json: bool) -> Result<ExitCode> {
     let bytes = read_component(&args.file)?;
-    let rt = runtime(args.cache_dir, args.no_cache)?;
+    // --no-cache: a cache of this run only, so the component is compiled once, afresh.
+    let scratch = if args.no_cache { Some(tempfile::tempdir().context("a scratch cache directory")?) } else { None };
+    let rt = runtime(scratch.as_ref().map(|d| d.path().to_path_buf()).or(args.cache_dir))?;
     let host = format!("{CONTRACT_PACKAGE}@{CONTRACT_VERSION}");
     let t0 = Instant::now();
     let shape = rt.component_interfaces(&bytes);
@@ -152,6 +154,8 @@ struct Cost {
     time: Duration,
     /// Time of the receipt batches alone.
     receipts_time: Duration,
+    /// The longest single call (to compare with `plugin_call_ms_max`).
+    slowest_call: Duration,
     peak_memory: u64,
 }
 
@@ -173,7 +177,7 @@ pub fn test(args: TestArgs) -> Result<ExitCode> {
     let bless = args.bless || std::env::var("TENKEN_BLESS").is_ok_and(|v| v == "1");
     anyhow::ensure!(args.fixtures.is_dir(), "{} is not a directory of fixtures", args.fixtures.display());
     let bytes = read_component(&args.file)?;
-    let rt = runtime(args.cache_dir, false)?;
+    let rt = runtime(args.cache_dir)?;
     let limits = rt.limits().clone();
     let t0 = Instant::now();
     let plugin =
@@ -211,13 +215,21 @@ pub fn test(args: TestArgs) -> Result<ExitCode> {
         plugin.take_peak_memory_bytes();
         let t = Instant::now();
         let mut out = checker.check_file_level(&job);
+        let mut slowest = t.elapsed();
         let t_receipts = Instant::now();
-        out.extend(checker.check_range(&job, 0..n));
+        // One call per batch, as the server makes them, each timed against the deadline.
+        let batch = checker.limits().check_batch_receipts_max.max(1) as usize;
+        for start in (0..n).step_by(batch) {
+            let tb = Instant::now();
+            out.extend(checker.check_range(&job, start..(start + batch).min(n)));
+            slowest = slowest.max(tb.elapsed());
+        }
         let cost = Cost {
             receipts: n,
-            calls: 1 + n.div_ceil(checker.limits().check_batch_receipts_max.max(1) as usize),
+            calls: 1 + n.div_ceil(batch),
             time: t.elapsed(),
             receipts_time: t_receipts.elapsed(),
+            slowest_call: slowest,
             peak_memory: plugin.take_peak_memory_bytes(),
         };
         costs.lock().unwrap().insert(fx.name.clone(), cost);
@@ -246,11 +258,12 @@ pub fn test(args: TestArgs) -> Result<ExitCode> {
             "PASS"
         };
         println!(
-            "{verdict:7}  {name:width$}  {:>6} receipts  {:>3} calls  {:>9.2} ms  {}  peak {}",
+            "{verdict:7}  {name:width$}  {:>6} receipts  {:>3} calls  {:>9.2} ms  {}  slowest call {:.1} ms  peak {}",
             cost.receipts,
             cost.calls,
             cost.time.as_secs_f64() * 1e3,
             per_receipt_text(&cost),
+            cost.slowest_call.as_secs_f64() * 1e3,
             mib(cost.peak_memory)
         );
         if let Some(f) = failure {
@@ -273,24 +286,32 @@ pub fn test(args: TestArgs) -> Result<ExitCode> {
         calls: a.calls + c.calls,
         time: a.time + c.time,
         receipts_time: a.receipts_time + c.receipts_time,
+        slowest_call: a.slowest_call.max(c.slowest_call),
         peak_memory: a.peak_memory.max(c.peak_memory),
     });
+    let limits = checker.limits();
     println!();
     println!(
-        "cost     {} receipts, {} calls in {:.2} ms: {}, peak memory {} (limit {})",
+        "cost     {} receipts, {} calls in {:.2} ms: {}; slowest call {:.1} ms (deadline {} ms); peak memory {} (limit {})",
         total.receipts,
         total.calls,
         total.time.as_secs_f64() * 1e3,
         per_receipt_text(&total).trim_start(),
+        total.slowest_call.as_secs_f64() * 1e3,
+        limits.plugin_call_ms_max,
         mib(total.peak_memory),
-        mib(checker.limits().plugin_memory_bytes_max)
+        mib(limits.plugin_memory_bytes_max)
     );
     if report.fixtures.is_empty() {
         println!("no fixtures in {} (expected NAME.uke + NAME.expected.json)", args.fixtures.display());
         return Ok(ExitCode::from(1));
     }
     if bless {
-        println!("blessed {} fixture(s): review the changes to {}/*.expected.json", report.blessed.len(), args.fixtures.display());
+        println!(
+            "blessed {} fixture(s): review the changes to {}/*.expected.json",
+            report.blessed.len(),
+            args.fixtures.display()
+        );
     }
     let failed = report.failures.len();
     println!("{} fixtures: {passed} passed, {failed} failed", report.fixtures.len());

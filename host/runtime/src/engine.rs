@@ -262,7 +262,12 @@ impl Runtime {
             .memories(4)
             .trap_on_grow_failure(true)
             .build();
-        HostState { wasi: b.build(), table: ResourceTable::new(), limits: MeteredLimits { inner: limits, memory_bytes: 0, last_grow: 0 }, masters }
+        HostState {
+            wasi: b.build(),
+            table: ResourceTable::new(),
+            limits: MeteredLimits { inner: limits, memory_bytes: 0, last_grow: 0 },
+            masters,
+        }
     }
 }
 
