@@ -4,6 +4,7 @@
 //! error (clap's own usage errors also exit 2).
 
 mod bench;
+mod bench_masters;
 mod bench_server;
 mod client;
 mod output;
@@ -74,6 +75,10 @@ enum Command {
     /// Baselines of bench/server.sh: bare HTTP endpoint, fsync-one-by-one loop, claim body.
     #[command(subcommand, hide = true)]
     BenchServer(bench_server::BenchServerCommand),
+    /// Master conversion timings (docs/PERFORMANCE.md): converter components vs the native
+    /// SSK reader/writer, decode and round-trip proof of one master file.
+    #[command(hide = true)]
+    BenchMasters(bench_masters::BenchMastersArgs),
 }
 
 #[derive(clap::Args, Clone)]
@@ -170,6 +175,7 @@ fn main() -> ExitCode {
         Command::Token(cmd) => server_cmd::token(cmd).map(|()| ExitCode::SUCCESS),
         Command::Master(cmd) => server_cmd::master(cmd),
         Command::BenchServer(cmd) => bench_server::run(cmd).map(|()| ExitCode::SUCCESS),
+        Command::BenchMasters(args) => bench_masters::run(args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
