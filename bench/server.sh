@@ -19,6 +19,10 @@
 #   overload   uploads_inflight_max 16 and 1 (closed loop), and 1 paced: 503 counts and the
 #              latency of refusals (with 1, nearly every response is a refusal)
 #   skew       one 20,000-receipt file + 200 small ones for ssk; per-worker busy max/mean
+#   swap       hot swap (issue 4): SWAP_SUBMITTERS clients submit and wait for their checks
+#              while a release set is activated every SWAP_EVERY_MS in alternate phases of
+#              SWAP_PHASE_S; checked receipts/s with and without swaps, and each activation's
+#              request → live → first chunk on it (`tenken bench-server swap`)
 # Every server scenario starts a fresh server (fresh data directory) per run.
 #
 # Usage: bench/server.sh            (RUNS=3 DURATION=15s CONNS=1000 ...; see below)
@@ -45,7 +49,11 @@ SKEW_BIG=${SKEW_BIG:-20000}             # receipts in the big file of the skewed
 SKEW_SMALL=${SKEW_SMALL:-200}           # small files
 SKEW_SMALL_RECEIPTS=${SKEW_SMALL_RECEIPTS:-20}
 SKEW_WORKERS=${SKEW_WORKERS:-2}
-ONLY=${ONLY:-"server workers1 paced paced-low tmpfs bare naive overload skew"}
+SWAP_PHASE_S=${SWAP_PHASE_S:-10}        # length of each phase of the swap scenario
+SWAP_PAIRS=${SWAP_PAIRS:-3}             # (off, on) phase pairs
+SWAP_EVERY_MS=${SWAP_EVERY_MS:-1000}
+SWAP_SUBMITTERS=${SWAP_SUBMITTERS:-6}
+ONLY=${ONLY:-"server workers1 paced paced-low tmpfs bare naive overload skew swap"}
 KEEP=${KEEP:-0}                         # 1: keep data directories
 
 WORK=${BENCH_DIR:-$(mktemp -d /tmp/tenken-bench.XXXXXX)}
@@ -408,6 +416,19 @@ if want skew; then
     stop_server
 fi
 
+SWAP_LINES=""
+if want swap; then
+    wait_quiet
+    start_server swap
+    staff=$(env "${COMMON_ENV[@]}" "$BIN" token create --data-dir "$SERVER_DIR" --staff ssk 2>/dev/null)
+    "$BIN" bench-server swap --server "$SERVER_URL" --institution-token "${TOKENS[0]}" --staff-token "$staff" \
+        --body "${BODIES[0]}" --phase-s "$SWAP_PHASE_S" --pairs "$SWAP_PAIRS" --swap-every-ms "$SWAP_EVERY_MS" \
+        --submitters "$SWAP_SUBMITTERS" >"$WORK/results/swap.1"
+    SWAP_LINES=$(sed -n 's/^RESULT //p' "$WORK/results/swap.1")
+    log "swap: $SWAP_LINES"
+    stop_server
+fi
+
 # ---------------------------------------------------------------------------------------
 # Summary
 
@@ -444,6 +465,7 @@ fi
         compgen -G "$WORK/results/$s.1" >/dev/null || continue
         echo "- $s: per run 202 $(all "$s" ok); 503 $(all "$s" s503); other $(all "$s" other); p50 $(all "$s" p50_ms) ms, p99 $(all "$s" p99_ms) ms (all responses); socket errors connect/read/write/timeout $(all "$s" err_connect)/$(all "$s" err_read)/$(all "$s" err_write)/$(all "$s" err_timeout)"
     done
+    [[ -n $SWAP_LINES ]] && echo "$SWAP_LINES" | sed "s/^/- swap ($SWAP_SUBMITTERS submitters, activation every $SWAP_EVERY_MS ms, $SWAP_PAIRS × ${SWAP_PHASE_S}+${SWAP_PHASE_S} s): /"
     [[ -n $SKEW_LINE ]] && echo "- skew ($SKEW_BIG + $SKEW_SMALL×$SKEW_SMALL_RECEIPTS receipts, $SKEW_WORKERS ssk workers): $SKEW_LINE"
     echo
     echo "Raw results: $WORK/results"

@@ -356,6 +356,26 @@ fn hot_swap_under_load_with_replay() {
     let ids = submitter.join().unwrap();
     assert_eq!(ids.len(), cases.len());
 
+    // The swap record: each of the 50, in order, with request → live ≤ request → first use.
+    let (st, swaps) = get(&url, &s1, "/v1/payers/ssk/swaps");
+    assert_eq!(st, 200, "{swaps}");
+    let swaps = swaps.as_array().unwrap();
+    assert_eq!(swaps.len(), 50, "{swaps:?}");
+    for (i, s) in swaps.iter().enumerate() {
+        assert_eq!(s["action"], if i % 2 == 0 { "activate" } else { "rollback" }, "{s}");
+        if i % 2 == 1 {
+            assert_eq!(s["subject"].as_i64(), Some(a_id), "{s}");
+        }
+        let live = s["swapped_after_ms"].as_f64().unwrap();
+        assert!(live >= 0.0, "{s}");
+        if let Some(first) = s["first_use_after_ms"].as_f64() {
+            assert!(first >= live, "{s}");
+        }
+    }
+    assert!(swaps.iter().any(|s| s["first_use_after_ms"].is_f64()), "no swapped-in table was ever used: {swaps:?}");
+    let (st, _) = get(&url, &tokens.values().next().unwrap().clone(), "/v1/payers/ssk/swaps");
+    assert_eq!(st, 403, "institutions do not see swaps");
+
     // The timeline of what was in force, from the audit log.
     let (_, audit) = get(&url, &s1, "/v1/payers/ssk/audit?limit=1000");
     let mut timeline: Vec<(i64, i64)> = audit

@@ -129,8 +129,12 @@ fn a_master_provided_by_ssk_is_converted_proven_approved_jointly_and_swapped_wit
     // The proposer cannot approve; another ssk staff member can (the joint check).
     let (st, b) = post(&url, &s1, &format!("/v1/payers/kokuho/masters/{kid}/approve"));
     assert_error(st, &b, 403, "self-approval");
-    let (st, b) = post(&url, &s2, &format!("/v1/payers/kokuho/masters/{kid}/approve"));
-    assert_eq!(st, 200, "{b}");
+    // (through `tenken master approve`, the CLI's name for the same call)
+    let out = std::process::Command::new(bin())
+        .args(["master", "approve", "--payer", "kokuho", &kid.to_string(), "--server", &url, "--token", &s2])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "master approve: {}", String::from_utf8_lossy(&out.stderr));
 
     // Claims for both payers keep flowing while the masters are swapped.
     let files: Vec<(Payer, Vec<u8>)> = (0..16).map(|i| (if i % 2 == 0 { Payer::Ssk } else { Payer::Kokuho }, claim(500 + i, if i % 2 == 0 { Payer::Ssk } else { Payer::Kokuho }))).collect();
@@ -154,6 +158,11 @@ fn a_master_provided_by_ssk_is_converted_proven_approved_jointly_and_swapped_wit
     let (st, b) = post(&url, &k2, &format!("/v1/payers/kokuho/masters/{kid}/activate"));
     assert_eq!(st, 200, "{b}");
     assert_eq!(b["state"], "active");
+    let (_, swaps) = get(&url, &k2, "/v1/payers/kokuho/swaps");
+    assert!(
+        swaps.as_array().unwrap().iter().any(|s| s["action"] == "master-activate" && s["subject"] == kid),
+        "the master swap is recorded: {swaps}"
+    );
     let ids = submitter.join().unwrap();
     for (id, t) in ids.iter().zip(&tokens) {
         let s = server.wait_checked(t, *id, Duration::from_secs(120));

@@ -1,7 +1,8 @@
 //! `tenken bench-server` (hidden): the baselines of the server acceptance benchmark
 //! (`bench/server.sh`, docs/PERFORMANCE.md): a bare axum endpoint on the server's hyper stack
 //! that answers 202 without storing anything (the HTTP ceiling), a plain loop that writes
-//! files durably one by one (the naive durability floor), and the ~40 KB claim body posted.
+//! files durably one by one (the naive durability floor), and the ~40 KB claim body posted;
+//! also the hot-swap driver (`swap`, in `bench_swap`).
 //!
 //! Why here and not in a separate binary: the ceiling must run on the same axum/hyper/tokio
 //! versions and allocator (mimalloc) as `tenken serve`, which the `tenken` binary guarantees.
@@ -55,6 +56,9 @@ pub enum BenchServerCommand {
         #[arg(long, default_value_t = 1)]
         threads: usize,
     },
+    /// Hot-swap benchmark against a running server: activation-to-first-use and the check
+    /// throughput dip while a release set is activated every second (bench/server.sh swap).
+    Swap(crate::bench_swap::SwapArgs),
     /// Write a valid claim file of about --bytes bytes (or --receipts receipts) for one
     /// institution; prints `<institution code> <receipts> <bytes>`.
     Body {
@@ -74,6 +78,7 @@ pub enum BenchServerCommand {
 
 pub fn run(cmd: BenchServerCommand) -> Result<()> {
     match cmd {
+        BenchServerCommand::Swap(args) => crate::bench_swap::run(args),
         BenchServerCommand::Bare { listen, addr_file } => bare(listen, addr_file),
         BenchServerCommand::Naive { dir, files, bytes, body, threads } => {
             naive(&dir, files, bytes, body.as_deref(), threads)

@@ -6,6 +6,7 @@
 mod bench;
 mod bench_masters;
 mod bench_server;
+mod bench_swap;
 mod client;
 mod output;
 mod plugin_cmd;

@@ -190,6 +190,29 @@ pub enum MasterCommand {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Staff: apply 差分 files onto a version, proposing the result (`propose --base`).
+    ApplyDiff {
+        #[command(flatten)]
+        conn: crate::client::Conn,
+        #[arg(long)]
+        payer: Payer,
+        /// The version the 差分 files apply to.
+        #[arg(long)]
+        base: i64,
+        /// First 診療年月 (YYYY-MM).
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long, default_value = "")]
+        reason: String,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Staff: approve a proposed version (not your own; `act approve`).
+    Approve(VersionArgs),
+    /// Staff: make an approved version live for its 診療年月, without a restart (`act activate`).
+    Activate(VersionArgs),
+    /// Staff: make an earlier version live again (`act rollback`).
+    Rollback(VersionArgs),
     /// Staff: approve, activate, roll back, or convert a version for the other payer.
     Act {
         #[command(flatten)]
@@ -228,6 +251,16 @@ pub enum MasterCommand {
     },
 }
 
+#[derive(clap::Args)]
+pub struct VersionArgs {
+    #[command(flatten)]
+    conn: crate::client::Conn,
+    #[arg(long)]
+    payer: Payer,
+    /// The master version id (`tenken master list`).
+    id: i64,
+}
+
 pub fn master(cmd: MasterCommand) -> Result<std::process::ExitCode> {
     let (payer, files, config) = match cmd {
         MasterCommand::Import { payer, files, config } => (payer, files, config),
@@ -240,6 +273,12 @@ pub fn master(cmd: MasterCommand) -> Result<std::process::ExitCode> {
         MasterCommand::Propose { conn, payer, from, base, reason, files } => {
             return master_propose(&conn, payer, from, base, &reason, &files);
         }
+        MasterCommand::ApplyDiff { conn, payer, base, from, reason, files } => {
+            return master_propose(&conn, payer, from, Some(base), &reason, &files);
+        }
+        MasterCommand::Approve(v) => return master_act(&v.conn, v.payer, "approve", v.id),
+        MasterCommand::Activate(v) => return master_act(&v.conn, v.payer, "activate", v.id),
+        MasterCommand::Rollback(v) => return master_act(&v.conn, v.payer, "rollback", v.id),
         MasterCommand::Act { conn, payer, action, id } => return master_act(&conn, payer, &action, id),
         MasterCommand::Export { conn, payer, id, name, out } => return master_export(&conn, payer, id, &name, &out),
     };

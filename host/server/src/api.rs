@@ -430,23 +430,39 @@ async fn submit(
         now_ms: now,
     };
     let store = app.store.clone();
-    let (accepted, notices): (Accepted, Vec<Notice>) = match blocking(move || {
-        let a = store.accept(new)?;
+    // The blocking part (blob write, queueing the row) holds a thread; the wait for the
+    // group commit does not (see `PendingAccept`).
+    let started = blocking(move || {
+        let pending = store.accept_start(new)?;
         let n = store.notices(Some(payer), 5)?;
-        Ok((a, n))
+        Ok((pending, n))
     })
-    .await
-    {
+    .await;
+    let (pending, notices) = match started {
         Ok(x) => x,
         Err(e) => return Err(app.refuse(e)),
     };
-    let s = &accepted.submission;
-    if !accepted.replayed {
-        if let Some(prev) = s.supersedes {
-            app.work.forget(payer, prev);
+    // Queued for checking in a task of its own: if the client goes away while the commit
+    // is pending, this request's future is dropped, but a committed submission must still
+    // reach the workers now, not at the next restart.
+    let app2 = app.clone();
+    let committed = tokio::spawn(async move {
+        let accepted = pending.done().await?;
+        let s = &accepted.submission;
+        if !accepted.replayed {
+            if let Some(prev) = s.supersedes {
+                app2.work.forget(payer, prev);
+            }
+            app2.work.enqueue(s, None);
         }
-        app.work.enqueue(s, None);
-    }
+        Ok::<_, tenken_store::StoreError>(accepted)
+    });
+    let accepted: Accepted = match committed.await {
+        Ok(Ok(a)) => a,
+        Ok(Err(e)) => return Err(app.refuse(e.into())),
+        Err(e) => return Err(app.refuse(ApiError::internal(e))),
+    };
+    let s = &accepted.submission;
     app.metrics
         .submissions
         .get_or_create(&OutcomeLabel { outcome: if accepted.replayed { "replayed" } else { "accepted" }.into() })

@@ -210,11 +210,16 @@ pub async fn run(config: Config, on_listening: impl FnOnce(SocketAddr)) -> anyho
     seed(&config)?;
     let store = open_store(&config)?;
     let dyn_store: Arc<dyn Store> = store.clone();
+    let metrics = Arc::new(metrics::Metrics::new());
     let registry = {
         let (c, st) = (config.clone(), dyn_store.clone());
-        Arc::new(tokio::task::spawn_blocking(move || build_registry(&c, st)).await??)
+        let mut r = tokio::task::spawn_blocking(move || build_registry(&c, st)).await??;
+        let m = metrics.clone();
+        r.on_first_use = Some(Box::new(move |payer, seconds| {
+            m.first_use_latency.get_or_create(&metrics::PayerLabel { payer: payer.to_string() }).observe(seconds);
+        }));
+        Arc::new(r)
     };
-    let metrics = Arc::new(metrics::Metrics::new());
     let lease = config.schedule.lease_ms as i64;
     let owner = dyn_store.register_node(work::now_ms(), lease)?;
     let pools = Payer::ALL

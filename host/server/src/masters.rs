@@ -248,9 +248,12 @@ async fn rollback(State(app): AppState, who: Principal, Path((payer, id)): Path<
 
 async fn swap(app: &Arc<App>, payer: Payer, id: i64, by: i64, rollback: bool) -> Result<Json<MasterVersion>, ApiError> {
     let app2 = app.clone();
+    let (requested, requested_ms) = (std::time::Instant::now(), now_ms());
     let v = blocking(move || {
         let v = app2.store.activate_master(payer, id, by, rollback, "", now_ms())?;
-        app2.work.registry.reload(payer).map_err(ApiError::internal)?;
+        let action = if rollback { "master-rollback" } else { "master-activate" };
+        let cause = crate::registry::SwapCause::since(action, id, requested, requested_ms);
+        app2.work.registry.reload(payer, cause).map_err(ApiError::internal)?;
         Ok(v)
     })
     .await?;

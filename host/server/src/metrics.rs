@@ -54,6 +54,7 @@ pub struct Metrics {
     pub chunks_checked: Family<PayerLabel, Counter>,
     pub worker_busy: Family<WorkerLabel, Counter<f64, AtomicU64>>,
     pub plugin_failures: Family<FailureLabel, Counter>,
+    pub first_use_latency: Family<PayerLabel, Histogram, fn() -> Histogram>,
 }
 
 impl Metrics {
@@ -69,6 +70,7 @@ impl Metrics {
             chunks_checked: Family::default(),
             worker_busy: Family::default(),
             plugin_failures: Family::default(),
+            first_use_latency: Family::new_with_constructor(latency),
             registry: Registry::default(),
         };
         registry.register("submissions", "Submissions by outcome (accepted, replayed, or refusal code)", m.submissions.clone());
@@ -83,6 +85,11 @@ impl Metrics {
         registry.register("receipts_checked", "Receipts checked, per payer (rate() = receipts/s)", m.receipts_checked.clone());
         registry.register("chunks_checked", "Chunks checked, per payer", m.chunks_checked.clone());
         registry.register("worker_busy_seconds", "Time each worker spent checking", m.worker_busy.clone());
+        registry.register(
+            "release_first_use_seconds",
+            "Activation or rollback request to the first chunk checked on the new release table, per payer",
+            m.first_use_latency.clone(),
+        );
         registry.register("plugin_failures", "plugin.* findings (traps, timeouts, ...) per payer", m.plugin_failures.clone());
         Metrics { registry, ..m }
     }

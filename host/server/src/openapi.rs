@@ -39,6 +39,7 @@ const ROUTES: &[(HttpMethod, &str, &str, Body, &str, Option<&str>)] = &[
     (HttpMethod::Get, "/v1/payers/{payer}/releases", "Release sets, newest first (active, superseded, rolled-back).", Body::None, "200", None),
     (HttpMethod::Post, "/v1/payers/{payer}/releases", "Activate a release set {from: YYYY-MM, plugins: [digest], reason}; atomic, no restart.", Body::None, "201", None),
     (HttpMethod::Post, "/v1/payers/{payer}/releases/{id}/rollback", "Make an earlier release set live again; atomic.", Body::None, "200", None),
+    (HttpMethod::Get, "/v1/payers/{payer}/swaps", "Recent hot swaps of this process (newest 1,024): request → live → first chunk on the new table, in ms.", Body::None, "200", None),
     (HttpMethod::Get, "/v1/payers/{payer}/audit", "The append-only audit log.", Body::None, "200", None),
     (HttpMethod::Post, "/v1/payers/{payer}/signing-keys", "Register a trusted ed25519 public key; uploads must then be signed.", Body::None, "201", None),
     (HttpMethod::Post, "/v1/payers/{payer}/regression", "Add a claim file to the regression corpus (?name=).", Body::Uke, "201", None),

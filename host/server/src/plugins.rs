@@ -31,6 +31,7 @@ pub fn routes() -> axum::Router<Arc<App>> {
         .route("/v1/payers/{payer}/plugins/{digest}/retire", post(retire))
         .route("/v1/payers/{payer}/releases", get(releases).post(activate))
         .route("/v1/payers/{payer}/releases/{id}/rollback", post(rollback))
+        .route("/v1/payers/{payer}/swaps", get(swaps))
         .route("/v1/payers/{payer}/audit", get(audit))
         .route("/v1/payers/{payer}/signing-keys", post(add_key))
         .route("/v1/payers/{payer}/regression", post(add_regression).get(list_regression))
@@ -495,6 +496,18 @@ async fn releases(State(app): AppState, who: Principal, Path(payer): Path<String
     Ok(Json(blocking(move || Ok(store.release_sets(payer)?)).await?))
 }
 
+/// The payer's recent hot swaps (this process): when each activation or rollback was asked
+/// for, when its table went live, and when the first chunk started on it.
+async fn swaps(
+    State(app): AppState,
+    who: Principal,
+    Path(payer): Path<String>,
+) -> Result<Json<Vec<crate::registry::SwapRecord>>, ApiError> {
+    let payer = payer_of(&payer)?;
+    staff_or_admin(&who, payer)?;
+    Ok(Json(app.work.registry.swaps(payer)))
+}
+
 #[derive(Debug, Deserialize)]
 pub struct ActivateRequest {
     /// First 診療年月 (`YYYY-MM`) the set applies to; omitted = from the beginning.
@@ -510,6 +523,7 @@ async fn activate(
     Path(payer): Path<String>,
     Json(req): Json<ActivateRequest>,
 ) -> Result<(StatusCode, Json<ReleaseSet>), ApiError> {
+    let (requested, requested_ms) = (std::time::Instant::now(), now_ms());
     let payer = payer_of(&payer)?;
     staff(&who, payer)?;
     let from = match req.from.as_deref() {
@@ -546,7 +560,8 @@ async fn activate(
         // Load everything first: a set that cannot run is refused before it is recorded.
         app2.work.registry.checker(payer, &req.plugins).map_err(|e| bad("plugin-refused", e.to_string()))?;
         let set = app2.store.activate(payer, &from, &req.plugins, by, &req.reason, now_ms())?;
-        app2.work.registry.reload(payer).map_err(ApiError::internal)?;
+        let cause = crate::registry::SwapCause::since("activate", set.id, requested, requested_ms);
+        app2.work.registry.reload(payer, cause).map_err(ApiError::internal)?;
         Ok(set)
     })
     .await?;
@@ -576,8 +591,9 @@ async fn rollback(
         if !sets.iter().any(|s| s.id == id) {
             return Err(ApiError::not_found(format!("{payer} has no release set {id}")));
         }
+        let cause = crate::registry::SwapCause::now("rollback", id);
         let set = app2.store.rollback(payer, id, by, &reason, now_ms())?;
-        app2.work.registry.reload(payer).map_err(ApiError::internal)?;
+        app2.work.registry.reload(payer, cause).map_err(ApiError::internal)?;
         Ok(set)
     })
     .await?;

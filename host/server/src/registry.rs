@@ -7,8 +7,10 @@
 //! loaded from the store by digest, compiled once at upload (artifact cache), and kept in
 //! memory by digest so activation and rollback never compile.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use tenken_check::{Checker, Engine};
@@ -40,7 +42,53 @@ pub struct LiveMaster {
 pub struct Releases {
     pub sets: Vec<LiveSet>,
     pub masters: Vec<LiveMaster>,
+    /// The change that made this table (None for the table built at start).
+    pub cause: Option<SwapCause>,
+    /// Set by the first unit of work that takes this table.
+    first_used: AtomicBool,
 }
+
+/// What asked for a table swap, and when: to measure activation-to-first-use.
+#[derive(Debug, Clone)]
+pub struct SwapCause {
+    /// `activate`, `rollback`, `auto-rollback`, `master-activate`, `master-rollback`.
+    pub action: &'static str,
+    /// The release set or master version that the change made effective.
+    pub subject: i64,
+    pub requested: Instant,
+    pub requested_ms: i64,
+}
+
+impl SwapCause {
+    /// A change asked for now.
+    pub fn now(action: &'static str, subject: i64) -> SwapCause {
+        SwapCause::since(action, subject, Instant::now(), crate::work::now_ms())
+    }
+
+    /// A change asked for at `requested` (`requested_ms` on the wall clock).
+    pub fn since(action: &'static str, subject: i64, requested: Instant, requested_ms: i64) -> SwapCause {
+        SwapCause { action, subject, requested, requested_ms }
+    }
+}
+
+/// One table swap as `GET /v1/payers/{payer}/swaps` reports it (this process only, the
+/// newest `SWAPS_KEPT_MAX`).
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct SwapRecord {
+    pub action: String,
+    /// The release set (or master version, for `master-*` actions) made effective.
+    pub subject: i64,
+    /// When the change was asked for (ms since the epoch).
+    pub requested_ms: i64,
+    /// Request → new table live (loading, recording, the swap itself).
+    pub swapped_after_ms: f64,
+    /// Request → the first chunk that started on the new table (null: none yet, or the
+    /// table was replaced before any chunk took it).
+    pub first_use_after_ms: Option<f64>,
+}
+
+/// Swap records kept per payer (a bounded ring: the oldest go first).
+pub const SWAPS_KEPT_MAX: usize = 1024;
 
 impl Releases {
     /// The index of the rule set in force for `month` (the earliest when unknown).
@@ -86,6 +134,9 @@ pub struct Registry {
     load_masters: Box<MasterLoader>,
     pub converters: Arc<HashMap<String, Arc<tenken_runtime::Converter>>>,
     tables: HashMap<Payer, ArcSwap<Releases>>,
+    swaps: HashMap<Payer, Mutex<VecDeque<SwapRecord>>>,
+    /// Observes activation-to-first-use (seconds), per payer.
+    pub on_first_use: Option<Box<dyn Fn(Payer, f64) + Send + Sync>>,
 }
 
 /// Builds the master set of a version from its stored sources.
@@ -122,10 +173,13 @@ impl Registry {
             load_masters,
             converters,
             tables: HashMap::new(),
+            swaps: HashMap::new(),
+            on_first_use: None,
         };
         for payer in Payer::ALL {
-            let t = r.build(payer)?;
+            let t = r.build(payer, None)?;
             r.tables.insert(payer, ArcSwap::from_pointee(t));
+            r.swaps.insert(payer, Mutex::new(VecDeque::new()));
         }
         Ok(r)
     }
@@ -133,6 +187,31 @@ impl Registry {
     /// The payer's live table (hold it for the duration of one unit of work).
     pub fn table(&self, payer: Payer) -> Arc<Releases> {
         self.tables[&payer].load_full()
+    }
+
+    /// `table`, for a worker about to start a unit of work on it: the first such use of a
+    /// swapped-in table is recorded (activation-to-first-use).
+    pub fn table_for_work(&self, payer: Payer) -> Arc<Releases> {
+        let t = self.table(payer);
+        if let Some(cause) = &t.cause
+            && !t.first_used.swap(true, Ordering::Relaxed)
+        {
+            let after = cause.requested.elapsed().as_secs_f64();
+            if let Some(r) = self.swaps[&payer].lock().unwrap().iter_mut().rev().find(|r| {
+                r.requested_ms == cause.requested_ms && r.subject == cause.subject && r.first_use_after_ms.is_none()
+            }) {
+                r.first_use_after_ms = Some(after * 1000.0);
+            }
+            if let Some(f) = &self.on_first_use {
+                f(payer, after);
+            }
+        }
+        t
+    }
+
+    /// The payer's recent swaps, oldest first.
+    pub fn swaps(&self, payer: Payer) -> Vec<SwapRecord> {
+        self.swaps[&payer].lock().unwrap().iter().cloned().collect()
     }
 
     /// The master set of a stored version (loaded once per digest).
@@ -188,7 +267,7 @@ impl Registry {
         self.checker_with(plugins, self.table(payer).current_masters().clone())
     }
 
-    fn build(&self, payer: Payer) -> Result<Releases, RegistryError> {
+    fn build(&self, payer: Payer, cause: Option<SwapCause>) -> Result<Releases, RegistryError> {
         let mut masters: Vec<LiveMaster> = Vec::new();
         for v in self.store.master_versions(payer)?.iter().filter(|v| v.state == "active") {
             masters.push(LiveMaster { id: v.id, from: parse_from(&v.from_month), digest: v.digest.clone(), set: self.master_set(v)? });
@@ -206,13 +285,29 @@ impl Registry {
             return Err(RegistryError::NoRelease { payer });
         }
         sets.sort_by_key(|s| s.from);
-        Ok(Releases { sets, masters })
+        Ok(Releases { sets, masters, cause, first_used: AtomicBool::new(false) })
     }
 
     /// Rebuilds the payer's table from the store and swaps it in. Everything is loaded
-    /// before the swap, so a failure leaves the old table serving.
-    pub fn reload(&self, payer: Payer) -> Result<(), RegistryError> {
-        let t = self.build(payer)?;
+    /// before the swap, so a failure leaves the old table serving. `cause` says what asked
+    /// for it (recorded, see `swaps`).
+    pub fn reload(&self, payer: Payer, cause: SwapCause) -> Result<(), RegistryError> {
+        let t = self.build(payer, Some(cause.clone()))?;
+        // Recorded before the swap (a pointer store, so "live" is now), so that the first use
+        // always finds its record and never precedes it.
+        {
+            let mut ring = self.swaps[&payer].lock().unwrap();
+            if ring.len() >= SWAPS_KEPT_MAX {
+                ring.pop_front();
+            }
+            ring.push_back(SwapRecord {
+                action: cause.action.to_owned(),
+                subject: cause.subject,
+                requested_ms: cause.requested_ms,
+                swapped_after_ms: cause.requested.elapsed().as_secs_f64() * 1000.0,
+                first_use_after_ms: None,
+            });
+        }
         self.tables[&payer].store(Arc::new(t));
         Ok(())
     }

@@ -319,7 +319,7 @@ impl Work {
         }
         let active = self.active(pw, &s)?;
         // The table in force when this chunk started: kept for the whole chunk (hot swap).
-        let table = self.registry.table(pw.payer);
+        let table = self.registry.table_for_work(pw.payer);
         let started_ms = now_ms();
         let claim = &active.claim;
         let mut findings: Vec<Finding> = Vec::new();
@@ -488,7 +488,8 @@ impl Work {
             self.options.auto_rollback_window_receipts
         );
         self.store.rollback(payer, good.id, 0, &reason, now_ms()).map_err(|e| e.to_string())?;
-        self.registry.reload(payer).map_err(|e| e.to_string())?;
+        let cause = crate::registry::SwapCause::now("auto-rollback", good.id);
+        self.registry.reload(payer, cause).map_err(|e| e.to_string())?;
         let _ = self.store.add_notice(
             Some(payer),
             &format!("[staff] release set {set} was rolled back automatically to {}: {reason}", good.id),

@@ -170,6 +170,48 @@ pub struct Accepted {
     pub replayed: bool,
 }
 
+/// An acceptance whose blocking work is done and whose commit may still be pending: see
+/// [`Store::accept_start`]. Resolve it with [`PendingAccept::wait`] (blocking threads) or
+/// [`PendingAccept::done`] (async tasks).
+///
+/// Why: a submission waits for its group commit (an fsync) for milliseconds. A blocked
+/// thread per waiting request meant hundreds of threads at 1,000 connections, and their
+/// context switches cost more CPU than the storing itself; a waiting future costs nothing.
+pub struct PendingAccept(Pending);
+
+enum Pending {
+    Ready(Result<Accepted, StoreError>),
+    Committing(tokio::sync::oneshot::Receiver<Result<Accepted, StoreError>>),
+}
+
+impl PendingAccept {
+    /// Already decided (e.g. an idempotent replay, or a refusal).
+    pub fn ready(r: Result<Accepted, StoreError>) -> Self {
+        PendingAccept(Pending::Ready(r))
+    }
+
+    /// Decided when the writer answers on `rx`.
+    pub fn committing(rx: tokio::sync::oneshot::Receiver<Result<Accepted, StoreError>>) -> Self {
+        PendingAccept(Pending::Committing(rx))
+    }
+
+    /// Blocks until durable (or refused). Must not be called on an async runtime thread.
+    pub fn wait(self) -> Result<Accepted, StoreError> {
+        match self.0 {
+            Pending::Ready(r) => r,
+            Pending::Committing(rx) => rx.blocking_recv().map_err(|_| StoreError::Closed)?,
+        }
+    }
+
+    /// Resolves once durable (or refused), without holding a thread.
+    pub async fn done(self) -> Result<Accepted, StoreError> {
+        match self.0 {
+            Pending::Ready(r) => r,
+            Pending::Committing(rx) => rx.await.map_err(|_| StoreError::Closed)?,
+        }
+    }
+}
+
 /// A chunk's findings, as the worker hands them in.
 #[derive(Debug, Clone)]
 pub struct ChunkResult {
@@ -394,7 +436,13 @@ pub trait Store: Send + Sync {
     /// Stores the bytes and the submission; returns after both are durable. A new
     /// submission for the same (payer, institution, billing month) as a pending or checked
     /// one supersedes it (returned in `Accepted::submission.supersedes`).
-    fn accept(&self, new: NewSubmission) -> Result<Accepted, StoreError>;
+    fn accept(&self, new: NewSubmission) -> Result<Accepted, StoreError> {
+        self.accept_start(new)?.wait()
+    }
+    /// `accept` in two steps: does the blocking work that needs no waiting (hashing, the
+    /// blob write, queueing the row for the next group commit) and returns what resolves
+    /// once both are durable. Nothing may be acknowledged before it resolves to `Ok`.
+    fn accept_start(&self, new: NewSubmission) -> Result<PendingAccept, StoreError>;
     fn get(&self, id: SubmissionId) -> Result<Option<Submission>, StoreError>;
     fn list(&self, filter: &ListFilter) -> Result<Vec<Submission>, StoreError>;
     /// Every submission for the same payer, institution and billing month, oldest first.

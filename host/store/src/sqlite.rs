@@ -49,7 +49,11 @@ pub struct SqliteStore {
     blobs: std::sync::Arc<BlobStore>,
     writer: Mutex<Option<SyncSender<WriteOp>>>,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
-    readers: Mutex<Vec<Connection>>,
+    /// Idle read connections and how many exist; at most `read_connections_max` exist, and
+    /// a reader waits for one rather than opening and closing connections under load
+    /// (measured: the open/close churn cost ≈25 % of acceptance CPU).
+    readers: Mutex<(Vec<Connection>, usize)>,
+    reader_freed: std::sync::Condvar,
     options: StoreOptions,
 }
 
@@ -162,7 +166,8 @@ impl SqliteStore {
             blobs,
             writer: Mutex::new(Some(tx)),
             writer_thread: Mutex::new(Some(handle)),
-            readers: Mutex::new(Vec::new()),
+            readers: Mutex::new((Vec::new(), 0)),
+            reader_freed: std::sync::Condvar::new(),
             options,
         })
     }
@@ -188,11 +193,39 @@ impl SqliteStore {
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let (reply_tx, reply_rx) = sync_channel::<Result<T, StoreError>>(1);
+        self.queue_op(needs_blob_sync, f, move |r| {
+            let _ = reply_tx.send(r);
+        })?;
+        reply_rx.recv().map_err(|_| StoreError::Closed)?
+    }
+
+    /// Like `write_op`, but answers on a oneshot channel that an async task can await
+    /// without holding a thread.
+    fn write_op_async<T: Send + 'static>(
+        &self,
+        needs_blob_sync: bool,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<tokio::sync::oneshot::Receiver<Result<T, StoreError>>, StoreError> {
+        let (reply_tx, reply_rx) = tokio::sync::oneshot::channel();
+        self.queue_op(needs_blob_sync, f, move |r| {
+            let _ = reply_tx.send(r);
+        })?;
+        Ok(reply_rx)
+    }
+
+    /// Queues `f` for the writer thread; `reply` gets its result once the group's commit
+    /// has decided it (an `Ok` only after the commit is durable).
+    fn queue_op<T: Send + 'static>(
+        &self,
+        needs_blob_sync: bool,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        reply: impl FnOnce(Result<T, StoreError>) + Send + 'static,
+    ) -> Result<(), StoreError> {
         let run: WriteFn = Box::new(move |conn| {
             let result = f(conn);
             let ok = result.is_ok();
             let fin: Finisher = Box::new(move |committed| {
-                let _ = reply_tx.send(match committed {
+                reply(match committed {
                     Ok(()) => result,
                     Err(e) if ok => Err(StoreError::Corrupt(format!("commit failed: {e}"))),
                     Err(_) => result,
@@ -202,21 +235,38 @@ impl SqliteStore {
         });
         let op = WriteOp { run, needs_blob_sync };
         let sender = self.writer.lock().unwrap().clone().ok_or(StoreError::Closed)?;
-        sender.send(op).map_err(|_| StoreError::Closed)?;
-        reply_rx.recv().map_err(|_| StoreError::Closed)?
+        sender.send(op).map_err(|_| StoreError::Closed)
     }
 
     fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        let conn = self.readers.lock().unwrap().pop();
+        let max = self.options.read_connections_max.max(1);
+        let conn = {
+            let mut pool = self.readers.lock().unwrap();
+            loop {
+                if let Some(c) = pool.0.pop() {
+                    break Some(c);
+                }
+                if pool.1 < max {
+                    pool.1 += 1;
+                    break None;
+                }
+                pool = self.reader_freed.wait(pool).unwrap();
+            }
+        };
         let conn = match conn {
             Some(c) => c,
-            None => open_conn(&self.path)?,
+            None => match open_conn(&self.path) {
+                Ok(c) => c,
+                Err(e) => {
+                    self.readers.lock().unwrap().1 -= 1;
+                    self.reader_freed.notify_one();
+                    return Err(e);
+                }
+            },
         };
         let result = f(&conn);
-        let mut pool = self.readers.lock().unwrap();
-        if pool.len() < self.options.read_connections_max {
-            pool.push(conn);
-        }
+        self.readers.lock().unwrap().0.push(conn);
+        self.reader_freed.notify_one();
         result
     }
 }
@@ -548,19 +598,19 @@ fn blob_key(digest: &str) -> &str {
 }
 
 impl Store for SqliteStore {
-    fn accept(&self, new: NewSubmission) -> Result<Accepted, StoreError> {
+    fn accept_start(&self, new: NewSubmission) -> Result<PendingAccept, StoreError> {
         let digest = crate::digest(&new.bytes);
         // Fast path for a retried request: no blob write, no queue.
         if new.idempotency_key.is_some()
             && let Some(a) = self.read(|c| idempotent_match(c, &new, &digest))?
         {
-            return Ok(a);
+            return Ok(PendingAccept::ready(Ok(a)));
         }
         self.blobs.put_unsynced(&digest, &new.bytes)?;
         let bytes_len = new.bytes.len() as i64;
         let mut meta = new;
         meta.bytes = Vec::new();
-        self.write_op(true, move |conn| {
+        let rx = self.write_op_async(true, move |conn| {
             if let Some(a) = idempotent_match(conn, &meta, &digest)? {
                 return Ok(a);
             }
@@ -602,7 +652,8 @@ impl Store for SqliteStore {
                     .execute(params![s.id, id])?;
             }
             Ok(Accepted { submission: must_load(conn, id)?, replayed: false })
-        })
+        })?;
+        Ok(PendingAccept::committing(rx))
     }
 
     fn get(&self, id: SubmissionId) -> Result<Option<Submission>, StoreError> {
