@@ -49,7 +49,8 @@ fn real_masters_through_the_converter_equal_the_native_oracle() {
     let Some(corpus) = common::corpus() else { return };
     let c = ssk_csv();
     let full = corpus.join("ssk-master/full");
-    let mut names: Vec<String> = std::fs::read_dir(&full).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let mut names: Vec<String> =
+        std::fs::read_dir(&full).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     names.sort();
     for name in &names {
         let bytes = std::fs::read(full.join(name)).unwrap();
@@ -75,7 +76,8 @@ fn real_masters_through_the_converter_equal_the_native_oracle() {
     let rows = c.decode(MasterKind::Procedure, &s_all).unwrap().iter().map(|r| from_canon(r).unwrap()).collect();
     via.load_full_rows(MasterKind::Procedure, "s_ALL20220218.csv", &s_all, rows);
     let diffs = corpus.join("ssk-master/diff-2022");
-    let mut files: Vec<String> = std::fs::read_dir(&diffs).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let mut files: Vec<String> =
+        std::fs::read_dir(&diffs).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     files.sort();
     assert_eq!(files.len(), 13);
     for f in &files {
@@ -100,8 +102,13 @@ fn real_masters_through_the_converter_equal_the_native_oracle() {
         s.restored.len(),
         s.removed.len()
     );
-    assert!(!s.added.is_empty() && points > 0 && !s.abolished.is_empty(), "{:?}", (s.added.len(), points, s.abolished.len()));
-    let (n, v): (Vec<_>, Vec<_>) = (native.rows(MasterKind::Procedure).collect(), via.rows(MasterKind::Procedure).collect());
+    assert!(
+        !s.added.is_empty() && points > 0 && !s.abolished.is_empty(),
+        "{:?}",
+        (s.added.len(), points, s.abolished.len())
+    );
+    let (n, v): (Vec<_>, Vec<_>) =
+        (native.rows(MasterKind::Procedure).collect(), via.rows(MasterKind::Procedure).collect());
     assert_eq!(n.len(), v.len());
     assert!(n.iter().zip(&v).all(|(a, b)| a == b), "the converter path differs from the native oracle");
 }
@@ -123,7 +130,8 @@ fn the_round_trip_proof_blocks_a_faulty_converter_naming_the_field() {
 }
 
 fn kokuho_fixed() -> Converter {
-    let (_, bytes) = tenken_bundled::DEFAULT_CONVERTERS.iter().find(|(n, _)| *n == "tenken-convert-kokuho-fixed").unwrap();
+    let (_, bytes) =
+        tenken_bundled::DEFAULT_CONVERTERS.iter().find(|(n, _)| *n == "tenken-convert-kokuho-fixed").unwrap();
     Converter::load(&common::runtime(), bytes).expect("kokuho-fixed loads")
 }
 
@@ -189,7 +197,16 @@ fn master_cli_converts_with_proof_diffs_and_checks_impact() {
     // A faulty converter is blocked: nothing written, the report names the field.
     let faulty = tenken_bundled::hostile_plugin_path("fixture-converter-shift").unwrap();
     let blocked = dir.path().join("blocked.csv");
-    let r = tenken(&[&os("master"), &os("convert"), &os("--kind"), &os("s"), &os("--to"), &os(faulty), s_path.as_os_str(), blocked.as_os_str()]);
+    let r = tenken(&[
+        &os("master"),
+        &os("convert"),
+        &os("--kind"),
+        &os("s"),
+        &os("--to"),
+        &os(faulty),
+        s_path.as_os_str(),
+        blocked.as_os_str(),
+    ]);
     assert_eq!(r.status.code(), Some(1));
     let report = String::from_utf8_lossy(&r.stdout);
     assert!(report.contains("name"), "{report}");
@@ -213,18 +230,43 @@ fn master_cli_converts_with_proof_diffs_and_checks_impact() {
     assert!(!changed.is_empty());
     let f = &changed[0]["fields"][0];
     assert_eq!(f["field"], "value");
-    assert_eq!(f["new"].as_str().unwrap().parse::<f64>().unwrap(), f["old"].as_str().unwrap().parse::<f64>().unwrap() + 3.0);
-    assert!(diff.as_array().unwrap().iter().filter(|d| d["kind"] != "procedure").all(|d| d["changed"].as_array().unwrap().is_empty()));
+    assert_eq!(
+        f["new"].as_str().unwrap().parse::<f64>().unwrap(),
+        f["old"].as_str().unwrap().parse::<f64>().unwrap() + 3.0
+    );
+    assert!(
+        diff.as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["kind"] != "procedure")
+            .all(|d| d["changed"].as_array().unwrap().is_empty())
+    );
 
     // Impact: the claims that were clean under the old master now fail the points rule.
     let claim = dir.path().join("claim.UKE");
     let opts = tenken_gen::GenOptions { receipts: 30, payer: Some(tenken_model::Payer::Ssk), ..Default::default() };
     std::fs::write(&claim, &tenken_gen::generate(&opts, &common::demo_masters()).unwrap()[0].bytes).unwrap();
-    let r = tenken(&[&os("master"), &os("impact"), &os("--json"), &os("--threshold"), &os("5"), &os("--old"), old.as_os_str(), &os("--new"), new.as_os_str(), claim.as_os_str()]);
+    let r = tenken(&[
+        &os("master"),
+        &os("impact"),
+        &os("--json"),
+        &os("--threshold"),
+        &os("5"),
+        &os("--old"),
+        old.as_os_str(),
+        &os("--new"),
+        new.as_os_str(),
+        claim.as_os_str(),
+    ]);
     assert_eq!(r.status.code(), Some(1), "{}", String::from_utf8_lossy(&r.stderr));
     let impact: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
     assert_eq!(impact["flagged"], true);
-    let rule = impact["rules"].as_array().unwrap().iter().find(|r| r["rule"] == "master.procedure.points").expect("points rule in the impact report");
+    let rule = impact["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["rule"] == "master.procedure.points")
+        .expect("points rule in the impact report");
     assert!(rule["new"].as_u64().unwrap() > 0);
     assert!(rule["receipts"][0].as_str().unwrap().starts_with("claim.UKE#"));
 }

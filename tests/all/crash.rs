@@ -48,10 +48,18 @@ fn sigkill_at_random_moments_loses_nothing_acknowledged_and_checks_everything_on
             inject: vec![(tenken_gen::InjectKind::MissingDiagnosis, 0.05)],
         };
         for f in tenken_gen::generate(&opts, &masters).unwrap() {
-            let token = tokens.entry(f.institution_code.clone()).or_insert_with(|| server.institution_token(&f.institution_code)).clone();
+            let token = tokens
+                .entry(f.institution_code.clone())
+                .or_insert_with(|| server.institution_token(&f.institution_code))
+                .clone();
             let report = checker.check_bytes(&f.bytes, None).unwrap();
             let expected = report.findings.iter().map(|x| serde_json::to_value(x).unwrap()).collect();
-            cases.push(Case { key: format!("crash-{year}-{month}-{}", f.institution_code), bytes: f.bytes, token, expected });
+            cases.push(Case {
+                key: format!("crash-{year}-{month}-{}", f.institution_code),
+                bytes: f.bytes,
+                token,
+                expected,
+            });
         }
     }
     assert!(cases.iter().any(|c| tenken_claim::scan(&c.bytes).payer() == Some(Payer::Kokuho)));
@@ -112,7 +120,10 @@ fn sigkill_at_random_moments_loses_nothing_acknowledged_and_checks_everything_on
         }
         let r = submit(&server.url, &c.token, &c.bytes, Some(&c.key));
         assert_eq!(r.status, 202, "{}", r.body);
-        acked.lock().unwrap().insert(c.key.clone(), (r.body["submission"]["id"].as_i64().unwrap(), r.body["submission"]["digest"].as_str().unwrap().to_owned()));
+        acked.lock().unwrap().insert(
+            c.key.clone(),
+            (r.body["submission"]["id"].as_i64().unwrap(), r.body["submission"]["digest"].as_str().unwrap().to_owned()),
+        );
     }
     let acked = acked.lock().unwrap().clone();
     assert_eq!(acked.len(), cases.len());

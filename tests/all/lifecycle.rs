@@ -100,7 +100,8 @@ fn approvals_validation_and_signatures_are_enforced() {
     let (st, body) = post(url, &s2, &format!("/v1/payers/ssk/plugins/{d}/approve"));
     assert_error(st, &body, 409, "not-validated");
     let base = first_set(url, &s1, "ssk");
-    let mut plugins: Vec<String> = base["plugins"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect();
+    let mut plugins: Vec<String> =
+        base["plugins"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect();
     let replaced = plugins.pop().unwrap();
     plugins.push(d.clone());
     let (st, body) = send_json(url, &s1, "POST", "/v1/payers/ssk/releases", json!({"plugins": plugins}));
@@ -133,7 +134,8 @@ fn approvals_validation_and_signatures_are_enforced() {
     let (st, rec) = post(url, &s2, &format!("/v1/payers/ssk/plugins/{d}/approve"));
     assert_eq!(st, 200, "{rec}");
     assert_eq!(rec["state"], "approved");
-    let (st, set) = send_json(url, &s1, "POST", "/v1/payers/ssk/releases", json!({"plugins": plugins, "reason": "rebuilt"}));
+    let (st, set) =
+        send_json(url, &s1, "POST", "/v1/payers/ssk/releases", json!({"plugins": plugins, "reason": "rebuilt"}));
     assert_eq!(st, 201, "{set}");
     // A plugin in a live set cannot be retired; the replaced one can, and then it cannot
     // be activated again.
@@ -235,7 +237,13 @@ fn receipts_are_checked_by_the_release_set_of_their_service_month() {
     // From 2021-10: the defaults without the diagnosis plugin (all approved system plugins).
     let mut plugins: Vec<Value> = base["plugins"].as_array().unwrap().clone();
     plugins.pop();
-    let (st, new) = send_json(url, &s1, "POST", "/v1/payers/ssk/releases", json!({"from": "2021-10", "plugins": plugins, "reason": "revision"}));
+    let (st, new) = send_json(
+        url,
+        &s1,
+        "POST",
+        "/v1/payers/ssk/releases",
+        json!({"from": "2021-10", "plugins": plugins, "reason": "revision"}),
+    );
     assert_eq!(st, 201, "{new}");
     let bytes = two_month_file(5);
     let token = server.institution_token(&institution_of(&bytes));
@@ -328,7 +336,8 @@ fn hot_swap_under_load_with_replay() {
     }
     let submitter = {
         let (url, tokens) = (url.clone(), tokens.clone());
-        let files: Vec<(String, Vec<u8>)> = cases.iter().map(|c| (c.institution_code.clone(), c.bytes.clone())).collect();
+        let files: Vec<(String, Vec<u8>)> =
+            cases.iter().map(|c| (c.institution_code.clone(), c.bytes.clone())).collect();
         std::thread::spawn(move || {
             let mut ids = Vec::new();
             for (inst, bytes) in files {
@@ -344,10 +353,22 @@ fn hot_swap_under_load_with_replay() {
     let t0 = Instant::now();
     for i in 0..50 {
         if i % 2 == 0 {
-            let (st, body) = send_json(&url, &s1, "POST", "/v1/payers/ssk/releases", json!({"plugins": b_plugins, "reason": format!("swap {i}")}));
+            let (st, body) = send_json(
+                &url,
+                &s1,
+                "POST",
+                "/v1/payers/ssk/releases",
+                json!({"plugins": b_plugins, "reason": format!("swap {i}")}),
+            );
             assert_eq!(st, 201, "{body}");
         } else {
-            let (st, body) = send_json(&url, &s1, "POST", &format!("/v1/payers/ssk/releases/{a_id}/rollback"), json!({"reason": format!("swap {i}")}));
+            let (st, body) = send_json(
+                &url,
+                &s1,
+                "POST",
+                &format!("/v1/payers/ssk/releases/{a_id}/rollback"),
+                json!({"reason": format!("swap {i}")}),
+            );
             assert_eq!(st, 200, "{body}");
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -395,7 +416,13 @@ fn hot_swap_under_load_with_replay() {
         // Zero failed checks, and the findings of an undisturbed check.
         let got = server.findings(token, *id);
         assert!(got.iter().all(|f| !f["rule"].as_str().unwrap().starts_with("plugin.")), "{got:?}");
-        let want: Vec<Value> = checker.check_bytes(&case.bytes, None).unwrap().findings.iter().map(|f| serde_json::to_value(f).unwrap()).collect();
+        let want: Vec<Value> = checker
+            .check_bytes(&case.bytes, None)
+            .unwrap()
+            .findings
+            .iter()
+            .map(|f| serde_json::to_value(f).unwrap())
+            .collect();
         assert_eq!(got, want);
         // Each receipt is covered by exactly one decision entry, naming the set in force when
         // its chunk started.
@@ -445,12 +472,19 @@ fn a_plugin_that_traps_on_every_receipt_is_rolled_back_automatically() {
     let td = approved(url, &k1, &k2, "kokuho", &trap);
     let mut plugins = good["plugins"].as_array().unwrap().clone();
     plugins.push(Value::String(td));
-    let (st, bad) = send_json(url, &k1, "POST", "/v1/payers/kokuho/releases", json!({"plugins": plugins, "reason": "bad release"}));
+    let (st, bad) =
+        send_json(url, &k1, "POST", "/v1/payers/kokuho/releases", json!({"plugins": plugins, "reason": "bad release"}));
     assert_eq!(st, 201, "{bad}");
 
     let mut last = None;
     for seed in 0..6 {
-        let opts = tenken_gen::GenOptions { receipts: 100, institutions: 1, seed: 300 + seed, payer: Some(Payer::Kokuho), ..Default::default() };
+        let opts = tenken_gen::GenOptions {
+            receipts: 100,
+            institutions: 1,
+            seed: 300 + seed,
+            payer: Some(Payer::Kokuho),
+            ..Default::default()
+        };
         let f = tenken_gen::generate(&opts, &common::demo_masters()).unwrap().remove(0);
         let token = server.institution_token(&f.institution_code);
         let r = submit(url, &token, &f.bytes, None);
@@ -468,12 +502,23 @@ fn a_plugin_that_traps_on_every_receipt_is_rolled_back_automatically() {
     assert_eq!(state(&bad["id"]), "rolled-back", "{sets}");
     assert_eq!(state(&good["id"]), "active", "{sets}");
     let (_, audit) = get(url, &k1, "/v1/payers/kokuho/audit");
-    let auto = audit.as_array().unwrap().iter().find(|e| e["action"] == "rollback" && e["actor"] == 0).expect("auto-rollback event");
+    let auto = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "rollback" && e["actor"] == 0)
+        .expect("auto-rollback event");
     assert!(auto["reason"].as_str().unwrap().contains("auto-rollback"), "{auto}");
     let (_, notices) = get(url, &k1, "/v1/notices");
     assert!(notices.to_string().contains("rolled back automatically"), "{notices}");
     // New work is checked by the good set again: no plugin failures.
-    let opts = tenken_gen::GenOptions { receipts: 40, institutions: 1, seed: 399, payer: Some(Payer::Kokuho), ..Default::default() };
+    let opts = tenken_gen::GenOptions {
+        receipts: 40,
+        institutions: 1,
+        seed: 399,
+        payer: Some(Payer::Kokuho),
+        ..Default::default()
+    };
     let f = tenken_gen::generate(&opts, &common::demo_masters()).unwrap().remove(0);
     let token = server.institution_token(&f.institution_code);
     let r = submit(url, &token, &f.bytes, None);

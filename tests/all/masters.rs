@@ -40,7 +40,8 @@ fn a_master_provided_by_ssk_is_converted_proven_approved_jointly_and_swapped_wit
     let mut files = Vec::new();
     for (name, bytes) in tenken_master::demo::demo_files() {
         let bytes = if name.starts_with("s_ALL") {
-            let mut rows = tenken_master::canon::decode_ssk(tenken_model::MasterKind::Procedure, &name, &bytes).unwrap();
+            let mut rows =
+                tenken_master::canon::decode_ssk(tenken_model::MasterKind::Procedure, &name, &bytes).unwrap();
             for r in &mut rows {
                 if let Ok(v) = r.value.parse::<f64>() {
                     r.value = format!("{:.2}", v + 3.0);
@@ -54,7 +55,8 @@ fn a_master_provided_by_ssk_is_converted_proven_approved_jointly_and_swapped_wit
         assert_eq!(st, 200, "{b}");
         files.push(json!({"name": name, "blob": b["blob"]}));
     }
-    let (st, ssk_v) = send_json(&url, &s1, "POST", "/v1/payers/ssk/masters", json!({"files": files, "reason": "点数改定"}));
+    let (st, ssk_v) =
+        send_json(&url, &s1, "POST", "/v1/payers/ssk/masters", json!({"files": files, "reason": "点数改定"}));
     assert_eq!(st, 201, "{ssk_v}");
     assert_eq!(ssk_v["state"], "proposed");
     let report: Value = serde_json::from_str(ssk_v["report"].as_str().unwrap()).unwrap();
@@ -63,7 +65,12 @@ fn a_master_provided_by_ssk_is_converted_proven_approved_jointly_and_swapped_wit
     // The impact check re-ran the regression corpus: the points rule now fires, flagged.
     let impact = &report["impact"];
     assert!(impact["cases"].as_u64().unwrap() >= 2, "{impact}");
-    let points = impact["rules"].as_array().unwrap().iter().find(|r| r["rule"] == "master.procedure.points").expect("points rule in the impact");
+    let points = impact["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["rule"] == "master.procedure.points")
+        .expect("points rule in the impact");
     assert!(points["new"].as_u64().unwrap() > 0 && !points["receipts"].as_array().unwrap().is_empty(), "{impact}");
     assert_eq!(impact["flagged"], true, "{impact}");
     let id = ssk_v["id"].as_i64().unwrap();
@@ -103,14 +110,19 @@ fn a_master_provided_by_ssk_is_converted_proven_approved_jointly_and_swapped_wit
     assert!(sources.iter().all(|s| s["format"] == "kokuho-fixed"), "{sources:?}");
     // The receiving payer's staff download the converted file with its digest.
     let name = sources[0]["name"].as_str().unwrap();
-    let r = get_raw(&url, &[("Authorization", &format!("Bearer {k1}"))], &format!("/v1/payers/kokuho/masters/{kid}/files/{name}"));
+    let r = get_raw(
+        &url,
+        &[("Authorization", &format!("Bearer {k1}"))],
+        &format!("/v1/payers/kokuho/masters/{kid}/files/{name}"),
+    );
     assert_eq!(r.status, 200);
     assert!(r.headers.get("x-tenken-digest").unwrap().to_str().unwrap().starts_with("sha256:"));
 
     // The same through the CLI: the versions as a table, and the file exported with its
     // digest checked.
     let cli = |args: &[&str]| {
-        let out = std::process::Command::new(bin()).args(args).args(["--server", &url, "--token", &k1]).output().unwrap();
+        let out =
+            std::process::Command::new(bin()).args(args).args(["--server", &url, "--token", &k1]).output().unwrap();
         assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).unwrap()
     };
@@ -137,7 +149,14 @@ fn a_master_provided_by_ssk_is_converted_proven_approved_jointly_and_swapped_wit
     assert!(out.status.success(), "master approve: {}", String::from_utf8_lossy(&out.stderr));
 
     // Claims for both payers keep flowing while the masters are swapped.
-    let files: Vec<(Payer, Vec<u8>)> = (0..16).map(|i| (if i % 2 == 0 { Payer::Ssk } else { Payer::Kokuho }, claim(500 + i, if i % 2 == 0 { Payer::Ssk } else { Payer::Kokuho }))).collect();
+    let files: Vec<(Payer, Vec<u8>)> = (0..16)
+        .map(|i| {
+            (
+                if i % 2 == 0 { Payer::Ssk } else { Payer::Kokuho },
+                claim(500 + i, if i % 2 == 0 { Payer::Ssk } else { Payer::Kokuho }),
+            )
+        })
+        .collect();
     let tokens: Vec<String> = files.iter().map(|(_, f)| server.institution_token(&institution_of(f))).collect();
     let submitter = {
         let (url, files, tokens) = (url.clone(), files.clone(), tokens.clone());
@@ -190,7 +209,8 @@ fn a_master_provided_by_ssk_is_converted_proven_approved_jointly_and_swapped_wit
 
     // Rollback to the first kokuho master, in one call, without a restart.
     let (_, versions) = get(&url, &k1, "/v1/payers/kokuho/masters");
-    let first = versions.as_array().unwrap().iter().find(|v| v["provided_by"].is_null()).unwrap()["id"].as_i64().unwrap();
+    let first =
+        versions.as_array().unwrap().iter().find(|v| v["provided_by"].is_null()).unwrap()["id"].as_i64().unwrap();
     let (st, b) = post(&url, &k1, &format!("/v1/payers/kokuho/masters/{first}/rollback"));
     assert_eq!(st, 200, "{b}");
     let back = claim(602, Payer::Kokuho);
@@ -198,7 +218,10 @@ fn a_master_provided_by_ssk_is_converted_proven_approved_jointly_and_swapped_wit
     let r = submit(&url, &bt, &back, None);
     let bid = r.body["submission"]["id"].as_i64().unwrap();
     server.wait_checked(&bt, bid, Duration::from_secs(60));
-    assert!(server.findings(&bt, bid).iter().all(|f| f["rule"] != "master.procedure.points"), "rollback did not take effect");
+    assert!(
+        server.findings(&bt, bid).iter().all(|f| f["rule"] != "master.procedure.points"),
+        "rollback did not take effect"
+    );
     // Replay reproduces findings under the recorded master version.
     let out = std::process::Command::new(bin())
         .args(["replay", &kid_sub.to_string(), "--data-dir"])

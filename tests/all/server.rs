@@ -61,7 +61,11 @@ fn corpus_file_submitted_checked_and_confirmed_with_the_findings_of_tenken_check
     assert_eq!(cli["summary"]["error"], errors);
 
     // CSV download: a header plus one row per finding.
-    let csv = get_raw(&server.url, &[("Authorization", &format!("Bearer {token}"))], &format!("/v1/submissions/{id}/findings.csv"));
+    let csv = get_raw(
+        &server.url,
+        &[("Authorization", &format!("Bearer {token}"))],
+        &format!("/v1/submissions/{id}/findings.csv"),
+    );
     assert_eq!(csv.status, 200);
     let text = csv.body.as_str().unwrap();
     let mut reader = csv_reader(text);
@@ -208,7 +212,8 @@ fn auth_matrix() {
     assert_error(st, &body, 403, "forbidden");
     let (st, _) = send_json(url, &ssk, "PUT", "/v1/payers/ssk/windows/2021-11", window);
     assert_eq!(st, 200);
-    let (st, body) = send_json(url, &kokuho, "POST", "/v1/payers/ssk/notices", json!({"message": "maintenance tonight"}));
+    let (st, body) =
+        send_json(url, &kokuho, "POST", "/v1/payers/ssk/notices", json!({"message": "maintenance tonight"}));
     assert_error(st, &body, 403, "forbidden");
     // Staff and admins do not submit claim files.
     let r = submit(url, &ssk, &file_a, None);
@@ -218,7 +223,8 @@ fn auth_matrix() {
         let (st, body) = send_json(url, t, "POST", "/v1/tokens", json!({"role": "admin"}));
         assert_error(st, &body, 403, "forbidden");
     }
-    let (st, created) = send_json(url, &admin, "POST", "/v1/tokens", json!({"role": "institution", "institution": inst_b}));
+    let (st, created) =
+        send_json(url, &admin, "POST", "/v1/tokens", json!({"role": "institution", "institution": inst_b}));
     assert_eq!(st, 201, "{created}");
     let b2 = created["token"].as_str().unwrap().to_owned();
     let (st, _) = get(url, &b2, "/v1/submissions");
@@ -426,7 +432,10 @@ fn fairness_a_small_file_after_a_huge_one_finishes_long_before_it() {
     let big_done = t0.elapsed();
     assert_eq!(s["state"], "checked");
     assert_eq!(s["receipts"], 100_000);
-    eprintln!("fairness: 20 receipts done after {small_done:?}, 100,000 after {big_done:?}; big at {}", big_status["progress"]);
+    eprintln!(
+        "fairness: 20 receipts done after {small_done:?}, 100,000 after {big_done:?}; big at {}",
+        big_status["progress"]
+    );
     assert_ne!(big_status["state"], "checked", "the big file finished first");
     assert!(small_done * 5 < big_done, "small {small_done:?} vs big {big_done:?}");
 }

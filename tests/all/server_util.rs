@@ -145,7 +145,8 @@ impl Server {
     pub fn findings(&self, token: &str, id: i64) -> Vec<Value> {
         let mut out: Vec<Value> = Vec::new();
         loop {
-            let (status, page) = get(&self.url, token, &format!("/v1/submissions/{id}/findings?offset={}&limit=1000", out.len()));
+            let (status, page) =
+                get(&self.url, token, &format!("/v1/submissions/{id}/findings?offset={}&limit=1000", out.len()));
             assert_eq!(status, 200, "{page}");
             let list = page["findings"].as_array().unwrap().clone();
             let done = list.is_empty() || out.len() + list.len() >= page["total"].as_u64().unwrap() as usize;
@@ -215,8 +216,9 @@ pub fn get_raw(url: &str, headers: &[(&str, &str)], path: &str) -> Resp {
 }
 
 pub fn post(url: &str, token: &str, path: &str) -> (u16, Value) {
-    let r = finish(agent().post(format!("{url}{path}")).header("Authorization", format!("Bearer {token}")).send_empty())
-        .expect("server answers");
+    let r =
+        finish(agent().post(format!("{url}{path}")).header("Authorization", format!("Bearer {token}")).send_empty())
+            .expect("server answers");
     (r.status, r.body)
 }
 

@@ -323,8 +323,9 @@ impl Checker {
             }
             (Engine::Native { packs }, Job::File(p)) => {
                 let pack = &packs[*p];
-                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (pack.check_file)(&s.ctx, &s.claim.file)))
-                {
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    (pack.check_file)(&s.ctx, &s.claim.file)
+                })) {
                     Ok(f) => out.extend(f),
                     Err(_) => out.push(failure_finding(pack.name, "plugin.trap", "panicked", None)),
                 }

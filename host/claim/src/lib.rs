@@ -12,8 +12,8 @@
 #![forbid(unsafe_code)]
 
 mod date;
-mod scan;
 mod lines;
+mod scan;
 mod views;
 
 pub use date::{parse_date, parse_year_month};

@@ -145,8 +145,9 @@ pub fn run(a: SwapArgs) -> Result<()> {
                 // Bounded: a file not checked within 120 s fails the benchmark.
                 let deadline = Instant::now() + Duration::from_secs(120);
                 loop {
-                    let (status, s) =
-                        call(agent.get(format!("{server}/v1/submissions/{id}")).header("Authorization", &token).call())?;
+                    let (status, s) = call(
+                        agent.get(format!("{server}/v1/submissions/{id}")).header("Authorization", &token).call(),
+                    )?;
                     if status != 200 {
                         bail!("status of {id}: {}", error_text(status, &s));
                     }
@@ -212,13 +213,7 @@ pub fn run(a: SwapArgs) -> Result<()> {
     let plugin_failures_before = metric_sum(&server, &format!("tenken_plugin_failures_total{{payer=\"{payer}\""))?;
     eprintln!(
         "warm-up {} s, then {} × ({} s without swaps, {} s with an activation every {} ms); {} submitters, {} receipts per file",
-        a.phase_s,
-        a.pairs,
-        a.phase_s,
-        a.phase_s,
-        a.swap_every_ms,
-        a.submitters,
-        receipts_per_file
+        a.phase_s, a.pairs, a.phase_s, a.phase_s, a.swap_every_ms, a.submitters, receipts_per_file
     );
     std::thread::sleep(phase);
     let mut rates: Vec<(bool, f64)> = Vec::new();

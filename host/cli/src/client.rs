@@ -83,8 +83,9 @@ pub(crate) fn error_text(status: u16, body: &Value) -> String {
 }
 
 pub(crate) fn get(conn: &Conn, path: &str) -> Result<Value> {
-    let (status, body) =
-        call(agent().get(format!("{}{path}", conn.server)).header("Authorization", format!("Bearer {}", conn.token)).call())?;
+    let (status, body) = call(
+        agent().get(format!("{}{path}", conn.server)).header("Authorization", format!("Bearer {}", conn.token)).call(),
+    )?;
     if status >= 400 {
         bail!("{}", error_text(status, &body));
     }
@@ -93,7 +94,10 @@ pub(crate) fn get(conn: &Conn, path: &str) -> Result<Value> {
 
 fn post(conn: &Conn, path: &str) -> Result<Value> {
     let (status, body) = call(
-        agent().post(format!("{}{path}", conn.server)).header("Authorization", format!("Bearer {}", conn.token)).send_empty(),
+        agent()
+            .post(format!("{}{path}", conn.server))
+            .header("Authorization", format!("Bearer {}", conn.token))
+            .send_empty(),
     )?;
     if status >= 400 {
         bail!("{}", error_text(status, &body));
@@ -175,7 +179,10 @@ fn wait_checked(conn: &Conn, id: i64, max: Duration) -> Result<Value> {
         }
         if t0.elapsed() > max {
             bar.abandon();
-            bail!("submission {id} was not checked within {} s; `tenken status {id}` shows its progress", max.as_secs());
+            bail!(
+                "submission {id} was not checked within {} s; `tenken status {id}` shows its progress",
+                max.as_secs()
+            );
         }
         std::thread::sleep(delay);
         delay = (delay * 2).min(Duration::from_secs(2));

@@ -134,7 +134,10 @@ pub fn run(cmd: PluginCmd) -> Result<ExitCode> {
             let key = ed25519_dalek::SigningKey::from_bytes(&seed);
             std::fs::write(&out, hex::encode(seed)).with_context(|| format!("writing {}", out.display()))?;
             println!("{}", hex::encode(key.verifying_key().to_bytes()));
-            eprintln!("secret key written to {}; register the public key above with `tenken plugin trust-key`", out.display());
+            eprintln!(
+                "secret key written to {}; register the public key above with `tenken plugin trust-key`",
+                out.display()
+            );
             return Ok(ExitCode::SUCCESS);
         }
         Action::Upload { file, sign_key } => {
@@ -184,7 +187,8 @@ pub fn run(cmd: PluginCmd) -> Result<ExitCode> {
     }
     match &out {
         Value::Array(list) if list.first().is_some_and(|v| v.get("approvals").is_some()) => {
-            let mut rows = vec![vec!["DIGEST".into(), "NAME".into(), "VERSION".into(), "STATE".into(), "APPROVALS".into()]];
+            let mut rows =
+                vec![vec!["DIGEST".into(), "NAME".into(), "VERSION".into(), "STATE".into(), "APPROVALS".into()]];
             for v in list {
                 let n = v["approvals"].as_array().map_or(0, |a| a.len());
                 rows.push(vec![short(&v["digest"]), s(&v["name"]), s(&v["version"]), s(&v["state"]), n.to_string()]);
@@ -200,7 +204,15 @@ pub fn run(cmd: PluginCmd) -> Result<ExitCode> {
             table(&rows);
         }
         Value::Array(list) if list.first().is_some_and(|v| v.get("action").is_some()) => {
-            let mut rows = vec![vec!["ID".into(), "AT(ms)".into(), "ACTOR".into(), "ACTION".into(), "DIGEST".into(), "SET".into(), "REASON".into()]];
+            let mut rows = vec![vec![
+                "ID".into(),
+                "AT(ms)".into(),
+                "ACTOR".into(),
+                "ACTION".into(),
+                "DIGEST".into(),
+                "SET".into(),
+                "REASON".into(),
+            ]];
             for v in list {
                 rows.push(vec![
                     s(&v["id"]),
@@ -216,7 +228,12 @@ pub fn run(cmd: PluginCmd) -> Result<ExitCode> {
         }
         Value::Object(o) if o.contains_key("gates") => {
             for g in o["gates"].as_array().into_iter().flatten() {
-                println!("{} {:20} {}", if g["passed"] == true { "PASS" } else { "FAIL" }, s(&g["name"]), s(&g["detail"]));
+                println!(
+                    "{} {:20} {}",
+                    if g["passed"] == true { "PASS" } else { "FAIL" },
+                    s(&g["name"]),
+                    s(&g["detail"])
+                );
             }
             for (rule, d) in o["by_rule"].as_object().into_iter().flatten() {
                 println!("  {rule:40} +{} -{}", d["new"], d["vanished"]);

@@ -106,7 +106,9 @@ pub fn token(cmd: TokenCommand) -> Result<()> {
     match cmd {
         TokenCommand::Create(a) => {
             let role = match (&a.institution, a.staff, a.admin) {
-                (Some(i), _, _) => tenken_server::api::parse_role("institution", Some(i), None).map_err(anyhow::Error::msg)?,
+                (Some(i), _, _) => {
+                    tenken_server::api::parse_role("institution", Some(i), None).map_err(anyhow::Error::msg)?
+                }
                 (_, Some(p), _) => Role::Staff { payer: p },
                 _ => Role::Admin,
             };
@@ -315,7 +317,10 @@ pub fn master(cmd: MasterCommand) -> Result<std::process::ExitCode> {
     let runtime = std::sync::Arc::new(tenken_runtime::Runtime::new(&config.limits, None)?);
     let mut converters = std::collections::HashMap::new();
     for name in ["ssk-csv", "kokuho-fixed"] {
-        let c = tenken_runtime::Converter::load(&runtime, tenken_server::bundled_converter(name).context("bundled converter")?)?;
+        let c = tenken_runtime::Converter::load(
+            &runtime,
+            tenken_server::bundled_converter(name).context("bundled converter")?,
+        )?;
         converters.insert(name.to_owned(), std::sync::Arc::new(c));
     }
     let dyn_store: std::sync::Arc<dyn Store> = store.clone();
@@ -340,7 +345,13 @@ pub fn master(cmd: MasterCommand) -> Result<std::process::ExitCode> {
     Ok(std::process::ExitCode::SUCCESS)
 }
 
-fn http(conn: &crate::client::Conn, method: &str, path: &str, body: Option<&[u8]>, json: Option<serde_json::Value>) -> Result<serde_json::Value> {
+fn http(
+    conn: &crate::client::Conn,
+    method: &str,
+    path: &str,
+    body: Option<&[u8]>,
+    json: Option<serde_json::Value>,
+) -> Result<serde_json::Value> {
     let a = crate::client::agent();
     let url = format!("{}{path}", conn.server);
     let auth = format!("Bearer {}", conn.token);
@@ -417,14 +428,22 @@ fn master_act(conn: &crate::client::Conn, payer: Payer, action: &str, id: i64) -
         "approve" | "activate" | "rollback" => format!("/v1/payers/{payer}/masters/{id}/{action}"),
         "convert-for-ssk" => format!("/v1/payers/{payer}/masters/{id}/convert-for/ssk"),
         "convert-for-kokuho" => format!("/v1/payers/{payer}/masters/{id}/convert-for/kokuho"),
-        other => anyhow::bail!("unknown action {other:?}: approve, activate, rollback, convert-for-ssk or convert-for-kokuho"),
+        other => anyhow::bail!(
+            "unknown action {other:?}: approve, activate, rollback, convert-for-ssk or convert-for-kokuho"
+        ),
     };
     let v = http(conn, "POST", &path, None, None)?;
     println!("{}", serde_json::to_string_pretty(&v)?);
     Ok(std::process::ExitCode::SUCCESS)
 }
 
-fn master_export(conn: &crate::client::Conn, payer: Payer, id: i64, name: &str, out: &std::path::Path) -> Result<std::process::ExitCode> {
+fn master_export(
+    conn: &crate::client::Conn,
+    payer: Payer,
+    id: i64,
+    name: &str,
+    out: &std::path::Path,
+) -> Result<std::process::ExitCode> {
     let mut r = crate::client::agent()
         .get(format!("{}/v1/payers/{payer}/masters/{id}/files/{name}", conn.server))
         .header("Authorization", format!("Bearer {}", conn.token))
@@ -432,7 +451,10 @@ fn master_export(conn: &crate::client::Conn, payer: Payer, id: i64, name: &str, 
     anyhow::ensure!(r.status().as_u16() == 200, "the server answered {}", r.status());
     let digest = r.headers().get("x-tenken-digest").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     let bytes = r.body_mut().with_config().limit(1 << 31).read_to_vec()?;
-    anyhow::ensure!(format!("sha256:{}", tenken_store::digest(&bytes)) == digest, "the download does not match its digest {digest}");
+    anyhow::ensure!(
+        format!("sha256:{}", tenken_store::digest(&bytes)) == digest,
+        "the download does not match its digest {digest}"
+    );
     std::fs::write(out, &bytes)?;
     eprintln!("wrote {} ({} bytes, {digest})", out.display(), bytes.len());
     Ok(std::process::ExitCode::SUCCESS)
@@ -451,7 +473,12 @@ fn load_master_dir(dir: &std::path::Path) -> Result<tenken_master::MasterSet> {
 
 /// `tenken master diff OLD NEW`: added, changed (field by field), abolished, restored and
 /// removed codes per kind.
-fn master_diff(old: &std::path::Path, new: &std::path::Path, json: bool, show: usize) -> Result<std::process::ExitCode> {
+fn master_diff(
+    old: &std::path::Path,
+    new: &std::path::Path,
+    json: bool,
+    show: usize,
+) -> Result<std::process::ExitCode> {
     let (a, b) = (load_master_dir(old)?, load_master_dir(new)?);
     let diff = tenken_master::canon::semantic_diff(&a, &b);
     if json {
@@ -535,7 +562,12 @@ fn master_impact(
             .iter()
             .map(|(rule, (n, v, r))| serde_json::json!({"rule": rule, "new": n, "vanished": v, "receipts": r}))
             .collect();
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"rules": v, "changed": total, "threshold": threshold, "flagged": flagged}))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"rules": v, "changed": total, "threshold": threshold, "flagged": flagged})
+            )?
+        );
     } else {
         println!("{:40} {:>6} {:>9}  RECEIPTS", "RULE", "NEW", "VANISHED");
         for (rule, (n, v, r)) in &by_rule {
@@ -572,7 +604,8 @@ pub struct ConvertArgs {
 fn converter(runtime: &std::sync::Arc<tenken_runtime::Runtime>, name: &str) -> Result<tenken_runtime::Converter> {
     let bytes = match tenken_bundled_converter(name) {
         Some(b) => b.to_vec(),
-        None => std::fs::read(name).with_context(|| format!("{name:?} is neither a bundled converter nor a readable .wasm"))?,
+        None => std::fs::read(name)
+            .with_context(|| format!("{name:?} is neither a bundled converter nor a readable .wasm"))?,
     };
     tenken_runtime::Converter::load(runtime, &bytes).with_context(|| format!("loading converter {name}"))
 }

@@ -47,7 +47,8 @@ pub fn to_canon(row: &MasterRow) -> CanonRow {
 /// Rebuilds the SSK columns of a canonical row.
 pub fn from_canon(row: &CanonRow) -> Result<MasterRow, String> {
     let l = layout(row.kind);
-    let mut cols: Vec<(usize, String)> = vec![(0, row.change.to_string()), (l.code, row.code.clone()), (l.name, row.name.clone())];
+    let mut cols: Vec<(usize, String)> =
+        vec![(0, row.change.to_string()), (l.code, row.code.clone()), (l.name, row.name.clone())];
     if let Some(i) = l.value_kind {
         cols.push((i, row.value_kind.clone()));
     }
@@ -170,8 +171,10 @@ pub struct KindDiff {
 pub fn semantic_diff(old: &crate::MasterSet, new: &crate::MasterSet) -> Vec<KindDiff> {
     let mut out = Vec::new();
     for kind in MasterKind::ALL {
-        let a: std::collections::BTreeMap<&str, CanonRow> = old.rows(kind).map(|r| (r.code.as_str(), to_canon(r))).collect();
-        let b: std::collections::BTreeMap<&str, CanonRow> = new.rows(kind).map(|r| (r.code.as_str(), to_canon(r))).collect();
+        let a: std::collections::BTreeMap<&str, CanonRow> =
+            old.rows(kind).map(|r| (r.code.as_str(), to_canon(r))).collect();
+        let b: std::collections::BTreeMap<&str, CanonRow> =
+            new.rows(kind).map(|r| (r.code.as_str(), to_canon(r))).collect();
         let mut d = KindDiff { kind: Some(kind), ..Default::default() };
         for (code, nb) in &b {
             match a.get(code) {

@@ -15,9 +15,9 @@
 
 #![forbid(unsafe_code)]
 
+pub mod canon;
 pub mod demo;
 mod error;
-pub mod canon;
 mod parse;
 mod set;
 

@@ -173,7 +173,10 @@ impl Converter {
         out.map_err(ConvertError::Encode)
     }
 
-    fn call<R>(&self, f: impl FnOnce(&MasterFormat, &mut Store<HostState>) -> wasmtime::Result<R>) -> Result<R, CallFailure> {
+    fn call<R>(
+        &self,
+        f: impl FnOnce(&MasterFormat, &mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<R, CallFailure> {
         let limits = &self.runtime.limits;
         let _slot = self.runtime.slots.acquire();
         let out = MemoryOutputPipe::new(limits.plugin_output_bytes_max as usize);

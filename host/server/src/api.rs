@@ -87,9 +87,7 @@ pub fn router(app: Arc<App>) -> axum::Router {
         .route("/v1/tokens/{id}/revoke", post(revoke_token))
         .merge(crate::plugins::routes())
         .merge(crate::masters::routes())
-        .fallback(|| async {
-            ApiError::not_found("no such endpoint; the API is under /v1 (see /v1/openapi.json)")
-        })
+        .fallback(|| async { ApiError::not_found("no such endpoint; the API is under /v1 (see /v1/openapi.json)") })
         .layer(axum::middleware::from_fn_with_state(app.clone(), request_context))
         .with_state(app)
 }
@@ -150,19 +148,12 @@ async fn readyz(State(app): AppState) -> Response {
 }
 
 async fn metrics(State(app): AppState) -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-        app.metrics.encode(),
-    )
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], app.metrics.encode())
         .into_response()
 }
 
 async fn openapi() -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        crate::openapi::document(),
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "application/json")], crate::openapi::document()).into_response()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -260,7 +251,12 @@ pub struct NoticeView {
 }
 
 fn notice_view(n: &Notice) -> NoticeView {
-    NoticeView { id: n.id, payer: n.payer.map(|p| p.to_string()), message: n.message.clone(), posted_at: rfc3339(n.created_ms) }
+    NoticeView {
+        id: n.id,
+        payer: n.payer.map(|p| p.to_string()),
+        message: n.message.clone(),
+        posted_at: rfc3339(n.created_ms),
+    }
 }
 
 async fn submit_any(app: AppState, who: Principal, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
@@ -300,11 +296,8 @@ async fn submit(
         Ok(x) => x,
         Err(e) => {
             let drain_ms = adm.body_read_timeout_ms.min(1_000);
-            let _ = tokio::time::timeout(
-                Duration::from_millis(drain_ms),
-                read_body(body, 0, adm.body_drain_bytes_max),
-            )
-            .await;
+            let _ = tokio::time::timeout(Duration::from_millis(drain_ms), read_body(body, 0, adm.body_drain_bytes_max))
+                .await;
             return Err(e);
         }
     };
@@ -313,7 +306,9 @@ async fn submit(
         app.refuse(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "body-too-large",
-            format!("the file is larger than {max} bytes (submission_bytes_max); split it into volumes (マルチボリューム)"),
+            format!(
+                "the file is larger than {max} bytes (submission_bytes_max); split it into volumes (マルチボリューム)"
+            ),
         ))
     };
     let drain = adm.body_drain_bytes_max.max(max);
@@ -325,7 +320,8 @@ async fn submit(
     let key = match headers.get("idempotency-key") {
         None => None,
         Some(v) => {
-            let k = v.to_str().ok().filter(|k| !k.is_empty() && k.len() <= 200 && k.bytes().all(|b| b.is_ascii_graphic()));
+            let k =
+                v.to_str().ok().filter(|k| !k.is_empty() && k.len() <= 200 && k.bytes().all(|b| b.is_ascii_graphic()));
             Some(k.map(str::to_owned).ok_or_else(|| {
                 app.refuse(ApiError::new(
                     StatusCode::BAD_REQUEST,
@@ -569,7 +565,9 @@ async fn check_window(app: &App, payer: Payer, month: &str, now: i64) -> Result<
 /// Loads a submission the caller may see: its institution, its payer's staff, or an admin.
 pub async fn visible(app: &App, who: &Principal, id: SubmissionId) -> Result<Submission, ApiError> {
     let store = app.store.clone();
-    let s = blocking(move || store.get(id)).await?.ok_or_else(|| ApiError::not_found(format!("submission {id} not found")))?;
+    let s = blocking(move || store.get(id))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("submission {id} not found")))?;
     let allowed = match &who.role {
         Role::Institution { institution } => *institution == s.institution,
         Role::Staff { payer } => *payer == s.payer,
@@ -595,7 +593,11 @@ async fn owned(app: &App, who: &Principal, id: SubmissionId) -> Result<Submissio
     Ok(s)
 }
 
-async fn status(State(app): AppState, who: Principal, Path(id): Path<SubmissionId>) -> Result<Json<SubmissionView>, ApiError> {
+async fn status(
+    State(app): AppState,
+    who: Principal,
+    Path(id): Path<SubmissionId>,
+) -> Result<Json<SubmissionView>, ApiError> {
     Ok(Json(view(&visible(&app, &who, id).await?)))
 }
 
@@ -625,7 +627,11 @@ async fn list_submissions(
     Ok(Json(list.iter().map(view).collect()))
 }
 
-async fn history(State(app): AppState, who: Principal, Path(id): Path<SubmissionId>) -> Result<Json<Vec<SubmissionView>>, ApiError> {
+async fn history(
+    State(app): AppState,
+    who: Principal,
+    Path(id): Path<SubmissionId>,
+) -> Result<Json<Vec<SubmissionView>>, ApiError> {
     visible(&app, &who, id).await?;
     let store = app.store.clone();
     let list = blocking(move || store.history(id)).await?;
@@ -690,7 +696,11 @@ async fn findings(
     Ok(Json(FindingsPage { submission: id, total, offset, limit, findings: page }))
 }
 
-async fn findings_csv(State(app): AppState, who: Principal, Path(id): Path<SubmissionId>) -> Result<Response, ApiError> {
+async fn findings_csv(
+    State(app): AppState,
+    who: Principal,
+    Path(id): Path<SubmissionId>,
+) -> Result<Response, ApiError> {
     let s = visible(&app, &who, id).await?;
     let all = load_findings(&app, &s).await?;
     let mut w = csv::Writer::from_writer(Vec::new());
@@ -718,7 +728,11 @@ async fn findings_csv(State(app): AppState, who: Principal, Path(id): Path<Submi
         .into_response())
 }
 
-async fn confirm(State(app): AppState, who: Principal, Path(id): Path<SubmissionId>) -> Result<Json<SubmissionView>, ApiError> {
+async fn confirm(
+    State(app): AppState,
+    who: Principal,
+    Path(id): Path<SubmissionId>,
+) -> Result<Json<SubmissionView>, ApiError> {
     let s = owned(&app, &who, id).await?;
     if s.state != SubState::Checked {
         return Err(ApiError::new(
@@ -756,7 +770,11 @@ async fn confirm(State(app): AppState, who: Principal, Path(id): Path<Submission
     Ok(Json(view(&s)))
 }
 
-async fn withdraw(State(app): AppState, who: Principal, Path(id): Path<SubmissionId>) -> Result<Json<SubmissionView>, ApiError> {
+async fn withdraw(
+    State(app): AppState,
+    who: Principal,
+    Path(id): Path<SubmissionId>,
+) -> Result<Json<SubmissionView>, ApiError> {
     owned(&app, &who, id).await?;
     let store = app.store.clone();
     let s = blocking(move || store.withdraw(id, now_ms())).await?;
@@ -835,7 +853,11 @@ pub struct WindowView {
 
 async fn window_view(app: &App, payer: Payer, month: &str) -> Result<WindowView, ApiError> {
     if window::parse_month(month).is_none() {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad-month", format!("{month:?} is not a month; use YYYY-MM")));
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad-month",
+            format!("{month:?} is not a month; use YYYY-MM"),
+        ));
     }
     let w = effective_window(app, payer, month).await?;
     Ok(WindowView {
@@ -878,7 +900,11 @@ async fn put_window(
     staff_of(&who, payer)?;
     let current = window_view(&app, payer, &month).await?;
     let bad = |what: &str, v: &str| {
-        ApiError::new(StatusCode::BAD_REQUEST, "bad-time", format!("{what} {v:?} is not a time; use 2026-11-12T21:00 (JST)"))
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad-time",
+            format!("{what} {v:?} is not a time; use 2026-11-12T21:00 (JST)"),
+        )
     };
     let closes = window::parse_time(&req.closes_at).ok_or_else(|| bad("closes_at", &req.closes_at))?;
     let opens = match &req.opens_at {
@@ -894,7 +920,14 @@ async fn put_window(
     let notice = req.notice.clone();
     blocking(move || {
         let now = now_ms();
-        store.set_window(WindowOverride { payer, billing_month: m, opens_ms: opens, closes_ms: closes, updated_by: by, updated_ms: now })?;
+        store.set_window(WindowOverride {
+            payer,
+            billing_month: m,
+            opens_ms: opens,
+            closes_ms: closes,
+            updated_by: by,
+            updated_ms: now,
+        })?;
         if let Some(n) = notice.filter(|n| !n.trim().is_empty()) {
             store.add_notice(Some(payer), n.trim(), by, now)?;
         }

@@ -82,9 +82,8 @@ impl TokenAuth {
         }
         let store = self.store.clone();
         let secret = secret.to_owned();
-        let info = tokio::task::spawn_blocking(move || store.find_token(&secret))
-            .await
-            .map_err(ApiError::internal)??;
+        let info =
+            tokio::task::spawn_blocking(move || store.find_token(&secret)).await.map_err(ApiError::internal)??;
         let mut cache = self.cache.lock().unwrap();
         if cache.len() >= self.entries_max {
             let ttl = self.ttl;
@@ -107,16 +106,20 @@ impl Authenticator for TokenAuth {
                 )
             })?;
             let value = header.to_str().unwrap_or("");
-            let secret = value.strip_prefix("Bearer ").map(str::trim).filter(|s| !s.is_empty()).ok_or_else(|| {
-                ApiError::unauthorized("the Authorization header must be `Bearer <token>`")
-            })?;
+            let secret = value
+                .strip_prefix("Bearer ")
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer <token>`"))?;
             if secret.len() > 200 {
                 return Err(ApiError::unauthorized("the token is not valid"));
             }
             match self.lookup(secret).await? {
                 Some(info) if !info.revoked => Ok(Principal { token_id: info.id, role: info.role }),
                 Some(_) => Err(ApiError::unauthorized("this token was revoked; ask your payer for a new one")),
-                None => Err(ApiError::unauthorized("the token is not valid; check it, or ask your payer for a new one")),
+                None => {
+                    Err(ApiError::unauthorized("the token is not valid; check it, or ask your payer for a new one"))
+                }
             }
         })
     }

@@ -240,9 +240,8 @@ impl Config {
                 .unwrap_or(toml::Value::String(v.clone()));
             set_path(&mut value, &keys, parsed);
         }
-        let config: Config = toml::Value::Table(value)
-            .try_into()
-            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        let config: Config =
+            toml::Value::Table(value).try_into().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
         Ok(config)
     }
 }
@@ -304,7 +303,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("tenken-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("c.toml");
-        std::fs::write(&file, "listen = \"127.0.0.1:0\"\n[admission]\nretry_after_s = 9\n[kokuho]\nworkers = 1\n").unwrap();
+        std::fs::write(&file, "listen = \"127.0.0.1:0\"\n[admission]\nretry_after_s = 9\n[kokuho]\nworkers = 1\n")
+            .unwrap();
         let env = vec![
             ("TENKEN_CFG__ADMISSION__RETRY_AFTER_S".to_string(), "3".to_string()),
             ("TENKEN_CFG__WINDOWS__MODE".to_string(), "always-open".to_string()),

@@ -56,7 +56,9 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
         match e {
-            StoreError::AlreadyConfirmed { .. } => ApiError::new(StatusCode::CONFLICT, "already-confirmed", e.to_string()),
+            StoreError::AlreadyConfirmed { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "already-confirmed", e.to_string())
+            }
             StoreError::IdempotencyConflict { .. } => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "idempotency-key-reused", e.to_string())
             }

@@ -76,7 +76,8 @@ fn build_registry(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<regi
     // the test oracle), so a master file that breaks a converter cannot break the host.
     let mut converters = std::collections::HashMap::new();
     for (name, bytes) in tenken_bundled::DEFAULT_CONVERTERS {
-        let c = tenken_runtime::Converter::load(&runtime, bytes).with_context(|| format!("loading converter {name}"))?;
+        let c =
+            tenken_runtime::Converter::load(&runtime, bytes).with_context(|| format!("loading converter {name}"))?;
         converters.insert(c.info.name.clone(), Arc::new(c));
     }
     let converters = Arc::new(converters);
@@ -84,7 +85,15 @@ fn build_registry(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<regi
     for payer in Payer::ALL {
         if !store.master_versions(payer)?.iter().any(|v| v.state == "active") {
             let dir = masters_dir(config, payer);
-            let v = install_masters_dir(&*store, &dir, payer, &loader, 0, "installed from the masters directory (first start)", now)?;
+            let v = install_masters_dir(
+                &*store,
+                &dir,
+                payer,
+                &loader,
+                0,
+                "installed from the masters directory (first start)",
+                now,
+            )?;
             tracing::info!(%payer, version = v.id, digest = %v.digest, "first master version activated");
         }
         if !store.release_sets(payer)?.is_empty() {
@@ -93,11 +102,15 @@ fn build_registry(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<regi
         let mut components: Vec<(String, Vec<u8>)> =
             tenken_bundled::DEFAULT_PLUGINS.iter().map(|(n, b)| (n.to_string(), b.to_vec())).collect();
         for p in &config.payer(payer).plugins_extra {
-            components.push((p.display().to_string(), std::fs::read(p).with_context(|| format!("reading plugin {}", p.display()))?));
+            components.push((
+                p.display().to_string(),
+                std::fs::read(p).with_context(|| format!("reading plugin {}", p.display()))?,
+            ));
         }
         let mut digests = Vec::new();
         for (name, bytes) in components {
-            let plugin = tenken_runtime::Plugin::load(&runtime, &bytes).with_context(|| format!("loading plugin {name} for {payer}"))?;
+            let plugin = tenken_runtime::Plugin::load(&runtime, &bytes)
+                .with_context(|| format!("loading plugin {name} for {payer}"))?;
             store.put_plugin(tenken_store::NewPlugin {
                 payer,
                 digest: plugin.digest.clone(),
@@ -141,7 +154,10 @@ pub fn master_loader(
             files.push((name, bytes));
         }
         let converter = converters.get(&format).ok_or_else(|| format!("no converter for format {format:?}"))?.clone();
-        let decode = move |kind, name: &str, bytes: &[u8]| -> Result<Vec<tenken_master::MasterRow>, tenken_master::MasterError> {
+        let decode = move |kind,
+                           name: &str,
+                           bytes: &[u8]|
+              -> Result<Vec<tenken_master::MasterRow>, tenken_master::MasterError> {
             let err = |message: String| tenken_master::MasterError::Converter { file: name.to_owned(), message };
             converter
                 .decode(kind, bytes)
@@ -168,7 +184,8 @@ pub fn install_masters_dir(
     let mut sources = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let mut entries: Vec<_> = std::fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))?.flatten().collect();
+        let mut entries: Vec<_> =
+            std::fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))?.flatten().collect();
         entries.sort_by_key(|e| e.file_name());
         for e in entries {
             let p = e.path();

@@ -57,7 +57,11 @@ fn version(app: &App, payer: Payer, id: i64) -> Result<MasterVersion, ApiError> 
         .ok_or_else(|| ApiError::not_found(format!("{payer} has no master version {id}")))
 }
 
-async fn list(State(app): AppState, who: Principal, Path(payer): Path<String>) -> Result<Json<Vec<MasterVersion>>, ApiError> {
+async fn list(
+    State(app): AppState,
+    who: Principal,
+    Path(payer): Path<String>,
+) -> Result<Json<Vec<MasterVersion>>, ApiError> {
     let payer = payer_of(&payer)?;
     if !who.is_admin() {
         staff(&who, payer)?;
@@ -66,7 +70,12 @@ async fn list(State(app): AppState, who: Principal, Path(payer): Path<String>) -
     Ok(Json(blocking(move || Ok(store.master_versions(payer)?)).await?))
 }
 
-async fn upload_file(State(app): AppState, who: Principal, Path(payer): Path<String>, body: Body) -> Result<Json<serde_json::Value>, ApiError> {
+async fn upload_file(
+    State(app): AppState,
+    who: Principal,
+    Path(payer): Path<String>,
+    body: Body,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let payer = payer_of(&payer)?;
     staff(&who, payer)?;
     let bytes = axum::body::to_bytes(body, app.config.admission.submission_bytes_max as usize)
@@ -157,8 +166,9 @@ async fn propose(
     let from = match req.from.as_deref() {
         None | Some("") => "0000-01".to_owned(),
         Some(f) => {
-            crate::registry::parse_from(f)
-                .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "bad-month", format!("{f:?} is not a month (YYYY-MM)")))?;
+            crate::registry::parse_from(f).ok_or_else(|| {
+                ApiError::new(StatusCode::BAD_REQUEST, "bad-month", format!("{f:?} is not a month (YYYY-MM)"))
+            })?;
             f.to_owned()
         }
     };
@@ -167,7 +177,8 @@ async fn propose(
         None => Vec::new(),
         Some(b) => serde_json::from_str(&version(&app, payer, b)?.sources).map_err(ApiError::internal)?,
     };
-    sources.extend(req.files.iter().map(|f| serde_json::json!({"name": f["name"], "blob": f["blob"], "format": format})));
+    sources
+        .extend(req.files.iter().map(|f| serde_json::json!({"name": f["name"], "blob": f["blob"], "format": format})));
     let app2 = app.clone();
     let by = who.token_id;
     let v = blocking(move || {
@@ -193,7 +204,17 @@ async fn propose(
             .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "master-refused", e.to_string()))?;
         let impact = impact_report(&app2, payer, &set)?;
         let report = serde_json::json!({ "diff": diff_report(&app2, payer, &set), "impact": impact }).to_string();
-        Ok(app2.store.add_master_version(payer, &from, &set.digest(), &sources, None, &report, by, &req.reason, now_ms())?)
+        Ok(app2.store.add_master_version(
+            payer,
+            &from,
+            &set.digest(),
+            &sources,
+            None,
+            &report,
+            by,
+            &req.reason,
+            now_ms(),
+        )?)
     })
     .await?;
     Ok((StatusCode::CREATED, Json(v)))
@@ -211,13 +232,19 @@ async fn approve(
         return Err(ApiError::forbidden(format!("{} may not approve {payer}'s master version {id}", who.describe())));
     };
     if v.created_by == who.token_id {
-        return Err(ApiError::forbidden("the proposer cannot approve their own master version").with_code("self-approval"));
+        return Err(
+            ApiError::forbidden("the proposer cannot approve their own master version").with_code("self-approval")
+        );
     }
     let (store, by) = (app.store.clone(), who.token_id);
     Ok(Json(blocking(move || Ok(store.approve_master(payer, id, by, approver_payer, now_ms())?)).await?))
 }
 
-async fn activate(State(app): AppState, who: Principal, Path((payer, id)): Path<(String, i64)>) -> Result<Json<MasterVersion>, ApiError> {
+async fn activate(
+    State(app): AppState,
+    who: Principal,
+    Path((payer, id)): Path<(String, i64)>,
+) -> Result<Json<MasterVersion>, ApiError> {
     let payer = payer_of(&payer)?;
     staff(&who, payer)?;
     let v = version(&app, payer, id)?;
@@ -228,7 +255,9 @@ async fn activate(State(app): AppState, who: Principal, Path((payer, id)): Path<
             StatusCode::CONFLICT,
             "not-approved",
             match v.provided_by {
-                Some(q) => format!("master version {id} was provided by {q}: it needs approval by staff of both {q} and {payer} (joint check)"),
+                Some(q) => format!(
+                    "master version {id} was provided by {q}: it needs approval by staff of both {q} and {payer} (joint check)"
+                ),
                 None => format!("master version {id} needs approval by {payer} staff other than its proposer"),
             },
         ));
@@ -236,12 +265,20 @@ async fn activate(State(app): AppState, who: Principal, Path((payer, id)): Path<
     swap(&app, payer, id, who.token_id, false).await
 }
 
-async fn rollback(State(app): AppState, who: Principal, Path((payer, id)): Path<(String, i64)>) -> Result<Json<MasterVersion>, ApiError> {
+async fn rollback(
+    State(app): AppState,
+    who: Principal,
+    Path((payer, id)): Path<(String, i64)>,
+) -> Result<Json<MasterVersion>, ApiError> {
     let payer = payer_of(&payer)?;
     staff(&who, payer)?;
     let v = version(&app, payer, id)?;
     if v.state == "proposed" {
-        return Err(ApiError::new(StatusCode::CONFLICT, "wrong-state", format!("master version {id} was never active")));
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "wrong-state",
+            format!("master version {id} was never active"),
+        ));
     }
     swap(&app, payer, id, who.token_id, true).await
 }
@@ -353,7 +390,10 @@ async fn download(
     staff(&who, payer)?;
     let v = version(&app, payer, id)?;
     let sources: Vec<serde_json::Value> = serde_json::from_str(&v.sources).map_err(ApiError::internal)?;
-    let s = sources.iter().find(|s| s["name"] == name.as_str()).ok_or_else(|| ApiError::not_found(format!("no file {name} in master version {id}")))?;
+    let s = sources
+        .iter()
+        .find(|s| s["name"] == name.as_str())
+        .ok_or_else(|| ApiError::not_found(format!("no file {name} in master version {id}")))?;
     let blob = s["blob"].as_str().unwrap_or_default().to_owned();
     let store = app.store.clone();
     let b = blob.clone();

@@ -73,7 +73,11 @@ impl Metrics {
             first_use_latency: Family::new_with_constructor(latency),
             registry: Registry::default(),
         };
-        registry.register("submissions", "Submissions by outcome (accepted, replayed, or refusal code)", m.submissions.clone());
+        registry.register(
+            "submissions",
+            "Submissions by outcome (accepted, replayed, or refusal code)",
+            m.submissions.clone(),
+        );
         registry.register("http_responses", "HTTP responses by status", m.responses.clone());
         registry.register("queue_chunks", "Chunks waiting for a worker, per payer", m.queue_chunks.clone());
         registry.register(
@@ -82,7 +86,11 @@ impl Metrics {
             m.check_latency.clone(),
         );
         registry.register("accept_latency_seconds", "Time to store a submission durably", m.accept_latency.clone());
-        registry.register("receipts_checked", "Receipts checked, per payer (rate() = receipts/s)", m.receipts_checked.clone());
+        registry.register(
+            "receipts_checked",
+            "Receipts checked, per payer (rate() = receipts/s)",
+            m.receipts_checked.clone(),
+        );
         registry.register("chunks_checked", "Chunks checked, per payer", m.chunks_checked.clone());
         registry.register("worker_busy_seconds", "Time each worker spent checking", m.worker_busy.clone());
         registry.register(
@@ -90,7 +98,11 @@ impl Metrics {
             "Activation or rollback request to the first chunk checked on the new release table, per payer",
             m.first_use_latency.clone(),
         );
-        registry.register("plugin_failures", "plugin.* findings (traps, timeouts, ...) per payer", m.plugin_failures.clone());
+        registry.register(
+            "plugin_failures",
+            "plugin.* findings (traps, timeouts, ...) per payer",
+            m.plugin_failures.clone(),
+        );
         Metrics { registry, ..m }
     }
 

@@ -73,7 +73,11 @@ fn run_converter_validation(app: &App, payer: Payer, candidate: &PluginRecord) -
         let sources: Vec<serde_json::Value> = serde_json::from_str(&v.sources).map_err(ApiError::internal)?;
         for src in &sources {
             let name = src["name"].as_str().unwrap_or_default();
-            let Some(kind) = tenken_model::MasterKind::ALL.into_iter().find(|k| Some(k.letter()) == name.chars().next()) else { continue };
+            let Some(kind) =
+                tenken_model::MasterKind::ALL.into_iter().find(|k| Some(k.letter()) == name.chars().next())
+            else {
+                continue;
+            };
             let Some(source) = reg.converters.get(src["format"].as_str().unwrap_or("ssk-csv")) else { continue };
             let bytes = app.store.bytes(src["blob"].as_str().unwrap_or_default())?;
             let rows = source.decode(kind, &bytes).map_err(ApiError::internal)?;
@@ -96,7 +100,11 @@ fn run_converter_validation(app: &App, payer: Payer, candidate: &PluginRecord) -
     }
     report.plugin_failures = failures.len();
     report.gates = vec![
-        Gate { name: "masters".into(), passed: report.cases > 0, detail: format!("{} master file(s) tried", report.cases) },
+        Gate {
+            name: "masters".into(),
+            passed: report.cases > 0,
+            detail: format!("{} master file(s) tried", report.cases),
+        },
         Gate { name: "converter-failures".into(), passed: failures.is_empty(), detail: failures.join("; ") },
         Gate {
             name: "round-trip".into(),
@@ -178,7 +186,11 @@ async fn upload(
         )
     })?;
     if bytes.is_empty() {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "empty-body", "send the component (.wasm) bytes as the body"));
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "empty-body",
+            "send the component (.wasm) bytes as the body",
+        ));
     }
     let digest = format!("sha256:{}", tenken_store::digest(&bytes));
     let store = app.store.clone();
@@ -208,22 +220,33 @@ async fn upload(
     // An office-check plugin, or else a master-format converter (same registry, same rules).
     let load = tokio::task::spawn_blocking(move || match tenken_runtime::Plugin::load(&runtime, &b) {
         Ok(p) => Ok((p.digest.clone(), p.info.name.clone(), p.info.version.clone(), p.contract.clone(), info_json(&p))),
-        Err(e @ tenken_runtime::RuntimeError::NotOfficeCheck(_)) => match tenken_runtime::Converter::load(&runtime, &b) {
-            Ok(c) => Ok((c.digest.clone(), c.info.name.clone(), c.info.version.clone(), c.contract.clone(), converter_json(&c))),
+        Err(e @ tenken_runtime::RuntimeError::NotOfficeCheck(_)) => match tenken_runtime::Converter::load(&runtime, &b)
+        {
+            Ok(c) => Ok((
+                c.digest.clone(),
+                c.info.name.clone(),
+                c.info.version.clone(),
+                c.contract.clone(),
+                converter_json(&c),
+            )),
             Err(tenken_runtime::RuntimeError::NotOfficeCheck(_)) => Err(e),
             Err(other) => Err(other),
         },
         Err(e) => Err(e),
     });
-    let (digest, name, version, contract, info) = match tokio::time::timeout(Duration::from_millis(pc.plugin_compile_ms_max), load).await {
-        Err(_) => {
-            return Err(bad(
-                "compile-timeout",
-                format!("the component did not compile within {} ms (plugin_compile_ms_max)", pc.plugin_compile_ms_max),
-            ));
-        }
-        Ok(joined) => joined.map_err(ApiError::internal)?.map_err(|e| bad("plugin-refused", format!("{e}")))?,
-    };
+    let (digest, name, version, contract, info) =
+        match tokio::time::timeout(Duration::from_millis(pc.plugin_compile_ms_max), load).await {
+            Err(_) => {
+                return Err(bad(
+                    "compile-timeout",
+                    format!(
+                        "the component did not compile within {} ms (plugin_compile_ms_max)",
+                        pc.plugin_compile_ms_max
+                    ),
+                ));
+            }
+            Ok(joined) => joined.map_err(ApiError::internal)?.map_err(|e| bad("plugin-refused", format!("{e}")))?,
+        };
     let record = NewPlugin {
         payer,
         digest,
@@ -243,7 +266,11 @@ async fn upload(
     Ok((if new { StatusCode::CREATED } else { StatusCode::OK }, Json(rec)))
 }
 
-async fn list(State(app): AppState, who: Principal, Path(payer): Path<String>) -> Result<Json<Vec<PluginRecord>>, ApiError> {
+async fn list(
+    State(app): AppState,
+    who: Principal,
+    Path(payer): Path<String>,
+) -> Result<Json<Vec<PluginRecord>>, ApiError> {
     let payer = payer_of(&payer)?;
     staff_or_admin(&who, payer)?;
     let store = app.store.clone();
@@ -442,7 +469,10 @@ async fn approve(
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "not-validated",
-            format!("plugin {digest} is {}; only a validated plugin can be approved (POST …/validate first)", rec.state.as_str()),
+            format!(
+                "plugin {digest} is {}; only a validated plugin can be approved (POST …/validate first)",
+                rec.state.as_str()
+            ),
         ));
     }
     let need = app.config.payer(payer).approvals_required.max(1) as usize;
@@ -489,7 +519,11 @@ async fn retire(
     Ok(Json(rec))
 }
 
-async fn releases(State(app): AppState, who: Principal, Path(payer): Path<String>) -> Result<Json<Vec<ReleaseSet>>, ApiError> {
+async fn releases(
+    State(app): AppState,
+    who: Principal,
+    Path(payer): Path<String>,
+) -> Result<Json<Vec<ReleaseSet>>, ApiError> {
     let payer = payer_of(&payer)?;
     staff_or_admin(&who, payer)?;
     let store = app.store.clone();
@@ -529,8 +563,9 @@ async fn activate(
     let from = match req.from.as_deref() {
         None | Some("") => "0000-01".to_owned(),
         Some(f) => {
-            crate::registry::parse_from(f)
-                .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "bad-month", format!("{f:?} is not a month (YYYY-MM)")))?;
+            crate::registry::parse_from(f).ok_or_else(|| {
+                ApiError::new(StatusCode::BAD_REQUEST, "bad-month", format!("{f:?} is not a month (YYYY-MM)"))
+            })?;
             f.to_owned()
         }
     };
@@ -543,14 +578,21 @@ async fn activate(
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "not-a-rule-plugin",
-                format!("{d} is a master-format converter; use it with …/masters/{{id}}/convert-for/{{payer}}?converter={d}"),
+                format!(
+                    "{d} is a master-format converter; use it with …/masters/{{id}}/convert-for/{{payer}}?converter={d}"
+                ),
             ));
         }
         if rec.state != PluginState::Approved {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "not-approved",
-                format!("plugin {} {} ({d}) is {}; only approved plugins can be activated", rec.name, rec.version, rec.state.as_str()),
+                format!(
+                    "plugin {} {} ({d}) is {}; only approved plugins can be activated",
+                    rec.name,
+                    rec.version,
+                    rec.state.as_str()
+                ),
             ));
         }
     }
@@ -637,7 +679,11 @@ async fn add_key(
         .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
         .is_some_and(|a| ed25519_dalek::VerifyingKey::from_bytes(&a).is_ok());
     if !ok {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad-key", "public_key must be a 32-byte ed25519 public key in hex"));
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad-key",
+            "public_key must be a 32-byte ed25519 public key in hex",
+        ));
     }
     let (store, by) = (app.store.clone(), who.token_id);
     blocking(move || Ok(store.add_signing_key(payer, &k, by, now_ms())?)).await?;

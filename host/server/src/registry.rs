@@ -140,8 +140,7 @@ pub struct Registry {
 }
 
 /// Builds the master set of a version from its stored sources.
-pub type MasterLoader =
-    dyn Fn(&tenken_store::MasterVersion) -> Result<tenken_master::MasterSet, String> + Send + Sync;
+pub type MasterLoader = dyn Fn(&tenken_store::MasterVersion) -> Result<tenken_master::MasterSet, String> + Send + Sync;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -245,7 +244,8 @@ impl Registry {
         }
         let bytes = self.store.plugin_bytes(digest)?;
         let p = Arc::new(
-            Plugin::load(&self.runtime, &bytes).map_err(|source| RegistryError::Load { digest: digest.into(), source })?,
+            Plugin::load(&self.runtime, &bytes)
+                .map_err(|source| RegistryError::Load { digest: digest.into(), source })?,
         );
         self.loaded.lock().unwrap().insert(digest.to_owned(), p.clone());
         Ok(p)
@@ -270,7 +270,12 @@ impl Registry {
     fn build(&self, payer: Payer, cause: Option<SwapCause>) -> Result<Releases, RegistryError> {
         let mut masters: Vec<LiveMaster> = Vec::new();
         for v in self.store.master_versions(payer)?.iter().filter(|v| v.state == "active") {
-            masters.push(LiveMaster { id: v.id, from: parse_from(&v.from_month), digest: v.digest.clone(), set: self.master_set(v)? });
+            masters.push(LiveMaster {
+                id: v.id,
+                from: parse_from(&v.from_month),
+                digest: v.digest.clone(),
+                set: self.master_set(v)?,
+            });
         }
         masters.sort_by_key(|m| m.from);
         let mut sets: Vec<LiveSet> = Vec::new();

@@ -27,7 +27,8 @@ pub fn replay(config: &Config, id: i64) -> anyhow::Result<ReplayOutcome> {
     let runtime = Arc::new(tenken_runtime::Runtime::new(&config.limits, Some(&cache))?);
     let mut converters = HashMap::new();
     for (name, bytes) in tenken_bundled::DEFAULT_CONVERTERS {
-        let c = tenken_runtime::Converter::load(&runtime, bytes).with_context(|| format!("loading converter {name}"))?;
+        let c =
+            tenken_runtime::Converter::load(&runtime, bytes).with_context(|| format!("loading converter {name}"))?;
         converters.insert(c.info.name.clone(), Arc::new(c));
     }
     let dyn_store: Arc<dyn Store> = store.clone();
@@ -45,9 +46,13 @@ pub fn replay(config: &Config, id: i64) -> anyhow::Result<ReplayOutcome> {
             got.extend(claim.parse_findings.iter().cloned());
         }
         for e in d["sets"].as_array().into_iter().flatten() {
-            let mv = e["master_version"].as_i64().with_context(|| format!("chunk {idx}: no master version recorded"))?;
+            let mv =
+                e["master_version"].as_i64().with_context(|| format!("chunk {idx}: no master version recorded"))?;
             if !master_sets.contains_key(&mv) {
-                let v = versions.iter().find(|v| v.id == mv).with_context(|| format!("master version {mv} is not in the store"))?;
+                let v = versions
+                    .iter()
+                    .find(|v| v.id == mv)
+                    .with_context(|| format!("master version {mv} is not in the store"))?;
                 let set = loader(v).map_err(anyhow::Error::msg)?;
                 if Some(set.digest().as_str()) != e["masters"].as_str() {
                     bail!("master version {mv} no longer has the recorded digest {}", e["masters"]);
@@ -62,7 +67,8 @@ pub fn replay(config: &Config, id: i64) -> anyhow::Result<ReplayOutcome> {
                 let mut list = Vec::new();
                 for dg in &digests {
                     if !plugins.contains_key(dg) {
-                        let b = store.plugin_bytes(dg).with_context(|| format!("plugin {dg} is not in the registry"))?;
+                        let b =
+                            store.plugin_bytes(dg).with_context(|| format!("plugin {dg} is not in the registry"))?;
                         plugins.insert(dg.clone(), Arc::new(tenken_runtime::Plugin::load(&runtime, &b)?));
                     }
                     list.push(plugins[dg].clone());
@@ -90,7 +96,8 @@ pub fn replay(config: &Config, id: i64) -> anyhow::Result<ReplayOutcome> {
         if got != want {
             let extra = got.iter().filter(|f| !want.contains(f)).count();
             let missing = want.iter().filter(|f| !got.contains(f)).count();
-            out.mismatches.push((idx, format!("{extra} finding(s) not stored, {missing} stored finding(s) not reproduced")));
+            out.mismatches
+                .push((idx, format!("{extra} finding(s) not stored, {missing} stored finding(s) not reproduced")));
         }
     }
     if out.chunks == 0 {

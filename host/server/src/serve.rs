@@ -24,7 +24,9 @@ pub async fn serve(app: Arc<App>, on_listening: impl FnOnce(std::net::SocketAddr
     let conns = Arc::new(tokio::sync::Semaphore::new(adm.connections_max.max(1) as usize));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new()).header_read_timeout(Duration::from_millis(adm.header_read_timeout_ms)).keep_alive(true);
+    http.timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_millis(adm.header_read_timeout_ms))
+        .keep_alive(true);
     let routes = router(app.clone());
     app.ready.store(true, Ordering::SeqCst);
     tracing::info!(%addr, "listening");

@@ -48,13 +48,15 @@ pub fn is_open(cfg: &WindowConfig, w: Option<Window>, now_ms: i64) -> bool {
 
 /// `2026-11-05 00:00 JST`.
 pub fn format_jst(ms: i64) -> String {
-    let t = OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)).unwrap_or(OffsetDateTime::UNIX_EPOCH).to_offset(jst());
+    let t =
+        OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)).unwrap_or(OffsetDateTime::UNIX_EPOCH).to_offset(jst());
     format!("{:04}-{:02}-{:02} {:02}:{:02} JST", t.year(), t.month() as u8, t.day(), t.hour(), t.minute())
 }
 
 /// A closing time in the `2026-11-10 24:00 JST` style, as people in Japan write deadlines.
 pub fn format_jst_close(ms: i64) -> String {
-    let t = OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)).unwrap_or(OffsetDateTime::UNIX_EPOCH).to_offset(jst());
+    let t =
+        OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)).unwrap_or(OffsetDateTime::UNIX_EPOCH).to_offset(jst());
     if t.hour() == 0 && t.minute() == 0 {
         let prev = t - time::Duration::days(1);
         format!("{:04}-{:02}-{:02} 24:00 JST", prev.year(), prev.month() as u8, prev.day())
@@ -76,7 +78,9 @@ pub fn parse_time(s: &str) -> Option<i64> {
     let (date, hm) = s.split_once('T')?;
     if hm == "24:00" {
         let d = Date::parse(date, &time::macros::format_description!("[year]-[month]-[day]")).ok()?;
-        return Some(PrimitiveDateTime::new(d, Time::MIDNIGHT).assume_offset(jst()).unix_timestamp() * 1000 + 86_400_000);
+        return Some(
+            PrimitiveDateTime::new(d, Time::MIDNIGHT).assume_offset(jst()).unix_timestamp() * 1000 + 86_400_000,
+        );
     }
     None
 }

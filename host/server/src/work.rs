@@ -187,7 +187,11 @@ impl Work {
         let chunks: Vec<ChunkRef> = missing
             .into_iter()
             .filter(|&i| scheduled.insert((s.id, i)))
-            .map(|i| ChunkRef { submission: s.id, index: i, cost: chunk_cost(i, s.receipts, s.chunks, s.chunk_receipts) })
+            .map(|i| ChunkRef {
+                submission: s.id,
+                index: i,
+                cost: chunk_cost(i, s.receipts, s.chunks, s.chunk_receipts),
+            })
             .collect();
         drop(scheduled);
         if chunks.is_empty() {
@@ -272,7 +276,8 @@ impl Work {
             let Some((_, chunk)) = pw.queue.pop_wait(Duration::from_millis(200)) else { continue };
             depth.dec();
             let t0 = Instant::now();
-            let span = tracing::info_span!("chunk", payer = %pw.payer, submission = chunk.submission, index = chunk.index);
+            let span =
+                tracing::info_span!("chunk", payer = %pw.payer, submission = chunk.submission, index = chunk.index);
             let _g = span.enter();
             if let Err(e) = self.run_chunk(pw, chunk) {
                 tracing::error!(error = %e, "chunk failed; it stays pending and the sweeper retries it");
@@ -301,7 +306,14 @@ impl Work {
         .clone()
     }
 
-    fn job(&self, pw: &PayerWork, active: &Active, set: &LiveSet, m: usize, master: &LiveMaster) -> Result<Arc<FileJob>, String> {
+    fn job(
+        &self,
+        pw: &PayerWork,
+        active: &Active,
+        set: &LiveSet,
+        m: usize,
+        master: &LiveMaster,
+    ) -> Result<Arc<FileJob>, String> {
         let key = (set.id, master.id);
         if let Some(j) = active.jobs.lock().unwrap().get(&key) {
             return Ok(j.clone());
@@ -389,7 +401,9 @@ impl Work {
         match outcome {
             ChunkOutcome::Recorded { all_done: true } => self.finalize(&s),
             ChunkOutcome::Recorded { all_done: false } | ChunkOutcome::Duplicate => {}
-            ChunkOutcome::Fenced => tracing::warn!("chunk result fenced (lease lapsed or submission no longer pending)"),
+            ChunkOutcome::Fenced => {
+                tracing::warn!("chunk result fenced (lease lapsed or submission no longer pending)")
+            }
         }
         Ok(())
     }
@@ -424,7 +438,12 @@ impl Work {
     }
 }
 
-fn decision_entry(set: &LiveSet, master: &LiveMaster, receipts: Option<(usize, usize)>, started_ms: i64) -> serde_json::Value {
+fn decision_entry(
+    set: &LiveSet,
+    master: &LiveMaster,
+    receipts: Option<(usize, usize)>,
+    started_ms: i64,
+) -> serde_json::Value {
     serde_json::json!({
         "release_set": set.id,
         "started_ms": started_ms,
@@ -454,9 +473,8 @@ impl Work {
                 e.failed -= f as u64;
             }
             let rate = e.failed as f64 / e.receipts.max(1) as f64;
-            let trip = !e.rolled_back
-                && e.receipts >= window.min(50)
-                && rate > self.options.auto_rollback_failure_rate_max;
+            let trip =
+                !e.rolled_back && e.receipts >= window.min(50) && rate > self.options.auto_rollback_failure_rate_max;
             if trip {
                 e.rolled_back = true;
             }

@@ -38,7 +38,9 @@ pub enum StoreError {
         "a submission for this institution, payer and billing month ({reception}) is already confirmed (請求確定); it cannot be replaced"
     )]
     AlreadyConfirmed { reception: String },
-    #[error("Idempotency-Key {key:?} was already used for a different file ({reception}); use a new key for a new file")]
+    #[error(
+        "Idempotency-Key {key:?} was already used for a different file ({reception}); use a new key for a new file"
+    )]
     IdempotencyConflict { key: String, reception: String },
     #[error("submission {0} not found")]
     NotFound(SubmissionId),
@@ -456,8 +458,14 @@ pub trait Store: Send + Sync {
     fn chunk_findings(&self, id: SubmissionId) -> Result<Vec<(u32, String)>, StoreError>;
     /// Stores the final, sorted findings of a fully checked submission and marks it checked.
     /// Idempotent.
-    fn finalize(&self, id: SubmissionId, findings: String, counts: Counts, dropped: u64, now_ms: i64)
-    -> Result<(), StoreError>;
+    fn finalize(
+        &self,
+        id: SubmissionId,
+        findings: String,
+        counts: Counts,
+        dropped: u64,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
     /// The final findings (JSON) of a checked submission.
     fn findings(&self, id: SubmissionId) -> Result<Option<String>, StoreError>;
     fn confirm(&self, id: SubmissionId, now_ms: i64) -> Result<Submission, StoreError>;
@@ -499,7 +507,13 @@ pub trait Store: Send + Sync {
         now_ms: i64,
     ) -> Result<PluginRecord, StoreError>;
     /// Records an approval; the caller checks who may approve.
-    fn approve_plugin(&self, payer: Payer, digest: &str, approver: i64, now_ms: i64) -> Result<PluginRecord, StoreError>;
+    fn approve_plugin(
+        &self,
+        payer: Payer,
+        digest: &str,
+        approver: i64,
+        now_ms: i64,
+    ) -> Result<PluginRecord, StoreError>;
     fn add_signing_key(&self, payer: Payer, key_hex: &str, actor: i64, now_ms: i64) -> Result<(), StoreError>;
     fn signing_keys(&self, payer: Payer) -> Result<Vec<String>, StoreError>;
     /// Makes a new release set active from `from_month`, superseding the active one with the
@@ -551,12 +565,25 @@ pub trait Store: Send + Sync {
         now_ms: i64,
     ) -> Result<MasterVersion, StoreError>;
     fn master_versions(&self, payer: Payer) -> Result<Vec<MasterVersion>, StoreError>;
-    fn approve_master(&self, payer: Payer, id: i64, approver: i64, approver_payer: Payer, now_ms: i64)
-    -> Result<MasterVersion, StoreError>;
+    fn approve_master(
+        &self,
+        payer: Payer,
+        id: i64,
+        approver: i64,
+        approver_payer: Payer,
+        now_ms: i64,
+    ) -> Result<MasterVersion, StoreError>;
     /// Makes a version active (superseding the active one with the same `from_month`), or
     /// an earlier one active again (`rollback`), atomically, audited.
-    fn activate_master(&self, payer: Payer, id: i64, actor: i64, rollback: bool, reason: &str, now_ms: i64)
-    -> Result<MasterVersion, StoreError>;
+    fn activate_master(
+        &self,
+        payer: Payer,
+        id: i64,
+        actor: i64,
+        rollback: bool,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<MasterVersion, StoreError>;
 }
 
 /// sha256 of a token secret, hex: what the store keeps instead of the secret.

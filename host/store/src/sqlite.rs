@@ -305,11 +305,8 @@ fn writer_loop(conn: Connection, rx: Receiver<WriteOp>, group_max: usize, blobs:
         for op in batch {
             let _ = conn.execute_batch("SAVEPOINT op");
             let (ok, fin) = (op.run)(&conn);
-            let _ = if ok {
-                conn.execute_batch("RELEASE op")
-            } else {
-                conn.execute_batch("ROLLBACK TO op; RELEASE op")
-            };
+            let _ =
+                if ok { conn.execute_batch("RELEASE op") } else { conn.execute_batch("ROLLBACK TO op; RELEASE op") };
             finishers.push(fin);
         }
         let committed = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
@@ -373,7 +370,8 @@ fn load_where(conn: &Connection, clause: &str, args: impl rusqlite::Params) -> R
     for (mut s, payer, state) in rows {
         s.payer = payer_of(&payer)?;
         s.state = State::parse(&state)?;
-        let mut w = conn.prepare_cached("SELECT receipt FROM withdrawn_receipts WHERE submission = ?1 ORDER BY receipt")?;
+        let mut w =
+            conn.prepare_cached("SELECT receipt FROM withdrawn_receipts WHERE submission = ?1 ORDER BY receipt")?;
         s.withdrawn_receipts = w.query_map([s.id], |r| r.get(0))?.collect::<Result<_, _>>()?;
         out.push(s);
     }
@@ -441,7 +439,8 @@ const PLUGIN_COLS: &str =
 
 fn load_plugins(conn: &Connection, clause: &str, args: impl rusqlite::Params) -> Result<Vec<PluginRecord>, StoreError> {
     let mut stmt = conn.prepare_cached(&format!("SELECT {PLUGIN_COLS} FROM plugins {clause}"))?;
-    type Row12 = (String, String, String, String, String, String, i64, i64, i64, Option<String>, String, Option<String>);
+    type Row12 =
+        (String, String, String, String, String, String, i64, i64, i64, Option<String>, String, Option<String>);
     let rows: Vec<Row12> = stmt
         .query_map(args, |r| {
             Ok((
@@ -461,8 +460,20 @@ fn load_plugins(conn: &Connection, clause: &str, args: impl rusqlite::Params) ->
         })?
         .collect::<Result<_, _>>()?;
     let mut out = Vec::new();
-    for (payer, digest, name, version, contract, info_json, bytes, uploaded_by, uploaded_ms, signed_by, state, validation) in
-        rows
+    for (
+        payer,
+        digest,
+        name,
+        version,
+        contract,
+        info_json,
+        bytes,
+        uploaded_by,
+        uploaded_ms,
+        signed_by,
+        state,
+        validation,
+    ) in rows
     {
         let approvals = conn
             .prepare_cached("SELECT approver FROM plugin_approvals WHERE payer = ?1 AND digest = ?2 ORDER BY at_ms")?
@@ -501,7 +512,15 @@ fn audit_tx(conn: &Connection, e: &AuditEvent) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn event(payer: Payer, actor: i64, at_ms: i64, action: &str, digest: Option<&str>, set: Option<i64>, reason: &str) -> AuditEvent {
+fn event(
+    payer: Payer,
+    actor: i64,
+    at_ms: i64,
+    action: &str,
+    digest: Option<&str>,
+    set: Option<i64>,
+    reason: &str,
+) -> AuditEvent {
     AuditEvent {
         id: 0,
         payer,
@@ -519,7 +538,9 @@ fn load_sets(conn: &Connection, clause: &str, args: impl rusqlite::Params) -> Re
         "SELECT id, payer, from_month, plugins, state, created_by, created_ms, reason FROM release_sets {clause}"
     ))?;
     let rows: Vec<(i64, String, String, String, String, i64, i64, String)> = stmt
-        .query_map(args, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?)))?
+        .query_map(args, |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
+        })?
         .collect::<Result<_, _>>()?;
     rows.into_iter()
         .map(|(id, payer, from_month, plugins, state, created_by, created_ms, reason)| {
@@ -537,7 +558,11 @@ fn load_sets(conn: &Connection, clause: &str, args: impl rusqlite::Params) -> Re
         .collect()
 }
 
-fn load_masters(conn: &Connection, clause: &str, args: impl rusqlite::Params) -> Result<Vec<MasterVersion>, StoreError> {
+fn load_masters(
+    conn: &Connection,
+    clause: &str,
+    args: impl rusqlite::Params,
+) -> Result<Vec<MasterVersion>, StoreError> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT id, payer, from_month, digest, sources, state, provided_by, report, created_by, created_ms, reason \
          FROM master_versions {clause}"
@@ -752,7 +777,8 @@ impl Store for SqliteStore {
 
     fn chunk_findings(&self, id: SubmissionId) -> Result<Vec<(u32, String)>, StoreError> {
         self.read(|c| {
-            let mut stmt = c.prepare_cached("SELECT idx, findings FROM chunk_results WHERE submission = ?1 ORDER BY idx")?;
+            let mut stmt =
+                c.prepare_cached("SELECT idx, findings FROM chunk_results WHERE submission = ?1 ORDER BY idx")?;
             Ok(stmt.query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?)
         })
     }
@@ -832,7 +858,10 @@ impl Store for SqliteStore {
 
     fn register_node(&self, now_ms: i64, ttl_ms: i64) -> Result<i64, StoreError> {
         self.write(move |conn| {
-            conn.execute("INSERT INTO nodes(started_ms, expires_ms) VALUES (?1, ?2)", params![now_ms, now_ms + ttl_ms])?;
+            conn.execute(
+                "INSERT INTO nodes(started_ms, expires_ms) VALUES (?1, ?2)",
+                params![now_ms, now_ms + ttl_ms],
+            )?;
             Ok(conn.last_insert_rowid())
         })
     }
@@ -1018,7 +1047,13 @@ impl Store for SqliteStore {
         })
     }
 
-    fn approve_plugin(&self, payer: Payer, digest: &str, approver: i64, now_ms: i64) -> Result<PluginRecord, StoreError> {
+    fn approve_plugin(
+        &self,
+        payer: Payer,
+        digest: &str,
+        approver: i64,
+        now_ms: i64,
+    ) -> Result<PluginRecord, StoreError> {
         let digest = digest.to_owned();
         self.write(move |conn| {
             must_plugin(conn, payer, &digest)?;
@@ -1168,7 +1203,8 @@ impl Store for SqliteStore {
 
     fn decisions(&self, id: SubmissionId) -> Result<Vec<(u32, String)>, StoreError> {
         self.read(|c| {
-            let mut stmt = c.prepare_cached("SELECT idx, decision FROM chunk_results WHERE submission = ?1 ORDER BY idx")?;
+            let mut stmt =
+                c.prepare_cached("SELECT idx, decision FROM chunk_results WHERE submission = ?1 ORDER BY idx")?;
             Ok(stmt.query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?)
         })
     }

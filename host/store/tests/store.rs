@@ -99,7 +99,9 @@ fn group_commit_serves_many_writers() {
             std::thread::spawn(move || {
                 for i in 0..20 {
                     let body = format!("file {t} {i}");
-                    store.accept(new_sub(&format!("{t:07}"), &format!("2026-{:02}", i % 12 + 1), body.as_bytes(), None)).unwrap();
+                    store
+                        .accept(new_sub(&format!("{t:07}"), &format!("2026-{:02}", i % 12 + 1), body.as_bytes(), None))
+                        .unwrap();
                 }
             })
         })

@@ -112,7 +112,8 @@ fn format_encode(kind: MasterKind, rows: Vec<CanonRow>) -> Result<Vec<u8>, Strin
         pad(&mut out, &sjis(&r.name)?, NAME_BYTES, code, "name")?;
         out.extend_from_slice(format!("{:04}", r.extra.len()).as_bytes());
         for (k, v) in &r.extra {
-            let n: u16 = k.strip_prefix('c').and_then(|n| n.parse().ok()).ok_or_else(|| format!("{code}: column {k:?}"))?;
+            let n: u16 =
+                k.strip_prefix('c').and_then(|n| n.parse().ok()).ok_or_else(|| format!("{code}: column {k:?}"))?;
             let bytes = sjis(v)?;
             if bytes.len() > 9999 || bytes.contains(&b'\n') || bytes.contains(&b'\r') {
                 return Err(format!("{code}: column {k} cannot be stored (too long or a line break)"));
