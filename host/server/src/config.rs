@@ -144,6 +144,10 @@ pub struct Schedule {
     pub auto_rollback_failure_rate_max: f64,
     /// Writes committed together (one fsync).
     pub store_group_commit_max: u32,
+    /// Scheduling niceness of the check worker threads (0 = as the request threads, up to
+    /// 19). Above 0, a CPU that both want goes to accepting submissions first: acceptance
+    /// must stay quick under a surge, checking is asynchronous and catches up after.
+    pub check_worker_nice: u8,
 }
 
 impl Default for Schedule {
@@ -157,6 +161,7 @@ impl Default for Schedule {
             auto_rollback_window_receipts: 500,
             auto_rollback_failure_rate_max: 0.5,
             store_group_commit_max: 512,
+            check_worker_nice: 5,
         }
     }
 }

@@ -259,6 +259,7 @@ pub async fn run(config: Config, on_listening: impl FnOnce(SocketAddr)) -> anyho
             findings_per_file_max: config.limits.check_findings_per_file_max,
             auto_rollback_window_receipts: config.schedule.auto_rollback_window_receipts,
             auto_rollback_failure_rate_max: config.schedule.auto_rollback_failure_rate_max,
+            worker_nice: config.schedule.check_worker_nice.min(19),
         },
         owner,
     );

@@ -54,6 +54,8 @@ pub struct WorkOptions {
     /// the payer's previous release set for the same months is restored.
     pub auto_rollback_window_receipts: u32,
     pub auto_rollback_failure_rate_max: f64,
+    /// Niceness of the worker threads (see `schedule.check_worker_nice`).
+    pub worker_nice: u8,
 }
 
 /// Failures of one release set over its last receipts.
@@ -152,7 +154,10 @@ impl Work {
                     std::thread::Builder::new()
                         .name(format!("tenken-{}-{w}", pw.payer))
                         .stack_size(8 << 20)
-                        .spawn(move || work.worker_loop(&pw, w))
+                        .spawn(move || {
+                            lower_priority(work.options.worker_nice);
+                            work.worker_loop(&pw, w)
+                        })
                         .expect("spawn worker"),
                 );
             }
@@ -436,6 +441,27 @@ impl Work {
         }
         self.payer(s.payer).active.lock().unwrap().remove(&s.id);
     }
+}
+
+/// Gives the calling thread a lower CPU priority (Linux: per-thread niceness). Failure is
+/// logged, never fatal: it only changes who waits when both want a CPU.
+fn lower_priority(nice: u8) {
+    if nice == 0 {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: plain syscalls on the calling thread's own id; no memory is shared.
+        let rc = unsafe {
+            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+            libc::setpriority(libc::PRIO_PROCESS, tid, nice as libc::c_int)
+        };
+        if rc != 0 {
+            tracing::warn!(nice, error = %std::io::Error::last_os_error(), "could not lower the check worker's priority");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    tracing::debug!(nice, "check_worker_nice is applied on Linux only");
 }
 
 fn decision_entry(
