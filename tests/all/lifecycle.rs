@@ -397,17 +397,27 @@ fn hot_swap_under_load_with_replay() {
     let (st, _) = get(&url, &tokens.values().next().unwrap().clone(), "/v1/payers/ssk/swaps");
     assert_eq!(st, 403, "institutions do not see swaps");
 
-    // The timeline of what was in force, from the audit log.
+    // Every swap is in the audit log too (plus the first start's activation).
     let (_, audit) = get(&url, &s1, "/v1/payers/ssk/audit?limit=1000");
-    let mut timeline: Vec<(i64, i64)> = audit
+    let audited: Vec<i64> = audit
         .as_array()
         .unwrap()
         .iter()
         .filter(|e| e["action"] == "activate" || e["action"] == "rollback")
-        .map(|e| (e["at_ms"].as_i64().unwrap(), e["release_set"].as_i64().unwrap()))
+        .map(|e| e["release_set"].as_i64().unwrap())
         .collect();
+    assert!(audited.len() >= 51, "{} activations/rollbacks", audited.len());
+    assert!(swaps.iter().all(|s| audited.contains(&s["subject"].as_i64().unwrap())), "{audited:?}");
+    // The timeline of what was in force: the start's set, then each swap at the moment its
+    // table went live (request time + time to live). The audit's time is when the request
+    // was recorded, which can precede the swap by a group commit and the checker build.
+    let mut timeline: Vec<(i64, i64)> = vec![(0, a_id)];
+    timeline.extend(swaps.iter().map(|s| {
+        let live = s["requested_ms"].as_i64().unwrap() as f64 + s["swapped_after_ms"].as_f64().unwrap();
+        // Both clocks are read in whole ms (floor), so floor here too.
+        (live.floor() as i64, s["subject"].as_i64().unwrap())
+    }));
     timeline.sort();
-    assert!(timeline.len() >= 51, "{} activations/rollbacks", timeline.len());
 
     for ((inst, id), case) in ids.iter().zip(&cases) {
         let token = &tokens[inst];
@@ -433,7 +443,10 @@ fn hot_swap_under_load_with_replay() {
                 let set = e["release_set"].as_i64().unwrap();
                 let started = e["started_ms"].as_i64().unwrap();
                 let ok = in_force(&timeline, started, 100);
-                assert!(ok.contains(&set), "set {set} was not in force at {started} (in force: {ok:?})");
+                assert!(
+                    ok.contains(&set),
+                    "set {set} was not in force at {started} (in force: {ok:?}); timeline {timeline:?}; swaps {swaps:?}"
+                );
                 if let Some(r) = e["receipts"].as_array() {
                     for i in r[0].as_u64().unwrap()..r[1].as_u64().unwrap() {
                         covered[i as usize] += 1;

@@ -133,17 +133,42 @@ fn a_master_provided_by_ssk_is_converted_proven_approved_jointly_and_swapped_wit
     cli(&["master", "export", "--payer", "kokuho", &kid.to_string(), name, out.to_str().unwrap()]);
     assert!(std::fs::read(&out).unwrap().starts_with(b"D"), "kokuho-fixed records start with D");
 
+    // The impact check flagged it (points +3 make the points rule fire), so an approval
+    // without accepting the impact is refused, and accepting needs a reason.
+    let kreport: Value = serde_json::from_str(kv["report"].as_str().unwrap()).unwrap();
+    assert_eq!(kreport["impact"]["flagged"], true, "{kreport}");
+    let approve = format!("/v1/payers/kokuho/masters/{kid}/approve");
+    let (st, b) = post(&url, &k1, &approve);
+    assert_error(st, &b, 409, "impact-flagged");
+    let (st, b) = send_json(&url, &k1, "POST", &approve, json!({"accept_impact": true}));
+    assert_error(st, &b, 400, "reason-required");
     // Joint approval: kokuho alone cannot activate a master ssk provided.
-    let (st, b) = post(&url, &k1, &format!("/v1/payers/kokuho/masters/{kid}/approve"));
+    let (st, b) = send_json(
+        &url,
+        &k1,
+        "POST",
+        &approve,
+        json!({"accept_impact": true, "reason": "点数改定: the points rule is meant to fire"}),
+    );
     assert_eq!(st, 200, "{b}");
     let (st, b) = post(&url, &k2, &format!("/v1/payers/kokuho/masters/{kid}/activate"));
     assert_error(st, &b, 409, "not-approved");
     // The proposer cannot approve; another ssk staff member can (the joint check).
-    let (st, b) = post(&url, &s1, &format!("/v1/payers/kokuho/masters/{kid}/approve"));
+    let (st, b) = send_json(&url, &s1, "POST", &approve, json!({"accept_impact": true, "reason": "x"}));
     assert_error(st, &b, 403, "self-approval");
     // (through `tenken master approve`, the CLI's name for the same call)
     let out = std::process::Command::new(bin())
-        .args(["master", "approve", "--payer", "kokuho", &kid.to_string(), "--server", &url, "--token", &s2])
+        .args([
+            "master",
+            "approve",
+            "--payer",
+            "kokuho",
+            &kid.to_string(),
+            "--accept-impact",
+            "--reason",
+            "joint check done",
+        ])
+        .args(["--server", &url, "--token", &s2])
         .output()
         .unwrap();
     assert!(out.status.success(), "master approve: {}", String::from_utf8_lossy(&out.stderr));

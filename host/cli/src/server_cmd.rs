@@ -209,8 +209,17 @@ pub enum MasterCommand {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
-    /// Staff: approve a proposed version (not your own; `act approve`).
-    Approve(VersionArgs),
+    /// Staff: approve a proposed version (not your own). A version whose impact check was
+    /// flagged needs --accept-impact with a --reason (recorded in the audit log).
+    Approve {
+        #[command(flatten)]
+        version: VersionArgs,
+        /// Approve although the impact check flagged this version.
+        #[arg(long)]
+        accept_impact: bool,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
     /// Staff: make an approved version live for its 診療年月, without a restart (`act activate`).
     Activate(VersionArgs),
     /// Staff: make an earlier version live again (`act rollback`).
@@ -278,7 +287,12 @@ pub fn master(cmd: MasterCommand) -> Result<std::process::ExitCode> {
         MasterCommand::ApplyDiff { conn, payer, base, from, reason, files } => {
             return master_propose(&conn, payer, from, Some(base), &reason, &files);
         }
-        MasterCommand::Approve(v) => return master_act(&v.conn, v.payer, "approve", v.id),
+        MasterCommand::Approve { version: v, accept_impact, reason } => {
+            let body = serde_json::json!({ "accept_impact": accept_impact, "reason": reason });
+            let path = format!("/v1/payers/{}/masters/{}/approve", v.payer, v.id);
+            println!("{}", serde_json::to_string_pretty(&http(&v.conn, "POST", &path, None, Some(body))?)?);
+            return Ok(std::process::ExitCode::SUCCESS);
+        }
         MasterCommand::Activate(v) => return master_act(&v.conn, v.payer, "activate", v.id),
         MasterCommand::Rollback(v) => return master_act(&v.conn, v.payer, "rollback", v.id),
         MasterCommand::Act { conn, payer, action, id } => return master_act(&conn, payer, &action, id),

@@ -220,11 +220,23 @@ async fn propose(
     Ok((StatusCode::CREATED, Json(v)))
 }
 
+/// Body of an approval (optional).
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct ApproveRequest {
+    /// Approve although the impact check flagged the version (needs a reason).
+    #[serde(default)]
+    pub accept_impact: bool,
+    #[serde(default)]
+    pub reason: String,
+}
+
 async fn approve(
     State(app): AppState,
     who: Principal,
     Path((payer, id)): Path<(String, i64)>,
+    body: Option<Json<ApproveRequest>>,
 ) -> Result<Json<MasterVersion>, ApiError> {
+    let req = body.map(|b| b.0).unwrap_or_default();
     let payer = payer_of(&payer)?;
     let v = version(&app, payer, id)?;
     // The payer's own staff, or — for a master it provided — the providing payer's staff.
@@ -236,8 +248,32 @@ async fn approve(
             ApiError::forbidden("the proposer cannot approve their own master version").with_code("self-approval")
         );
     }
+    // A flagged impact (a master that suddenly changes many findings: the 2022 setting
+    // error) is approved only deliberately, with a reason that goes into the audit log.
+    let impact = serde_json::from_str::<serde_json::Value>(&v.report).ok().map(|r| r["impact"].clone());
+    let mut note = String::new();
+    if let Some(impact) = impact.filter(|i| i["flagged"] == true) {
+        if !req.accept_impact {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "impact-flagged",
+                format!(
+                    "the impact check flagged master version {id}: {} finding(s) changed over the regression corpus (threshold {}). Review the report's \"impact\" (per rule, with receipts); to approve anyway send {{\"accept_impact\": true, \"reason\": \"…\"}} (CLI: tenken master approve --accept-impact --reason …)",
+                    impact["changed"], impact["threshold"]
+                ),
+            ));
+        }
+        if req.reason.trim().is_empty() {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "reason-required",
+                "accepting a flagged impact needs a reason (it goes into the audit log)",
+            ));
+        }
+        note = format!("impact accepted: {}", req.reason.trim());
+    }
     let (store, by) = (app.store.clone(), who.token_id);
-    Ok(Json(blocking(move || Ok(store.approve_master(payer, id, by, approver_payer, now_ms())?)).await?))
+    Ok(Json(blocking(move || Ok(store.approve_master(payer, id, by, approver_payer, &note, now_ms())?)).await?))
 }
 
 async fn activate(

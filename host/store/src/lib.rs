@@ -565,12 +565,15 @@ pub trait Store: Send + Sync {
         now_ms: i64,
     ) -> Result<MasterVersion, StoreError>;
     fn master_versions(&self, payer: Payer) -> Result<Vec<MasterVersion>, StoreError>;
+    /// Records an approval; `note` goes into the audit event (e.g. why a flagged impact was
+    /// accepted).
     fn approve_master(
         &self,
         payer: Payer,
         id: i64,
         approver: i64,
         approver_payer: Payer,
+        note: &str,
         now_ms: i64,
     ) -> Result<MasterVersion, StoreError>;
     /// Makes a version active (superseding the active one with the same `from_month`), or

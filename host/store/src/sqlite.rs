@@ -1254,18 +1254,20 @@ impl Store for SqliteStore {
         id: i64,
         approver: i64,
         approver_payer: Payer,
+        note: &str,
         now_ms: i64,
     ) -> Result<MasterVersion, StoreError> {
+        let reason = match note {
+            "" => format!("master version {id} by {approver_payer} staff"),
+            n => format!("master version {id} by {approver_payer} staff: {n}"),
+        };
         self.write(move |conn| {
             must_master(conn, payer, id)?;
             conn.execute(
                 "INSERT OR IGNORE INTO master_approvals(version, approver, approver_payer, at_ms) VALUES (?1, ?2, ?3, ?4)",
                 params![id, approver, approver_payer.as_str(), now_ms],
             )?;
-            audit_tx(
-                conn,
-                &event(payer, approver, now_ms, "master-approval", None, None, &format!("master version {id} by {approver_payer} staff")),
-            )?;
+            audit_tx(conn, &event(payer, approver, now_ms, "master-approval", None, None, &reason))?;
             must_master(conn, payer, id)
         })
     }
