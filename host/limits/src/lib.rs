@@ -34,6 +34,12 @@ pub struct Limits {
     pub plugin_table_elements_max: u32,
     /// Wall-clock deadline of one plugin call, in milliseconds (epoch interruption).
     pub plugin_call_ms_max: u64,
+    /// The file-level call (`check-file`) gets one summary per receipt, so its deadline grows:
+    /// `plugin_call_ms_max` + this many microseconds per receipt (JavaScript guests spend
+    /// ~8 µs per summary on this machine: docs/PERFORMANCE.md).
+    pub plugin_file_call_us_per_receipt: u64,
+    /// Cap of the file-level call's deadline, in milliseconds.
+    pub plugin_file_call_ms_max: u64,
     /// Epoch tick, in milliseconds: the deadline's granularity.
     pub plugin_epoch_tick_ms: u64,
     /// Captured guest stdout+stderr per call, in bytes; writes beyond fail.
@@ -70,6 +76,8 @@ impl Default for Limits {
             plugin_stack_bytes_max: 1024 * 1024,
             plugin_table_elements_max: 100_000,
             plugin_call_ms_max: 2_000,
+            plugin_file_call_us_per_receipt: 50,
+            plugin_file_call_ms_max: 30_000,
             plugin_epoch_tick_ms: 10,
             plugin_output_bytes_max: 64 * 1024,
             plugin_findings_per_call_max: 100_000,
@@ -111,6 +119,12 @@ impl Limits {
                 "table elements per plugin instance",
             ),
             ("plugin_call_ms_max", d.plugin_call_ms_max.to_string(), "deadline of one plugin call, ms"),
+            (
+                "plugin_file_call_us_per_receipt",
+                d.plugin_file_call_us_per_receipt.to_string(),
+                "added to the check-file deadline per receipt of the file, µs",
+            ),
+            ("plugin_file_call_ms_max", d.plugin_file_call_ms_max.to_string(), "cap of the check-file deadline, ms"),
             ("plugin_epoch_tick_ms", d.plugin_epoch_tick_ms.to_string(), "epoch tick (deadline granularity), ms"),
             (
                 "plugin_output_bytes_max",

@@ -189,6 +189,6 @@ impl Converter {
         store.epoch_deadline_trap();
         let result = self.pre.instantiate(&mut store).and_then(|b| f(&b, &mut store));
         drop(store);
-        result.map_err(|e| classify(e, &out, limits))
+        result.map_err(|e| classify(e, &out, limits, (limits.converter_call_ms_max, "converter_call_ms_max")))
     }
 }

@@ -165,7 +165,9 @@ impl Plugin {
         };
         let masters: Arc<dyn m::Masters + Send + Sync> = Arc::new(NoMasters);
         plugin.info = plugin
-            .call(&masters, |bindings, store| bindings.tenken_plugin_checker().call_describe(store))
+            .call(&masters, (runtime.limits.plugin_call_ms_max, "plugin_call_ms_max"), |bindings, store| {
+                bindings.tenken_plugin_checker().call_describe(store)
+            })
             .map(convert::info_from)
             .map_err(|f| RuntimeError::Describe(f.to_string()))?;
         Ok(plugin)
@@ -183,8 +185,11 @@ impl Plugin {
         masters: &Arc<dyn m::Masters + Send + Sync>,
         input: &FileInput,
     ) -> Result<Vec<m::Finding>, CallFailure> {
-        let out =
-            self.call(masters, |b, store| b.tenken_plugin_checker().call_check_file(store, &input.ctx, &input.file))?;
+        let deadline_ms = file_call_deadline_ms(&self.runtime.limits, input.file.receipts.len());
+        let of = "plugin_call_ms_max + plugin_file_call_us_per_receipt per receipt, at most plugin_file_call_ms_max";
+        let out = self.call(masters, (deadline_ms, of), |b, store| {
+            b.tenken_plugin_checker().call_check_file(store, &input.ctx, &input.file)
+        })?;
         Ok(self.findings(out))
     }
 
@@ -195,7 +200,7 @@ impl Plugin {
         input: &FileInput,
         batch: &Batch,
     ) -> Result<Vec<m::Finding>, CallFailure> {
-        let out = self.call(masters, |b, store| {
+        let out = self.call(masters, (self.runtime.limits.plugin_call_ms_max, "plugin_call_ms_max"), |b, store| {
             b.tenken_plugin_checker().call_check_receipts(store, &input.ctx, &batch.receipts)
         })?;
         Ok(self.findings(out))
@@ -225,10 +230,11 @@ impl Plugin {
         findings
     }
 
-    /// One sandboxed call: fresh store, limits, deadline, bounded output.
+    /// One sandboxed call: fresh store, limits, a deadline of `deadline_ms`, bounded output.
     fn call<R>(
         &self,
         masters: &Arc<dyn m::Masters + Send + Sync>,
+        (deadline_ms, deadline_of): (u64, &str),
         f: impl FnOnce(&OfficeCheck, &mut Store<HostState>) -> wasmtime::Result<R>,
     ) -> Result<R, CallFailure> {
         let limits = &self.runtime.limits;
@@ -237,18 +243,52 @@ impl Plugin {
         let state = self.runtime.new_store_state(masters.clone(), out.clone());
         let mut store = Store::new(&self.runtime.engine, state);
         store.limiter(|s| &mut s.limits);
-        let ticks = limits.plugin_call_ms_max.div_ceil(limits.plugin_epoch_tick_ms.max(1)).max(1);
+        let ticks = deadline_ms.div_ceil(limits.plugin_epoch_tick_ms.max(1)).max(1);
         store.set_epoch_deadline(ticks);
         store.epoch_deadline_trap();
         let result = self.pre.instantiate(&mut store).and_then(|bindings| f(&bindings, &mut store));
         self.peak_memory.fetch_max(store.data().limits.memory_bytes, std::sync::atomic::Ordering::Relaxed);
         // The store is dropped here on every path: after a trap it must not be reused.
         drop(store);
-        result.map_err(|e| classify(e, &out, limits))
+        result.map_err(|e| classify(e, &out, limits, (deadline_ms, deadline_of)))
     }
 }
 
-pub(crate) fn classify(e: wasmtime::Error, out: &MemoryOutputPipe, limits: &tenken_limits::Limits) -> CallFailure {
+/// The deadline of a `check-file` call on a file of `receipts` receipts: it gets one summary
+/// per receipt, so a guest that is slow per summary (JavaScript: ~8 µs) must not time out
+/// on a legitimately large file. Never below `plugin_call_ms_max`, never above
+/// `plugin_file_call_ms_max` (unless that is set lower than `plugin_call_ms_max`).
+pub fn file_call_deadline_ms(limits: &tenken_limits::Limits, receipts: usize) -> u64 {
+    let grown = (receipts as u64).saturating_mul(limits.plugin_file_call_us_per_receipt) / 1000;
+    limits.plugin_call_ms_max.saturating_add(grown).min(limits.plugin_file_call_ms_max.max(limits.plugin_call_ms_max))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::file_call_deadline_ms;
+
+    #[test]
+    fn the_file_call_deadline_grows_with_the_file_and_is_capped() {
+        let l = tenken_limits::Limits::default();
+        assert_eq!(file_call_deadline_ms(&l, 0), l.plugin_call_ms_max);
+        assert_eq!(
+            file_call_deadline_ms(&l, 100_000),
+            l.plugin_call_ms_max + 100_000 * l.plugin_file_call_us_per_receipt / 1000
+        );
+        assert_eq!(file_call_deadline_ms(&l, usize::MAX), l.plugin_file_call_ms_max);
+        // A cap set below the per-call deadline never shortens it.
+        let low = tenken_limits::Limits { plugin_file_call_ms_max: 10, ..l.clone() };
+        assert_eq!(file_call_deadline_ms(&low, 1_000_000), l.plugin_call_ms_max);
+    }
+}
+
+/// `deadline`: the call's deadline in ms and the limits it came from (a timeout names both).
+pub(crate) fn classify(
+    e: wasmtime::Error,
+    out: &MemoryOutputPipe,
+    limits: &tenken_limits::Limits,
+    deadline: (u64, &str),
+) -> CallFailure {
     let contents = out.contents();
     let tail_start = contents.len().saturating_sub(512);
     let output_tail = String::from_utf8_lossy(&contents[tail_start..]).into_owned();
@@ -266,7 +306,7 @@ pub(crate) fn classify(e: wasmtime::Error, out: &MemoryOutputPipe, limits: &tenk
         _ => FailureKind::Trap,
     };
     let message = match kind {
-        FailureKind::Timeout => format!("did not finish within {} ms (plugin_call_ms_max)", limits.plugin_call_ms_max),
+        FailureKind::Timeout => format!("did not finish within {} ms ({})", deadline.0, deadline.1),
         FailureKind::StackOverflow => {
             format!("exceeded the wasm stack of {} bytes (plugin_stack_bytes_max)", limits.plugin_stack_bytes_max)
         }
