@@ -36,6 +36,15 @@ fn a_master_provided_by_ssk_is_converted_proven_approved_jointly_and_swapped_wit
     let (s1, s2) = (server.token(&["--staff", "ssk"]), server.token(&["--staff", "ssk"]));
     let (k1, k2) = (server.token(&["--staff", "kokuho"]), server.token(&["--staff", "kokuho"]));
 
+    // A claim an institution already sent (checked): the impact check samples it too.
+    let sent = claim(400, Payer::Ssk);
+    let sent_token = server.institution_token(&institution_of(&sent));
+    let r = submit(&url, &sent_token, &sent, None);
+    assert_eq!(r.status, 202, "{}", r.body);
+    let sent_id = r.body["submission"]["id"].as_i64().unwrap();
+    let sent_reception = r.body["submission"]["reception"].as_str().unwrap().to_owned();
+    server.wait_checked(&sent_token, sent_id, Duration::from_secs(60));
+
     // The new master: the demo set with +3 点 on every procedure (a points revision).
     let mut files = Vec::new();
     for (name, bytes) in tenken_master::demo::demo_files() {
@@ -73,6 +82,15 @@ fn a_master_provided_by_ssk_is_converted_proven_approved_jointly_and_swapped_wit
         .expect("points rule in the impact");
     assert!(points["new"].as_u64().unwrap() > 0 && !points["receipts"].as_array().unwrap().is_empty(), "{impact}");
     assert_eq!(impact["flagged"], true, "{impact}");
+    assert_eq!(impact["sampled_submissions"], 1, "{impact}");
+    assert!(
+        points["receipts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r.as_str().unwrap().starts_with(&format!("submission {sent_reception}#"))),
+        "the sampled submission's receipts are named: {impact}"
+    );
     let id = ssk_v["id"].as_i64().unwrap();
 
     // Converters are plugins too: a faulty one (names truncated) uploaded to kokuho's

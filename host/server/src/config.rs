@@ -196,6 +196,11 @@ pub struct PayerConfig {
     /// Impact check: findings changed over the regression corpus beyond which a proposed
     /// master version is flagged (a master that suddenly makes a rule fire is the 2022 error).
     pub master_impact_delta_max: u32,
+    /// Impact check: the payer's most recent checked submissions re-checked too (besides
+    /// the regression corpus), at most this many files…
+    pub master_impact_sample_files_max: u32,
+    /// …and at most this many receipts in all (larger files are left out of the sample).
+    pub master_impact_sample_receipts_max: u32,
 }
 
 impl Default for PayerConfig {
@@ -212,6 +217,8 @@ impl Default for PayerConfig {
             plugin_compile_ms_max: 120_000,
             master_format: "ssk-csv".into(),
             master_impact_delta_max: 50,
+            master_impact_sample_files_max: 20,
+            master_impact_sample_receipts_max: 20_000,
         }
     }
 }

@@ -100,6 +100,15 @@ pub struct ProposeRequest {
 
 /// Impact check: the payer's regression corpus re-checked with the release set in force
 /// under the current and the proposed master; findings delta per rule with receipts.
+/// Examples of changed findings per rule: `file#receipt`, at most 5 per file and 40 in all,
+/// so every file with a change shows up.
+fn example(list: &mut Vec<String>, file: &str, receipt: Option<u32>) {
+    let prefix = format!("{file}#");
+    if list.len() < 40 && list.iter().filter(|l| l.starts_with(&prefix)).count() < 5 {
+        list.push(format!("{prefix}{}", receipt.map(|r| r.to_string()).unwrap_or("-".into())));
+    }
+}
+
 fn impact_report(app: &App, payer: Payer, new: &Arc<tenken_master::MasterSet>) -> Result<serde_json::Value, ApiError> {
     use std::collections::BTreeMap;
     let reg = &app.work.registry;
@@ -110,8 +119,37 @@ fn impact_report(app: &App, payer: Payer, new: &Arc<tenken_master::MasterSet>) -
     let key = |f: &tenken_model::Finding| format!("{}|{:?}|{:?}|{}", f.rule, f.receipt, f.line, f.message);
     let mut by_rule: BTreeMap<String, (usize, usize, Vec<String>)> = BTreeMap::new();
     let cases = app.store.regression(payer)?;
-    for c in &cases {
-        let bytes = app.store.bytes(&c.digest)?;
+    // The files: the regression corpus, then a sample of what institutions actually sent
+    // (the newest checked submissions, bounded in files and receipts).
+    let mut files: Vec<(String, String)> = cases.iter().map(|c| (c.name.clone(), c.digest.clone())).collect();
+    let pc = app.config.payer(payer);
+    let (files_max, receipts_max) =
+        (pc.master_impact_sample_files_max as usize, pc.master_impact_sample_receipts_max as u64);
+    let mut sampled = 0usize;
+    let mut sampled_receipts = 0u64;
+    if files_max > 0 {
+        let recent = app.store.list(&tenken_store::ListFilter {
+            payer: Some(payer),
+            institution: None,
+            before: None,
+            limit: 200,
+        })?;
+        for s in
+            recent.iter().filter(|s| matches!(s.state, tenken_store::State::Checked | tenken_store::State::Confirmed))
+        {
+            if sampled >= files_max {
+                break;
+            }
+            if sampled_receipts + s.receipts as u64 > receipts_max {
+                continue;
+            }
+            sampled += 1;
+            sampled_receipts += s.receipts as u64;
+            files.push((format!("submission {}", s.reception), s.digest.clone()));
+        }
+    }
+    for (name, digest) in &files {
+        let bytes = app.store.bytes(digest)?;
         let a = old_checker.check_bytes(&bytes, Some(payer)).map_err(ApiError::internal)?.findings;
         let b = new_checker.check_bytes(&bytes, Some(payer)).map_err(ApiError::internal)?.findings;
         let (ka, kb): (std::collections::HashSet<_>, std::collections::HashSet<_>) =
@@ -119,23 +157,25 @@ fn impact_report(app: &App, payer: Payer, new: &Arc<tenken_master::MasterSet>) -
         for f in b.iter().filter(|f| !ka.contains(&key(f))) {
             let e = by_rule.entry(f.rule.clone()).or_default();
             e.0 += 1;
-            e.2.push(format!("{}#{}", c.name, f.receipt.map(|r| r.to_string()).unwrap_or("-".into())));
+            example(&mut e.2, name, f.receipt);
         }
         for f in a.iter().filter(|f| !kb.contains(&key(f))) {
             let e = by_rule.entry(f.rule.clone()).or_default();
             e.1 += 1;
-            e.2.push(format!("{}#{}", c.name, f.receipt.map(|r| r.to_string()).unwrap_or("-".into())));
+            example(&mut e.2, name, f.receipt);
         }
     }
     let changed: usize = by_rule.values().map(|(n, v, _)| n + v).sum();
     let max = app.config.payer(payer).master_impact_delta_max as usize;
     Ok(serde_json::json!({
         "cases": cases.len(),
+        "sampled_submissions": sampled,
+        "sampled_receipts": sampled_receipts,
         "changed": changed,
         "threshold": max,
         "flagged": changed > max,
         "rules": by_rule.iter().map(|(r, (n, v, rc))| serde_json::json!({
-            "rule": r, "new": n, "vanished": v, "receipts": rc.iter().take(20).collect::<Vec<_>>(),
+            "rule": r, "new": n, "vanished": v, "receipts": rc,
         })).collect::<Vec<_>>(),
     }))
 }
