@@ -98,8 +98,6 @@ pub struct ProposeRequest {
     pub reason: String,
 }
 
-/// Impact check: the payer's regression corpus re-checked with the release set in force
-/// under the current and the proposed master; findings delta per rule with receipts.
 /// Examples of changed findings per rule: `file#receipt`, at most 5 per file and 40 in all,
 /// so every file with a change shows up.
 fn example(list: &mut Vec<String>, file: &str, receipt: Option<u32>) {
@@ -109,6 +107,13 @@ fn example(list: &mut Vec<String>, file: &str, receipt: Option<u32>) {
     }
 }
 
+/// Newest submissions looked at when sampling for the impact check (the sample itself is
+/// bounded by `master_impact_sample_files_max` and `…_receipts_max`).
+const IMPACT_SAMPLE_SCAN_MAX: u32 = 200;
+
+/// Impact check: the payer's regression corpus, plus a sample of its newest checked
+/// submissions, re-checked with the release set in force under the current and the proposed
+/// master; findings delta per rule with example receipts.
 fn impact_report(app: &App, payer: Payer, new: &Arc<tenken_master::MasterSet>) -> Result<serde_json::Value, ApiError> {
     use std::collections::BTreeMap;
     let reg = &app.work.registry;
@@ -132,7 +137,7 @@ fn impact_report(app: &App, payer: Payer, new: &Arc<tenken_master::MasterSet>) -
             payer: Some(payer),
             institution: None,
             before: None,
-            limit: 200,
+            limit: IMPACT_SAMPLE_SCAN_MAX,
         })?;
         for s in
             recent.iter().filter(|s| matches!(s.state, tenken_store::State::Checked | tenken_store::State::Confirmed))
@@ -140,7 +145,8 @@ fn impact_report(app: &App, payer: Payer, new: &Arc<tenken_master::MasterSet>) -
             if sampled >= files_max {
                 break;
             }
-            if sampled_receipts + s.receipts as u64 > receipts_max {
+            // Too big for what is left of the budget, or already re-checked as a corpus case.
+            if sampled_receipts + s.receipts as u64 > receipts_max || files.iter().any(|(_, d)| *d == s.digest) {
                 continue;
             }
             sampled += 1;
@@ -166,7 +172,7 @@ fn impact_report(app: &App, payer: Payer, new: &Arc<tenken_master::MasterSet>) -
         }
     }
     let changed: usize = by_rule.values().map(|(n, v, _)| n + v).sum();
-    let max = app.config.payer(payer).master_impact_delta_max as usize;
+    let max = pc.master_impact_delta_max as usize;
     Ok(serde_json::json!({
         "cases": cases.len(),
         "sampled_submissions": sampled,
