@@ -3,7 +3,7 @@
 //!
 //! Why medians of several runs: the machine is shared and noisy; one run proves nothing.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Result;
 use tenken_check::{Checker, Engine};
@@ -27,11 +27,6 @@ pub struct BenchArgs {
     seed: u64,
     #[command(flatten)]
     plugins: crate::PluginArgs,
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
@@ -70,12 +65,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
             parses.push(report.timings.parse);
             findings = report.findings.len();
         }
-        let total = median(totals);
+        let total = crate::stats::median_duration(&totals);
         let rate = file.receipts as f64 / total.as_secs_f64();
         println!(
             "{label:7} median {:>9.1} ms  (parse {:>7.1} ms)  {:>10.0} receipts/s  findings {findings}",
             total.as_secs_f64() * 1e3,
-            median(parses).as_secs_f64() * 1e3,
+            crate::stats::ms(crate::stats::median_duration(&parses)),
             rate
         );
         results.push(rate);

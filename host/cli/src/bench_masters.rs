@@ -66,11 +66,8 @@ fn timed<R>(f: impl FnOnce() -> R) -> (R, Duration) {
 
 /// Median (mean of the two middle values when the count is even), min, max.
 fn stats(v: &[Duration]) -> (Duration, Duration, Duration) {
-    let mut s = v.to_vec();
-    s.sort();
-    let n = s.len();
-    let median = if n % 2 == 1 { s[n / 2] } else { (s[n / 2 - 1] + s[n / 2]) / 2 };
-    (median, s[0], s[n - 1])
+    let (lo, hi) = (v.iter().min().copied().unwrap_or_default(), v.iter().max().copied().unwrap_or_default());
+    (crate::stats::median_duration(v), lo, hi)
 }
 
 fn ms(d: Duration) -> String {

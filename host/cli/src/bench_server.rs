@@ -150,18 +150,6 @@ async fn bare_serve(listen: SocketAddr, addr_file: Option<PathBuf>) -> Result<()
 // ---------------------------------------------------------------------------------------
 // The durability floor
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[i]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
 /// One durable write as the blob store does it: tmp file, fsync, rename, fsync the directory.
 fn write_durably(tmp_dir: &Path, dest_dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = tmp_dir.join(format!("{name}.tmp"));
@@ -185,7 +173,7 @@ fn naive(dir: &Path, files: usize, bytes: usize, body: Option<&Path>, threads: u
     std::fs::create_dir_all(&dest_dir)?;
     let threads = threads.max(1);
     let started = Instant::now();
-    let mut latencies: Vec<Duration> = std::thread::scope(|s| -> Result<Vec<Duration>> {
+    let latencies: Vec<Duration> = std::thread::scope(|s| -> Result<Vec<Duration>> {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
                 let (base, tmp_dir, dest_dir) = (&base, &tmp_dir, &dest_dir);
@@ -212,18 +200,19 @@ fn naive(dir: &Path, files: usize, bytes: usize, body: Option<&Path>, threads: u
         Ok(all)
     })?;
     let elapsed = started.elapsed();
-    latencies.sort();
+    let latencies_ms: Vec<f64> = latencies.iter().copied().map(crate::stats::ms).collect();
     let rate = files as f64 / elapsed.as_secs_f64();
-    let (p50, p99, max) = (percentile(&latencies, 0.50), percentile(&latencies, 0.99), percentile(&latencies, 1.0));
+    let pct = |p| crate::stats::percentile(&latencies_ms, p);
+    let (p50, p99, max) = (pct(0.50), pct(0.99), pct(1.0));
     println!(
         "naive: {files} files of {} bytes, {threads} writer(s), tmp+fsync+rename+fsync dir each: {rate:.0} files/s in {:.2} s; per file p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
         base.len(),
         elapsed.as_secs_f64(),
-        ms(p50),
-        ms(p99),
-        ms(max)
+        p50,
+        p99,
+        max
     );
-    println!("RESULT files_per_s={rate:.1} p50_ms={:.3} p99_ms={:.3} max_ms={:.3}", ms(p50), ms(p99), ms(max));
+    println!("RESULT files_per_s={rate:.1} p50_ms={p50:.3} p99_ms={p99:.3} max_ms={max:.3}");
     Ok(())
 }
 

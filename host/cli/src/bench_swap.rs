@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use crate::client::{agent, call, error_text};
+use crate::stats::{median, percentile};
 
 #[derive(clap::Args)]
 pub struct SwapArgs {
@@ -84,22 +85,6 @@ fn metric_sum(server: &str, prefix: &str) -> Result<f64> {
 
 fn receipts_checked(server: &str, payer: &str) -> Result<f64> {
     metric_sum(server, &format!("tenken_receipts_checked_total{{payer=\"{payer}\"}}"))
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
-}
-
-fn quantile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * q).round() as usize]
 }
 
 pub fn run(a: SwapArgs) -> Result<()> {
@@ -259,10 +244,7 @@ pub fn run(a: SwapArgs) -> Result<()> {
             None => never_used += 1,
         }
     }
-    first_use.sort_by(f64::total_cmp);
-    swapped.sort_by(f64::total_cmp);
-    let mut api: Vec<f64> = activations.iter().map(|(_, ms)| *ms).collect();
-    api.sort_by(f64::total_cmp);
+    let api: Vec<f64> = activations.iter().map(|(_, ms)| *ms).collect();
 
     // The dip of each "on" phase against the mean of the "off" phases beside it.
     let mut dips = Vec::new();
@@ -280,29 +262,29 @@ pub fn run(a: SwapArgs) -> Result<()> {
         let base = beside.iter().sum::<f64>() / beside.len() as f64;
         dips.push((1.0 - rate / base) * 100.0);
     }
-    let mut off: Vec<f64> = rates.iter().filter(|(o, _)| !o).map(|(_, r)| *r).collect();
-    let mut on: Vec<f64> = rates.iter().filter(|(o, _)| *o).map(|(_, r)| *r).collect();
+    let off: Vec<f64> = rates.iter().filter(|(o, _)| !o).map(|(_, r)| *r).collect();
+    let on: Vec<f64> = rates.iter().filter(|(o, _)| *o).map(|(_, r)| *r).collect();
     println!(
         "RESULT activations={} files_checked={} findings_mismatches={} plugin_failure_findings={} off_receipts_per_s_median={:.0} on_receipts_per_s_median={:.0} dip_pct_per_pair={} dip_pct_median={:.1}",
         activations.len(),
         checked_files.load(Ordering::Relaxed),
         mismatches.load(Ordering::Relaxed),
         plugin_failures,
-        median(&mut off),
-        median(&mut on),
+        median(&off),
+        median(&on),
         dips.iter().map(|d| format!("{d:.1}")).collect::<Vec<_>>().join("/"),
-        median(&mut dips.clone()),
+        median(&dips),
     );
     println!(
         "RESULT activate_api_ms_p50={:.1} p99={:.1} max={:.1} swapped_after_ms_p50={:.1} max={:.1} first_use_after_ms_p50={:.1} p99={:.1} max={:.1} never_used={}",
-        quantile(&api, 0.5),
-        quantile(&api, 0.99),
-        api.last().copied().unwrap_or(f64::NAN),
-        quantile(&swapped, 0.5),
-        swapped.last().copied().unwrap_or(f64::NAN),
-        quantile(&first_use, 0.5),
-        quantile(&first_use, 0.99),
-        first_use.last().copied().unwrap_or(f64::NAN),
+        percentile(&api, 0.5),
+        percentile(&api, 0.99),
+        percentile(&api, 1.0),
+        percentile(&swapped, 0.5),
+        percentile(&swapped, 1.0),
+        percentile(&first_use, 0.5),
+        percentile(&first_use, 0.99),
+        percentile(&first_use, 1.0),
         never_used
     );
     Ok(())

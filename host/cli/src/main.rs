@@ -12,6 +12,7 @@ mod output;
 mod plugin_cmd;
 mod plugin_test;
 mod server_cmd;
+mod stats;
 
 /// A faster allocator than glibc's for this workload (tens of millions of small strings per
 /// big file): glibc malloc/free led the native profile at ~35 %. Measured in
