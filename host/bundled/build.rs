@@ -18,6 +18,7 @@ const HOSTILE: &[&str] = &[
     "hostile-recursion",
     "hostile-trap",
     "hostile-flood",
+    "hostile-contract",
     "fixture-contract-v2",
     "twin-js-rule",
     "twin-python-rule",

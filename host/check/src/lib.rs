@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tenken_limits::Limits;
-use tenken_model::{self as m, Finding, Payer};
+use tenken_model::{self as m, Finding, Payer, PluginFailure};
 use tenken_runtime::{Batch, FileInput, Plugin, Runtime};
 
 pub use tenken_runtime::RuntimeError;
@@ -317,7 +317,7 @@ impl Checker {
                     Ok(f) => out.extend(f),
                     Err(e) => {
                         s.failures[*p].fetch_add(1, Ordering::Relaxed);
-                        out.push(failure_finding(&plugin.info.name, e.kind.rule(), &e.message, None));
+                        out.push(failure_finding(&plugin.info.name, e.kind, &e.message, None));
                     }
                 }
             }
@@ -327,7 +327,7 @@ impl Checker {
                     (pack.check_file)(&s.ctx, &s.claim.file)
                 })) {
                     Ok(f) => out.extend(f),
-                    Err(_) => out.push(failure_finding(pack.name, "plugin.trap", "panicked", None)),
+                    Err(_) => out.push(failure_finding(pack.name, PluginFailure::Trap, "panicked", None)),
                 }
             }
             (Engine::Wasm { plugins, .. }, Job::Batch(range)) => {
@@ -347,7 +347,7 @@ impl Checker {
                         Ok(f) => out.extend(f),
                         Err(_) => {
                             for r in receipts {
-                                out.push(failure_finding(pack.name, "plugin.trap", "panicked", Some(r)));
+                                out.push(failure_finding(pack.name, PluginFailure::Trap, "panicked", Some(r)));
                             }
                         }
                     }
@@ -383,11 +383,11 @@ impl Checker {
             Err(e) => e,
         };
         s.failures[p].fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(plugin = %plugin.info.name, kind = failure.kind.rule(), output = %failure.output_tail, "plugin call failed");
-        let retry = receipts.len() > 1 && failure.kind != tenken_runtime::FailureKind::Timeout;
+        tracing::warn!(plugin = %plugin.info.name, kind = failure.kind.rule_id(), output = %failure.output_tail, "plugin call failed");
+        let retry = receipts.len() > 1 && failure.kind != PluginFailure::Timeout;
         if !retry {
             for r in receipts {
-                out.push(failure_finding(&plugin.info.name, failure.kind.rule(), &failure.message, Some(r)));
+                out.push(failure_finding(&plugin.info.name, failure.kind, &failure.message, Some(r)));
             }
             return;
         }
@@ -400,16 +400,16 @@ impl Checker {
                 Ok(f) => out.extend(f),
                 Err(e) => {
                     s.failures[p].fetch_add(1, Ordering::Relaxed);
-                    out.push(failure_finding(&plugin.info.name, e.kind.rule(), &e.message, Some(r)));
+                    out.push(failure_finding(&plugin.info.name, e.kind, &e.message, Some(r)));
                 }
             }
         }
     }
 }
 
-fn failure_finding(plugin: &str, rule: &str, message: &str, receipt: Option<&m::Receipt>) -> Finding {
+fn failure_finding(plugin: &str, kind: PluginFailure, message: &str, receipt: Option<&m::Receipt>) -> Finding {
     let f = Finding::error(
-        rule,
+        kind.rule_id(),
         format!(
             "plugin {plugin} {message}; its checks did not run on this {}",
             if receipt.is_some() { "receipt" } else { "file" }
@@ -423,7 +423,7 @@ fn failure_finding(plugin: &str, rule: &str, message: &str, receipt: Option<&m::
 
 fn skipped_finding(plugin: &str, budget: u32, r: &m::Receipt) -> Finding {
     Finding::error(
-        "plugin.skipped",
+        PluginFailure::Skipped.rule_id(),
         format!("plugin {plugin} failed {budget} times in this file (plugin_failures_per_file_max) and was not run on this receipt"),
     )
     .receipt(r.number)

@@ -48,6 +48,18 @@ pub struct Limits {
     pub plugin_findings_per_call_max: u32,
     /// Characters of one finding message kept.
     pub plugin_message_chars_max: u32,
+    /// Longest rule id a plugin may declare in `describe` or return, in bytes; a longer one
+    /// breaks the contract (refused at load, or the finding dropped with `plugin.contract`).
+    pub plugin_rule_id_bytes_max: u32,
+    /// Longest finding message a plugin may return, in bytes; a longer one breaks the
+    /// contract (the finding is dropped with `plugin.contract`). Messages under it are still
+    /// cut to `plugin_message_chars_max` characters. Keep it above 3 × `claim_line_bytes_max`:
+    /// a rule may quote a field, and one CP932 byte (半角カナ) is three bytes of UTF-8.
+    pub plugin_finding_message_bytes_max: u32,
+    /// Longest record id (`SI`, `HO`, ...) a finding may name, in bytes; a longer one breaks
+    /// the contract. Above 3 × `claim_line_bytes_max` for the same reason: the format rules
+    /// name an unknown record by whatever precedes the first comma of its line.
+    pub plugin_finding_record_bytes_max: u32,
     /// Failed calls (trap / timeout) of one plugin within one file after which its remaining
     /// batches are skipped and reported, so a looping plugin costs at most this many deadlines.
     pub plugin_failures_per_file_max: u32,
@@ -55,6 +67,10 @@ pub struct Limits {
     pub converter_call_ms_max: u64,
     /// Concurrently live plugin instances in the pooling allocator (per process).
     pub plugin_instances_max: u32,
+    /// Components compiled at the same time by one runtime; further loads wait for a slot
+    /// (a load with a deadline gives up at it). Cranelift already uses every core for one
+    /// compile, so more slots only pile up memory.
+    pub plugin_compiles_max: u32,
     /// Receipts passed to one plugin call (measured: see docs/PERFORMANCE.md).
     pub check_batch_receipts_max: u32,
     /// Worker threads running checks (0 = number of CPUs).
@@ -82,9 +98,13 @@ impl Default for Limits {
             plugin_output_bytes_max: 64 * 1024,
             plugin_findings_per_call_max: 100_000,
             plugin_message_chars_max: 1_000,
+            plugin_rule_id_bytes_max: 128,
+            plugin_finding_message_bytes_max: 64 * 1024,
+            plugin_finding_record_bytes_max: 32 * 1024,
             plugin_failures_per_file_max: 3,
             converter_call_ms_max: 120_000,
             plugin_instances_max: 64,
+            plugin_compiles_max: 2,
             check_batch_receipts_max: 256,
             check_workers_max: 0,
             check_findings_per_file_max: 1_000_000,
@@ -142,6 +162,21 @@ impl Limits {
                 "characters of a finding message kept",
             ),
             (
+                "plugin_rule_id_bytes_max",
+                d.plugin_rule_id_bytes_max.to_string(),
+                "longest rule id a plugin may declare or return, bytes",
+            ),
+            (
+                "plugin_finding_message_bytes_max",
+                d.plugin_finding_message_bytes_max.to_string(),
+                "longest finding message a plugin may return, bytes",
+            ),
+            (
+                "plugin_finding_record_bytes_max",
+                d.plugin_finding_record_bytes_max.to_string(),
+                "longest record id a finding may name, bytes",
+            ),
+            (
                 "plugin_failures_per_file_max",
                 d.plugin_failures_per_file_max.to_string(),
                 "failed calls of one plugin per file before it is skipped",
@@ -152,6 +187,7 @@ impl Limits {
                 "deadline of one master-format converter call, ms",
             ),
             ("plugin_instances_max", d.plugin_instances_max.to_string(), "live plugin instances in the pool"),
+            ("plugin_compiles_max", d.plugin_compiles_max.to_string(), "components compiled at the same time"),
             ("check_batch_receipts_max", d.check_batch_receipts_max.to_string(), "receipts per plugin call"),
             ("check_workers_max", d.check_workers_max.to_string(), "check worker threads (0 = CPUs)"),
             ("check_findings_per_file_max", d.check_findings_per_file_max.to_string(), "findings stored per file"),
@@ -168,6 +204,15 @@ mod tests {
         // A limit added to the struct but not to `describe` would be undocumented.
         let json = serde_json_like_field_count();
         assert_eq!(Limits::describe().len(), json);
+    }
+
+    #[test]
+    fn a_finding_can_quote_the_longest_line() {
+        // A legitimate finding quoting a field (or naming an unknown record id) must never
+        // break the contract: the longest line's UTF-8 is at most 3 bytes per CP932 byte.
+        let d = Limits::default();
+        assert!(d.plugin_finding_message_bytes_max > 3 * d.claim_line_bytes_max);
+        assert!(d.plugin_finding_record_bytes_max > 3 * d.claim_line_bytes_max);
     }
 
     fn serde_json_like_field_count() -> usize {

@@ -77,6 +77,12 @@ impl Finding {
         self
     }
 
+    /// The plugin failure this finding reports, if it is one of the host's `plugin.`
+    /// findings (what the server counts for auto-rollback).
+    pub fn plugin_failure(&self) -> Option<crate::PluginFailure> {
+        crate::PluginFailure::from_rule(&self.rule)
+    }
+
     /// Sort key used everywhere findings are printed or compared: receipt, line, field, rule.
     pub fn sort_key(&self) -> (Option<u32>, Option<u32>, Option<u32>, &str, &str) {
         (self.receipt, self.line, self.field, &self.rule, &self.message)

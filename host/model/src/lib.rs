@@ -11,11 +11,13 @@ mod claim;
 mod date;
 mod finding;
 mod master;
+mod plugin_failure;
 
 pub use claim::*;
 pub use date::*;
 pub use finding::*;
 pub use master::*;
+pub use plugin_failure::*;
 
 /// The receiving payer (審査支払機関), as IR field 1 records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -3,12 +3,15 @@
 use tenken_model as m;
 
 use crate::bindings::tenken::plugin::{master, types as w};
+use crate::contract::Scope;
 use crate::engine::HostState;
 
 /// The file-level input of one check, converted once and shared by every plugin call.
 pub struct FileInput {
     pub(crate) ctx: w::CheckContext,
     pub(crate) file: w::FileView,
+    /// The file's receipts: a file-level finding may name only these (or none).
+    pub(crate) scope: Scope,
 }
 
 impl FileInput {
@@ -39,6 +42,7 @@ impl FileInput {
                     .collect(),
                 line_count: file.line_count,
             },
+            scope: Scope::new("file", file.receipts.iter().map(|s| (s.number, s.line))),
         }
     }
 }
@@ -46,11 +50,16 @@ impl FileInput {
 /// A batch of receipts converted once and passed to every plugin.
 pub struct Batch {
     pub(crate) receipts: Vec<w::Receipt>,
+    /// The batch's receipts: a finding may name only these (or none).
+    pub(crate) scope: Scope,
 }
 
 impl Batch {
     pub fn new(receipts: &[m::Receipt]) -> Batch {
-        Batch { receipts: receipts.iter().map(receipt_to).collect() }
+        Batch {
+            receipts: receipts.iter().map(receipt_to).collect(),
+            scope: Scope::new("batch", receipts.iter().map(|r| (r.number, r.line))),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -187,14 +196,9 @@ fn severity_from(s: w::Severity) -> m::Severity {
     }
 }
 
-pub(crate) fn finding_from(f: w::Finding, message_chars_max: usize) -> m::Finding {
-    let message = if f.message.chars().count() > message_chars_max {
-        let mut cut: String = f.message.chars().take(message_chars_max).collect();
-        cut.push('…');
-        cut
-    } else {
-        f.message
-    };
+/// Converts as is: the contract (`contract.rs`) is checked on the result, and only then is
+/// the message cut ([`cut_message`]), so an over-long message is seen at its real length.
+pub(crate) fn finding_from(f: w::Finding) -> m::Finding {
     m::Finding {
         receipt: f.receipt,
         line: f.line,
@@ -202,7 +206,15 @@ pub(crate) fn finding_from(f: w::Finding, message_chars_max: usize) -> m::Findin
         field: f.field,
         rule: f.rule,
         severity: severity_from(f.severity),
-        message,
+        message: f.message,
+    }
+}
+
+/// Cuts a message to `chars_max` characters, marking the cut with `…`.
+pub(crate) fn cut_message(message: &mut String, chars_max: usize) {
+    if let Some((at, _)) = message.char_indices().nth(chars_max) {
+        message.truncate(at);
+        message.push('…');
     }
 }
 

@@ -5,6 +5,7 @@
 //! its own deadline (`converter_call_ms_max`): a converter handles whole master files.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 use tenken_model::{self as m, CanonRow};
@@ -125,14 +126,25 @@ fn row_from(r: MasterRow) -> CanonRow {
 }
 
 impl Converter {
-    /// Validates, compiles (artifact cache), links and describes a converter component.
+    /// Validates, compiles (artifact cache), links and describes a converter component,
+    /// waiting as long as it takes for a compile slot and the compile.
     pub fn load(runtime: &Arc<Runtime>, bytes: &[u8]) -> Result<Converter, RuntimeError> {
+        Converter::load_inner(runtime, bytes, None)
+    }
+
+    /// [`Converter::load`], giving up at `deadline` as [`crate::Plugin::load_until`] does
+    /// (`CompileBusy` / `CompileTimeout`; a timed-out compile runs on in its slot).
+    pub fn load_until(runtime: &Arc<Runtime>, bytes: &[u8], deadline: Instant) -> Result<Converter, RuntimeError> {
+        Converter::load_inner(runtime, bytes, Some(deadline))
+    }
+
+    fn load_inner(runtime: &Arc<Runtime>, bytes: &[u8], deadline: Option<Instant>) -> Result<Converter, RuntimeError> {
         let max = runtime.limits.plugin_component_bytes_max;
         if bytes.len() as u64 > max {
             return Err(RuntimeError::TooLarge { size: bytes.len() as u64, max });
         }
         let digest = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
-        let component = runtime.compile(bytes, &digest)?;
+        let component = runtime.compile(bytes, &digest, deadline)?;
         let contract = check_contract(runtime, &component, "converter")?;
         let instance_pre =
             runtime.linker.instantiate_pre(&component).map_err(|e| RuntimeError::Link(format!("{e:#}")))?;

@@ -4,9 +4,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
 use tenken_limits::Limits;
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, StoreLimits};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -21,6 +20,17 @@ pub enum RuntimeError {
     #[error("not a valid component: {0}")]
     Compile(String),
     #[error(
+        "all {slots} compile slots (plugin_compiles_max) stayed busy for the {waited_ms} ms this load could \
+         wait: other components are being compiled; retry later"
+    )]
+    CompileBusy { slots: u32, waited_ms: u64 },
+    #[error(
+        "the component did not compile within {waited_ms} ms; its compile goes on in the background, in one \
+         of the compile slots (plugin_compiles_max), and with an artifact cache a retry of the same component \
+         then loads quickly"
+    )]
+    CompileTimeout { waited_ms: u64 },
+    #[error(
         "plugin was built for {found}; this host serves {expected}: rebuild the plugin against \
          the host's wit/ (compatible = same major version, minor not newer)"
     )]
@@ -31,6 +41,8 @@ pub enum RuntimeError {
     Link(String),
     #[error("plugin's describe() failed: {0}")]
     Describe(String),
+    #[error("plugin's describe() breaks the plugin contract: {0}")]
+    Declares(String),
 }
 
 /// Per-store state: the WASI context (granting nothing), the resource table, store limits
@@ -97,11 +109,13 @@ pub struct Runtime {
     pub(crate) engine: Engine,
     pub(crate) linker: Linker<HostState>,
     pub(crate) limits: Limits,
-    cache_dir: Option<PathBuf>,
+    pub(crate) cache_dir: Option<PathBuf>,
     ticker_stop: Arc<std::sync::atomic::AtomicBool>,
     /// Free instance slots: a full pool makes instantiation fail, which would be reported
     /// as the plugin's fault, so callers wait for a slot instead.
     pub(crate) slots: Slots,
+    /// Compile slots (`plugin_compiles_max`): see `compile.rs`.
+    pub(crate) compiles: Arc<crate::compile::CompileSlots>,
 }
 
 /// A counting semaphore sized to the pooling allocator's instance count.
@@ -195,47 +209,12 @@ impl Runtime {
             cache_dir: cache_dir.map(Path::to_path_buf),
             ticker_stop: stop,
             slots: Slots::new(instances),
+            compiles: crate::compile::CompileSlots::new(limits.plugin_compiles_max),
         })
     }
 
     pub fn limits(&self) -> &Limits {
         &self.limits
-    }
-
-    /// Compiles a component, or loads the artifact this host compiled earlier.
-    ///
-    /// The cache key is the component's sha256 plus the engine's compatibility hash, so a
-    /// wasmtime upgrade or a config change never loads a stale artifact. Artifacts are
-    /// only ever written by this function, and their own sha256 is kept beside them and
-    /// checked before `deserialize` (which trusts its input).
-    pub(crate) fn compile(&self, bytes: &[u8], digest: &str) -> Result<Component, RuntimeError> {
-        let compile = || Component::new(&self.engine, bytes).map_err(|e| RuntimeError::Compile(format!("{e:#}")));
-        let Some(dir) = &self.cache_dir else { return compile() };
-        let key = {
-            use std::hash::{Hash, Hasher};
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            self.engine.precompile_compatibility_hash().hash(&mut h);
-            format!("{}-{:016x}", digest.trim_start_matches("sha256:"), h.finish())
-        };
-        let artifact = dir.join(format!("{key}.cwasm"));
-        let sum_file = dir.join(format!("{key}.sha256"));
-        if let (Ok(art), Ok(sum)) = (std::fs::read(&artifact), std::fs::read_to_string(&sum_file)) {
-            if hex::encode(Sha256::digest(&art)) == sum.trim() {
-                // SAFETY: the artifact was produced by `precompile_component` of an engine
-                // with the same compatibility hash (it is in the key), and its digest
-                // matches the one recorded when this process family wrote it.
-                if let Ok(c) = unsafe { Component::deserialize(&self.engine, &art) } {
-                    return Ok(c);
-                }
-            }
-        }
-        let art = self.engine.precompile_component(bytes).map_err(|e| RuntimeError::Compile(format!("{e:#}")))?;
-        // The cache is an optimisation: failing to write it is logged, never fatal.
-        if let Err(e) = write_artifact(dir, &key, &art) {
-            tracing::warn!(cache = %dir.display(), error = %e, "could not cache a compiled plugin");
-        }
-        // SAFETY: produced just above by this engine.
-        unsafe { Component::deserialize(&self.engine, &art) }.map_err(|e| RuntimeError::Compile(format!("{e:#}")))
     }
 
     pub(crate) fn new_store_state(
@@ -269,22 +248,6 @@ impl Runtime {
             masters,
         }
     }
-}
-
-/// Writes `<key>.cwasm` and its digest `<key>.sha256`. The artifact goes to a unique
-/// temporary name first and is renamed into place, so a concurrent reader (another thread or
-/// process) never sees half a file; the digest is written last, so an artifact without a
-/// matching digest is simply recompiled.
-fn write_artifact(dir: &Path, key: &str, art: &[u8]) -> std::io::Result<()> {
-    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    std::fs::create_dir_all(dir)?;
-    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = dir.join(format!("{key}.{}.{seq}.tmp", std::process::id()));
-    std::fs::write(&tmp, art)?;
-    std::fs::rename(&tmp, dir.join(format!("{key}.cwasm")))?;
-    let sum_tmp = dir.join(format!("{key}.{}.{seq}.sha.tmp", std::process::id()));
-    std::fs::write(&sum_tmp, hex::encode(Sha256::digest(art)))?;
-    std::fs::rename(&sum_tmp, dir.join(format!("{key}.sha256")))
 }
 
 impl Drop for Runtime {

@@ -1,9 +1,10 @@
 //! A loaded office-check plugin and the sandboxed calls into it.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use sha2::{Digest, Sha256};
-use tenken_model as m;
+use tenken_model::{self as m, PluginFailure};
 use wasmtime::Store;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
@@ -26,6 +27,9 @@ pub struct Plugin {
     pub contract: String,
     pre: OfficeCheckPre<HostState>,
     runtime: Arc<Runtime>,
+    /// The rule ids `describe` declared, sorted: the only ones a finding may carry (kept
+    /// apart from the public `info`, which a caller could change).
+    declared: Vec<String>,
     /// Largest linear memory (bytes, all memories of one store) any call has used since the
     /// last [`Plugin::take_peak_memory_bytes`].
     peak_memory: std::sync::atomic::AtomicU64,
@@ -37,33 +41,9 @@ impl std::fmt::Debug for Plugin {
     }
 }
 
-/// Why a plugin call produced no findings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureKind {
-    /// The epoch deadline passed (`plugin_call_ms_max`).
-    Timeout,
-    /// The wasm stack limit was hit (`plugin_stack_bytes_max`).
-    StackOverflow,
-    /// Memory could not grow (`plugin_memory_bytes_max`).
-    Memory,
-    /// Guest output exceeded `plugin_output_bytes_max`.
-    Output,
-    /// Any other trap (panic, unreachable, bad conversion).
-    Trap,
-}
-
-impl FailureKind {
-    /// The `plugin.` rule id a failure is reported under.
-    pub fn rule(self) -> &'static str {
-        match self {
-            FailureKind::Timeout => "plugin.timeout",
-            FailureKind::StackOverflow => "plugin.stack-overflow",
-            FailureKind::Memory => "plugin.memory",
-            FailureKind::Output => "plugin.output",
-            FailureKind::Trap => "plugin.trap",
-        }
-    }
-}
+/// Why a plugin call produced no findings: the runtime's name for [`PluginFailure`], of
+/// which a call fails with `Timeout`, `StackOverflow`, `Memory`, `Output` or `Trap`.
+pub type FailureKind = PluginFailure;
 
 #[derive(Debug, Clone)]
 pub struct CallFailure {
@@ -75,7 +55,7 @@ pub struct CallFailure {
 
 impl std::fmt::Display for CallFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.kind.rule(), self.message)
+        write!(f, "{}: {}", self.kind.rule_id(), self.message)
     }
 }
 
@@ -134,7 +114,7 @@ impl Runtime {
             return Err(RuntimeError::TooLarge { size: bytes.len() as u64, max });
         }
         let digest = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
-        let ty = self.compile(bytes, &digest)?.component_type();
+        let ty = self.compile(bytes, &digest, None)?.component_type();
         let imports = ty.imports(&self.engine).map(|(n, _)| n.to_string()).collect();
         let exports = ty.exports(&self.engine).map(|(n, _)| n.to_string()).collect();
         Ok((imports, exports))
@@ -143,14 +123,30 @@ impl Runtime {
 
 impl Plugin {
     /// Validates, compiles (or loads from the artifact cache), links and describes a
-    /// component. Every failure says what is wrong with the component.
+    /// component. Every failure says what is wrong with the component. Waits as long as it
+    /// takes for a compile slot and for the compile (trusted, local loads); a load on behalf
+    /// of someone else (an upload) should use [`Plugin::load_until`].
     pub fn load(runtime: &Arc<Runtime>, bytes: &[u8]) -> Result<Plugin, RuntimeError> {
+        Plugin::load_inner(runtime, bytes, None)
+    }
+
+    /// [`Plugin::load`], giving up at `deadline`: [`RuntimeError::CompileBusy`] when no
+    /// compile slot (`plugin_compiles_max`) came free by then, [`RuntimeError::CompileTimeout`]
+    /// when the compile did not finish by then. A timed-out compile cannot be interrupted: it
+    /// runs on to the end on its own thread, in its slot (so compiles never pile up beyond
+    /// `plugin_compiles_max`), and caches its artifact for a retry. The deadline covers the
+    /// compile only; `describe` has its own (`plugin_call_ms_max`).
+    pub fn load_until(runtime: &Arc<Runtime>, bytes: &[u8], deadline: Instant) -> Result<Plugin, RuntimeError> {
+        Plugin::load_inner(runtime, bytes, Some(deadline))
+    }
+
+    fn load_inner(runtime: &Arc<Runtime>, bytes: &[u8], deadline: Option<Instant>) -> Result<Plugin, RuntimeError> {
         let max = runtime.limits.plugin_component_bytes_max;
         if bytes.len() as u64 > max {
             return Err(RuntimeError::TooLarge { size: bytes.len() as u64, max });
         }
         let digest = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
-        let component = runtime.compile(bytes, &digest)?;
+        let component = runtime.compile(bytes, &digest, deadline)?;
         let contract = check_contract(runtime, &component, "checker")?;
         let instance_pre =
             runtime.linker.instantiate_pre(&component).map_err(|e| RuntimeError::Link(format!("{e:#}")))?;
@@ -161,6 +157,7 @@ impl Plugin {
             contract,
             pre,
             runtime: runtime.clone(),
+            declared: Vec::new(),
             peak_memory: std::sync::atomic::AtomicU64::new(0),
         };
         let masters: Arc<dyn m::Masters + Send + Sync> = Arc::new(NoMasters);
@@ -170,6 +167,10 @@ impl Plugin {
             })
             .map(convert::info_from)
             .map_err(|f| RuntimeError::Describe(f.to_string()))?;
+        crate::contract::check_declared(&plugin.info, &runtime.limits).map_err(RuntimeError::Declares)?;
+        plugin.declared = plugin.info.rules.iter().map(|r| r.id.clone()).collect();
+        plugin.declared.sort();
+        plugin.declared.dedup();
         Ok(plugin)
     }
 
@@ -190,7 +191,7 @@ impl Plugin {
         let out = self.call(masters, (deadline_ms, of), |b, store| {
             b.tenken_plugin_checker().call_check_file(store, &input.ctx, &input.file)
         })?;
-        Ok(self.findings(out))
+        Ok(self.findings(out, &input.scope))
     }
 
     /// Receipt-level rules on a batch.
@@ -203,24 +204,32 @@ impl Plugin {
         let out = self.call(masters, (self.runtime.limits.plugin_call_ms_max, "plugin_call_ms_max"), |b, store| {
             b.tenken_plugin_checker().call_check_receipts(store, &input.ctx, &batch.receipts)
         })?;
-        Ok(self.findings(out))
+        Ok(self.findings(out, &batch.scope))
     }
 
-    /// Converts and bounds what the plugin returned: at most `plugin_findings_per_call_max`
-    /// findings (one extra `plugin.output` finding says how many were dropped), messages cut
-    /// to `plugin_message_chars_max` characters.
-    fn findings(&self, out: Vec<crate::bindings::tenken::plugin::types::Finding>) -> Vec<m::Finding> {
+    /// Converts, checks and bounds what the plugin returned: at most
+    /// `plugin_findings_per_call_max` findings (one extra `plugin.output` finding says how
+    /// many were dropped); findings that break the contract (`contract.rs`: a `plugin.` or
+    /// undeclared rule id, a receipt not in `scope`, an over-long string) dropped, with one
+    /// `plugin.contract` finding per kind of violation; messages cut to
+    /// `plugin_message_chars_max` characters.
+    fn findings(
+        &self,
+        out: Vec<crate::bindings::tenken::plugin::types::Finding>,
+        scope: &crate::contract::Scope,
+    ) -> Vec<m::Finding> {
         let limits = &self.runtime.limits;
         let max = limits.plugin_findings_per_call_max as usize;
         let total = out.len();
-        let mut findings: Vec<m::Finding> = out
-            .into_iter()
-            .take(max)
-            .map(|f| convert::finding_from(f, limits.plugin_message_chars_max as usize))
-            .collect();
+        let mut findings: Vec<m::Finding> = out.into_iter().take(max).map(convert::finding_from).collect();
+        let contract = crate::contract::enforce(&self.info.name, &self.declared, scope, limits, &mut findings);
+        for f in &mut findings {
+            convert::cut_message(&mut f.message, limits.plugin_message_chars_max as usize);
+        }
+        findings.extend(contract);
         if total > max {
             findings.push(m::Finding::error(
-                "plugin.output",
+                PluginFailure::Output.rule_id(),
                 format!(
                     "{} returned {total} findings in one call; only {max} kept (plugin_findings_per_call_max)",
                     self.info.name
@@ -296,34 +305,38 @@ pub(crate) fn classify(
     // The top-level message is "error while executing at wasm backtrace: ..."; the cause is
     // what an operator needs.
     let cause = e.root_cause().to_string();
-    let kind = match e.downcast_ref::<wasmtime::Trap>() {
-        Some(wasmtime::Trap::Interrupt) => FailureKind::Timeout,
-        Some(wasmtime::Trap::StackOverflow) => FailureKind::StackOverflow,
-        _ if text.contains("write beyond capacity") || contents.len() as u64 >= limits.plugin_output_bytes_max => {
-            FailureKind::Output
-        }
-        _ if text.contains("memory") && (text.contains("grow") || text.contains("limit")) => FailureKind::Memory,
-        _ => FailureKind::Trap,
-    };
-    let message = match kind {
-        FailureKind::Timeout => format!("did not finish within {} ms ({})", deadline.0, deadline.1),
-        FailureKind::StackOverflow => {
-            format!("exceeded the wasm stack of {} bytes (plugin_stack_bytes_max)", limits.plugin_stack_bytes_max)
-        }
-        FailureKind::Memory => format!(
-            "tried to use more than {} bytes of memory (plugin_memory_bytes_max): {}",
-            limits.plugin_memory_bytes_max,
-            first_line(&cause)
-        ),
-        FailureKind::Output => format!(
-            "wrote more than {} bytes to stdout/stderr (plugin_output_bytes_max)",
-            limits.plugin_output_bytes_max
-        ),
-        FailureKind::Trap => match output_tail.lines().rev().find(|l| !l.trim().is_empty()) {
+    let trap = e.downcast_ref::<wasmtime::Trap>();
+    let (kind, message) = if trap == Some(&wasmtime::Trap::Interrupt) {
+        (PluginFailure::Timeout, format!("did not finish within {} ms ({})", deadline.0, deadline.1))
+    } else if trap == Some(&wasmtime::Trap::StackOverflow) {
+        (
+            PluginFailure::StackOverflow,
+            format!("exceeded the wasm stack of {} bytes (plugin_stack_bytes_max)", limits.plugin_stack_bytes_max),
+        )
+    } else if text.contains("write beyond capacity") || contents.len() as u64 >= limits.plugin_output_bytes_max {
+        (
+            PluginFailure::Output,
+            format!(
+                "wrote more than {} bytes to stdout/stderr (plugin_output_bytes_max)",
+                limits.plugin_output_bytes_max
+            ),
+        )
+    } else if text.contains("memory") && (text.contains("grow") || text.contains("limit")) {
+        (
+            PluginFailure::Memory,
+            format!(
+                "tried to use more than {} bytes of memory (plugin_memory_bytes_max): {}",
+                limits.plugin_memory_bytes_max,
+                first_line(&cause)
+            ),
+        )
+    } else {
+        let message = match output_tail.lines().rev().find(|l| !l.trim().is_empty()) {
             // A Rust guest's panic message goes to stderr just before the trap.
             Some(said) => format!("trapped: {} (guest output: {})", first_line(&cause), first_line(said)),
             None => format!("trapped: {}", first_line(&cause)),
-        },
+        };
+        (PluginFailure::Trap, message)
     };
     CallFailure { kind, message, output_tail }
 }

@@ -27,7 +27,8 @@ use crate::config::Config;
 use crate::error::{ApiError, ErrorCode};
 use crate::metrics::{Metrics, OutcomeLabel, StatusLabel};
 use crate::window;
-use crate::work::{Work, chunk_count, now_ms};
+use crate::work::{Work, now_ms};
+use tenken_store::{Audience, chunk_count};
 
 type Limiter = governor::DefaultKeyedRateLimiter<String>;
 
@@ -403,7 +404,7 @@ async fn submit(
     check_window(&app, payer, &month, now).await?;
     let pw = app.work.payer(payer);
     let chunks = chunk_count(scan.receipts, app.config.schedule.chunk_receipts);
-    if pw.queue.len() as u64 + chunks as u64 > pw.queue_chunks_max as u64 {
+    if pw.backlog() + chunks as u64 > pw.queue_chunks_max as u64 {
         return Err(app.refuse(
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -430,7 +431,7 @@ async fn submit(
     // group commit does not (see `PendingAccept`).
     let started = blocking(move || {
         let pending = store.accept_start(new)?;
-        let n = store.notices(Some(payer), 5)?;
+        let n = store.notices(Some(payer), Audience::Institutions, 5)?;
         Ok((pending, n))
     })
     .await;
@@ -449,7 +450,7 @@ async fn submit(
             if let Some(prev) = s.supersedes {
                 app2.work.forget(payer, prev);
             }
-            app2.work.enqueue(s, None);
+            app2.work.enqueue(s);
         }
         Ok::<_, tenken_store::StoreError>(accepted)
     });
@@ -809,9 +810,20 @@ fn staff_of(who: &Principal, payer: Payer) -> Result<(), ApiError> {
 }
 
 async fn list_notices(State(app): AppState, who: Principal) -> Result<Json<Vec<NoticeView>>, ApiError> {
+    // Institutions see what was posted for institutions; a payer's staff also see the
+    // notices meant for them (an automatic rollback), newest first.
     let payer = who.staff_payer();
     let store = app.store.clone();
-    let list = blocking(move || store.notices(payer, 100)).await?;
+    let list = blocking(move || {
+        let mut list = store.notices(payer, Audience::Institutions, 100)?;
+        if payer.is_some() {
+            list.extend(store.notices(payer, Audience::Staff, 100)?);
+            list.sort_by(|a, b| b.id.cmp(&a.id));
+            list.truncate(100);
+        }
+        Ok(list)
+    })
+    .await?;
     Ok(Json(list.iter().map(notice_view).collect()))
 }
 
@@ -834,7 +846,7 @@ async fn post_notice(
     }
     let store = app.store.clone();
     let by = who.token_id;
-    let n = blocking(move || store.add_notice(Some(payer), &msg, by, now_ms())).await?;
+    let n = blocking(move || store.add_notice(Some(payer), Audience::Institutions, &msg, by, now_ms())).await?;
     Ok((StatusCode::CREATED, Json(notice_view(&n))))
 }
 
@@ -929,7 +941,7 @@ async fn put_window(
             updated_ms: now,
         })?;
         if let Some(n) = notice.filter(|n| !n.trim().is_empty()) {
-            store.add_notice(Some(payer), n.trim(), by, now)?;
+            store.add_notice(Some(payer), Audience::Institutions, n.trim(), by, now)?;
         }
         Ok(())
     })

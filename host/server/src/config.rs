@@ -128,19 +128,23 @@ impl Default for Admission {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Schedule {
-    /// Receipts per chunk (the unit a worker pulls).
+    /// Receipts per chunk (the unit a worker claims).
     pub chunk_receipts: u32,
-    /// Deficit-round-robin quantum per institution, in receipts.
-    pub quantum_receipts: u32,
+    /// This node's name (in `nodes`, decision records and logs); default `node-<pid>`.
+    pub node_name: String,
+    /// Longest an idle worker waits before asking the store for work again, milliseconds
+    /// (work accepted on this node wakes it at once).
+    pub idle_poll_ms: u64,
     /// Parsed files kept in memory while their chunks are being checked.
     pub active_files_max: u32,
-    /// Node lease, in milliseconds: a worker whose lease lapsed cannot record results.
+    /// Node lease, in milliseconds: a node whose lease lapsed loses its claims to other
+    /// workers and cannot record results under them.
     pub lease_ms: u64,
-    /// Store writes queued before writers block.
+    /// Store writes queued; beyond it a write is refused at once (503 + Retry-After).
     pub store_write_queue_max: u32,
     /// Auto-rollback window, in receipts checked by one release set.
     pub auto_rollback_window_receipts: u32,
-    /// Auto-rollback threshold: share of those receipts with a plugin trap or timeout.
+    /// Auto-rollback threshold: share of those receipts with a plugin failure of any kind.
     pub auto_rollback_failure_rate_max: f64,
     /// Writes committed together (one fsync).
     pub store_group_commit_max: u32,
@@ -154,7 +158,8 @@ impl Default for Schedule {
     fn default() -> Self {
         Schedule {
             chunk_receipts: 256,
-            quantum_receipts: 256,
+            node_name: format!("node-{}", std::process::id()),
+            idle_poll_ms: 200,
             active_files_max: 64,
             lease_ms: 15_000,
             store_write_queue_max: 4096,

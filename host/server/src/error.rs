@@ -64,10 +64,29 @@ impl From<StoreError> for ApiError {
             }
             StoreError::NotFound(_) => ApiError::not_found(e.to_string()),
             StoreError::WrongState { .. } => ApiError::new(StatusCode::CONFLICT, "wrong-state", e.to_string()),
-            StoreError::Busy | StoreError::Closed => ApiError::new(
+            StoreError::Refused(ref r) => {
+                let code = match r {
+                    tenken_store::Refusal::SelfApproval => "self-approval",
+                    tenken_store::Refusal::OtherPayer { .. } => "other-payer",
+                    tenken_store::Refusal::NotApprovable { .. } => "not-validated",
+                    tenken_store::Refusal::NotApproved { .. } | tenken_store::Refusal::MasterNotApproved { .. } => {
+                        "not-approved"
+                    }
+                    _ => "wrong-state",
+                };
+                let status = match r {
+                    tenken_store::Refusal::SelfApproval | tenken_store::Refusal::OtherPayer { .. } => {
+                        StatusCode::FORBIDDEN
+                    }
+                    _ => StatusCode::CONFLICT,
+                };
+                ApiError::new(status, code, e.to_string())
+            }
+            StoreError::Missing { .. } => ApiError::not_found(e.to_string()),
+            StoreError::Busy { .. } | StoreError::Closed => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "store-busy",
-                "the server cannot store more submissions right now; retry after the Retry-After delay",
+                "the server cannot store more right now; retry after the Retry-After delay",
             )
             .retry_after(1),
             other => ApiError::internal(other),

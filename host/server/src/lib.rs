@@ -28,7 +28,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tenken_model::Payer;
-use tenken_store::{SqliteStore, Store, StoreOptions};
+use tenken_store::Store;
+use tenken_store_sqlite::{SqliteStore, StoreOptions};
 
 pub use config::Config;
 
@@ -38,7 +39,8 @@ pub fn masters_dir(config: &Config, payer: Payer) -> PathBuf {
 }
 
 /// Opens the store in the data directory (the CLI's token and master commands use it too).
-pub fn open_store(config: &Config) -> anyhow::Result<Arc<SqliteStore>> {
+/// Callers get the backend-neutral trait object: only this function knows the backend.
+pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     let s = &config.schedule;
     let store = SqliteStore::open(
         &config.data_dir,
@@ -216,8 +218,7 @@ pub fn install_masters_dir(
     };
     let set = loader(&probe).map_err(|e| anyhow::anyhow!("{payer} masters in {}: {e}", dir.display()))?;
     anyhow::ensure!(!set.is_empty(), "no master rows in {}", dir.display());
-    let v = store.add_master_version(payer, "0000-01", &set.digest(), &sources, None, "{}", actor, reason, now)?;
-    Ok(store.activate_master(payer, v.id, actor, false, reason, now)?)
+    Ok(store.install_master(payer, "0000-01", &set.digest(), &sources, actor, reason, now)?)
 }
 
 /// Runs the server until SIGINT/SIGTERM. `on_listening` gets the bound address.
@@ -226,7 +227,7 @@ pub async fn run(config: Config, on_listening: impl FnOnce(SocketAddr)) -> anyho
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     seed(&config)?;
     let store = open_store(&config)?;
-    let dyn_store: Arc<dyn Store> = store.clone();
+    let dyn_store = store.clone();
     let metrics = Arc::new(metrics::Metrics::new());
     let registry = {
         let (c, st) = (config.clone(), dyn_store.clone());
@@ -238,7 +239,7 @@ pub async fn run(config: Config, on_listening: impl FnOnce(SocketAddr)) -> anyho
         Arc::new(r)
     };
     let lease = config.schedule.lease_ms as i64;
-    let owner = dyn_store.register_node(work::now_ms(), lease)?;
+    let node = dyn_store.register_node(&config.schedule.node_name, work::now_ms(), lease)?;
     let pools = Payer::ALL
         .into_iter()
         .map(|payer| {
@@ -253,15 +254,16 @@ pub async fn run(config: Config, on_listening: impl FnOnce(SocketAddr)) -> anyho
         pools,
         work::WorkOptions {
             chunk_receipts: config.schedule.chunk_receipts.max(1),
-            quantum_receipts: config.schedule.quantum_receipts.max(1),
             active_files_max: config.schedule.active_files_max,
             lease_ms: config.schedule.lease_ms,
+            idle_poll_ms: config.schedule.idle_poll_ms,
+            node_name: config.schedule.node_name.clone(),
             findings_per_file_max: config.limits.check_findings_per_file_max,
             auto_rollback_window_receipts: config.schedule.auto_rollback_window_receipts,
             auto_rollback_failure_rate_max: config.schedule.auto_rollback_failure_rate_max,
             worker_nice: config.schedule.check_worker_nice.min(19),
         },
-        owner,
+        node,
     );
     seed_regression(&config.limits, &work, &dyn_store)?;
     let resumed = work.recover()?;

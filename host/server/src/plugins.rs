@@ -475,17 +475,13 @@ async fn approve(
             ),
         ));
     }
-    let need = app.config.payer(payer).approvals_required.max(1) as usize;
+    // The store enforces who may approve and promotes the plugin at `need` approvals, in
+    // its transaction; the checks above only give the common refusals a precise message.
+    let need = app.config.payer(payer).approvals_required.max(1);
     let (store, by) = (app.store.clone(), who.token_id);
-    let rec = blocking(move || {
-        let rec = store.approve_plugin(payer, &rec.digest, by, now_ms())?;
-        if rec.approvals.len() >= need && rec.state == PluginState::Validated {
-            let why = format!("{} approval(s)", rec.approvals.len());
-            return Ok(store.set_plugin_state(payer, &rec.digest, PluginState::Approved, None, by, &why, now_ms())?);
-        }
-        Ok(rec)
-    })
-    .await?;
+    let approver_payer = who.staff_payer().unwrap_or(payer);
+    let rec =
+        blocking(move || Ok(store.approve_plugin(payer, &rec.digest, by, approver_payer, need, now_ms())?)).await?;
     Ok(Json(rec))
 }
 
@@ -503,7 +499,7 @@ async fn retire(
         let live: Vec<i64> = store
             .release_sets(payer)?
             .into_iter()
-            .filter(|s| s.state == "active" && s.plugins.contains(&rec.digest))
+            .filter(|s| s.state == tenken_store::ReleaseState::Active && s.plugins.contains(&rec.digest))
             .map(|s| s.id)
             .collect();
         if !live.is_empty() {

@@ -279,7 +279,7 @@ impl Registry {
         }
         masters.sort_by_key(|m| m.from);
         let mut sets: Vec<LiveSet> = Vec::new();
-        for s in self.store.release_sets(payer)?.iter().filter(|s| s.state == "active") {
+        for s in self.store.release_sets(payer)?.iter().filter(|s| s.state == tenken_store::ReleaseState::Active) {
             let checkers = masters
                 .iter()
                 .map(|m| self.checker_with(&s.plugins, m.set.clone()).map(Arc::new))

@@ -1,24 +1,27 @@
-//! Checking accepted submissions: per-payer queues and worker pools (bulkheads), chunks
-//! pulled by idle workers, fair across institutions (deficit round robin), each receipt
-//! checked by the release set in force for its 診療年月, results recorded once under a
-//! node lease.
+//! Checking accepted submissions: per-payer worker pools (bulkheads) that claim chunks from
+//! the store, fair across institutions, each receipt checked by the release set in force for
+//! its 診療年月, results recorded once under the claim's fencing token.
 //!
 //! Why per-payer pools: in 2022 one side's broken master stalled both payers. A payer's
-//! workers take only that payer's chunks, so a plugin that hangs on one side costs that side
-//! its own workers and nothing else. Within a payer, workers pull; none idles while the
-//! payer has a backlog.
+//! workers claim only that payer's chunks, so a plugin that hangs on one side costs that side
+//! its own workers and nothing else. Within a payer, idle workers claim; none idles while the
+//! payer has a backlog. Why claims in the store (not a queue in memory): the same path works
+//! for one node on SQLite and several on PostgreSQL — a dead node's claims lapse with its
+//! lease and another node's workers take them.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 
 use crate::registry::{LiveMaster, LiveSet};
 use std::time::{Duration, Instant};
 
 use tenken_check::FileJob;
 use tenken_model::{self as m, Finding, Payer, Severity};
-use tenken_sched::{ChunkRef, SharedQueue};
-use tenken_store::{ChunkOutcome, ChunkResult, Counts, Store, Submission, SubmissionId};
+use tenken_store::{
+    ChunkClaim, ChunkOutcome, ChunkResult, Counts, NodeId, ReleaseSet, Store, StoreError, Submission, SubmissionId,
+    chunk_range,
+};
 
 use crate::metrics::{FailureLabel, Metrics, PayerLabel, WorkerLabel};
 
@@ -35,19 +38,41 @@ struct Active {
 
 pub struct PayerWork {
     pub payer: Payer,
-    pub queue: SharedQueue<String>,
     pub workers: u32,
     pub queue_chunks_max: u32,
     active: Mutex<HashMap<SubmissionId, Arc<OnceLock<Result<Arc<Active>, String>>>>>,
-    /// Chunks queued or running, so sweeps do not queue them twice.
-    scheduled: Mutex<HashSet<(SubmissionId, u32)>>,
+    /// Bumped when work may have arrived; idle workers wait on it (at most `idle_poll_ms`,
+    /// the fallback for work that arrives through another node).
+    wake: (Mutex<u64>, Condvar),
+    /// The payer's backlog in chunks as last seen (admission reads it without a store call).
+    backlog: AtomicU64,
+}
+
+impl PayerWork {
+    /// Chunks waiting for a worker, as last counted.
+    pub fn backlog(&self) -> u64 {
+        self.backlog.load(Ordering::Relaxed)
+    }
+
+    fn notify(&self) {
+        *self.wake.0.lock().unwrap() += 1;
+        self.wake.1.notify_all();
+    }
+
+    fn wait(&self, seen: u64, timeout: Duration) {
+        let guard = self.wake.0.lock().unwrap();
+        if *guard == seen {
+            let _ = self.wake.1.wait_timeout(guard, timeout);
+        }
+    }
 }
 
 pub struct WorkOptions {
     pub chunk_receipts: u32,
-    pub quantum_receipts: u32,
     pub active_files_max: u32,
     pub lease_ms: u64,
+    /// How long an idle worker waits before asking the store again when nothing woke it.
+    pub idle_poll_ms: u64,
     pub findings_per_file_max: u32,
     /// Auto-rollback: the sliding window, in receipts, over which a release set's plugin
     /// failures are counted, and the failure rate (failed receipts / receipts) beyond which
@@ -56,6 +81,8 @@ pub struct WorkOptions {
     pub auto_rollback_failure_rate_max: f64,
     /// Niceness of the worker threads (see `schedule.check_worker_nice`).
     pub worker_nice: u8,
+    /// This node's name (decision records, `nodes`).
+    pub node_name: String,
 }
 
 /// Failures of one release set over its last receipts.
@@ -73,32 +100,10 @@ pub struct Work {
     health: Mutex<HashMap<i64, Health>>,
     metrics: Arc<Metrics>,
     payers: Vec<Arc<PayerWork>>,
-    owner: AtomicI64,
+    node: AtomicI64,
     options: WorkOptions,
     shutdown: AtomicBool,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
-}
-
-/// How a submission of `receipts` receipts is split: chunk 0 is the file-level work, chunks
-/// 1.. cover `chunk_receipts` receipts each (the last one is open-ended, so a parser that
-/// finds more receipts than the acceptance scan counted still covers them all).
-pub fn chunk_count(receipts: u32, chunk_receipts: u32) -> u32 {
-    1 + receipts.div_ceil(chunk_receipts.max(1)).max(1)
-}
-
-fn chunk_range(index: u32, chunks: u32, chunk_receipts: u32) -> std::ops::Range<usize> {
-    let b = chunk_receipts.max(1) as usize;
-    let start = (index as usize - 1) * b;
-    let end = if index + 1 >= chunks { usize::MAX } else { start + b };
-    start..end
-}
-
-fn chunk_cost(index: u32, receipts: u32, chunks: u32, chunk_receipts: u32) -> u32 {
-    if index == 0 {
-        return 1;
-    }
-    let r = chunk_range(index, chunks, chunk_receipts);
-    (receipts as usize).min(r.end).saturating_sub(r.start).max(1) as u32
 }
 
 impl Work {
@@ -108,18 +113,18 @@ impl Work {
         registry: Arc<crate::registry::Registry>,
         payers: Vec<(Payer, u32, u32)>,
         options: WorkOptions,
-        owner: i64,
+        node: NodeId,
     ) -> Arc<Work> {
         let payers = payers
             .into_iter()
             .map(|(payer, workers, queue_chunks_max)| {
                 Arc::new(PayerWork {
                     payer,
-                    queue: SharedQueue::new(options.quantum_receipts, (queue_chunks_max as usize).saturating_mul(2)),
                     workers,
                     queue_chunks_max,
                     active: Mutex::new(HashMap::new()),
-                    scheduled: Mutex::new(HashSet::new()),
+                    wake: (Mutex::new(0), Condvar::new()),
+                    backlog: AtomicU64::new(0),
                 })
             })
             .collect();
@@ -129,7 +134,7 @@ impl Work {
             health: Mutex::new(HashMap::new()),
             metrics,
             payers,
-            owner: AtomicI64::new(owner),
+            node: AtomicI64::new(node.0),
             options,
             shutdown: AtomicBool::new(false),
             threads: Mutex::new(Vec::new()),
@@ -144,7 +149,11 @@ impl Work {
         &self.options
     }
 
-    /// Starts the worker threads, the lease keeper and the sweeper.
+    fn node(&self) -> NodeId {
+        NodeId(self.node.load(Ordering::SeqCst))
+    }
+
+    /// Starts the worker threads and the lease keeper.
     pub fn start(self: &Arc<Self>) {
         let mut threads = self.threads.lock().unwrap();
         for pw in &self.payers {
@@ -171,12 +180,12 @@ impl Work {
         );
     }
 
-    /// Stops taking chunks; running chunks finish; queued ones stay pending in the store
-    /// and are resumed at the next start.
+    /// Stops claiming chunks; running chunks finish; unclaimed ones stay in the store, and
+    /// this node's claims lapse with its lease (or are claimed again at the next start).
     pub fn shutdown(&self) {
         self.shutdown.store(true, Ordering::SeqCst);
         for pw in &self.payers {
-            pw.queue.close();
+            pw.notify();
         }
         let threads = std::mem::take(&mut *self.threads.lock().unwrap());
         for t in threads {
@@ -184,88 +193,67 @@ impl Work {
         }
     }
 
-    /// Queues the missing chunks of a pending submission (all when `missing` is None).
-    pub fn enqueue(&self, s: &Submission, missing: Option<Vec<u32>>) {
+    /// A submission was accepted (its chunks are claimable in the store): wake its payer's
+    /// idle workers.
+    pub fn enqueue(&self, s: &Submission) {
         let pw = self.payer(s.payer);
-        let missing = missing.unwrap_or_else(|| (0..s.chunks).collect());
-        let mut scheduled = pw.scheduled.lock().unwrap();
-        let chunks: Vec<ChunkRef> = missing
-            .into_iter()
-            .filter(|&i| scheduled.insert((s.id, i)))
-            .map(|i| ChunkRef {
-                submission: s.id,
-                index: i,
-                cost: chunk_cost(i, s.receipts, s.chunks, s.chunk_receipts),
-            })
-            .collect();
-        drop(scheduled);
-        if chunks.is_empty() {
-            return;
-        }
-        let n = chunks.len();
-        if let Err(e) = pw.queue.push_all(s.institution.clone(), chunks.clone()) {
-            // Admission keeps the queue below its bound; if it is full anyway, the chunks
-            // stay pending in the store and the sweeper queues them later.
-            tracing::warn!(submission = s.id, error = %e, "queue full; chunks left for the sweeper");
-            let mut scheduled = pw.scheduled.lock().unwrap();
-            for c in chunks {
-                scheduled.remove(&(c.submission, c.index));
-            }
-            return;
-        }
-        self.metrics.queue_chunks.get_or_create(&PayerLabel { payer: s.payer.to_string() }).inc_by(n as i64);
+        pw.backlog.fetch_add(s.chunks as u64, Ordering::Relaxed);
+        self.metrics.queue_chunks.get_or_create(&PayerLabel { payer: s.payer.to_string() }).set(pw.backlog() as i64);
+        pw.notify();
     }
 
-    /// Drops the queued chunks of a withdrawn or superseded submission.
+    /// A submission was withdrawn or superseded (the store dropped its chunks): drop its parse.
     pub fn forget(&self, payer: Payer, id: SubmissionId) {
-        let pw = self.payer(payer);
-        let n = pw.queue.remove_submission(id);
-        pw.scheduled.lock().unwrap().retain(|(s, _)| *s != id);
-        pw.active.lock().unwrap().remove(&id);
-        self.metrics.queue_chunks.get_or_create(&PayerLabel { payer: payer.to_string() }).dec_by(n as i64);
+        self.payer(payer).active.lock().unwrap().remove(&id);
     }
 
-    /// Queues everything the store says is pending and finalizes what is fully checked.
-    pub fn recover(&self) -> Result<usize, tenken_store::StoreError> {
-        let pending = self.store.pending()?;
-        let n = pending.len();
-        for (s, missing) in pending {
-            if missing.is_empty() {
-                self.finalize(&s);
-            } else {
-                self.enqueue(&s, Some(missing));
-            }
+    /// Finalizes what is fully checked but not finalized (a crash in between); returns how
+    /// many submissions still wait for checking, per the store's backlog.
+    pub fn recover(&self) -> Result<usize, StoreError> {
+        for s in self.store.unfinalized()? {
+            self.finalize(&s);
         }
-        Ok(n)
+        let mut waiting = 0;
+        for pw in &self.payers {
+            let n = self.store.backlog(pw.payer, now_ms())?;
+            pw.backlog.store(n, Ordering::Relaxed);
+            self.metrics.queue_chunks.get_or_create(&PayerLabel { payer: pw.payer.to_string() }).set(n as i64);
+            waiting += n as usize;
+        }
+        Ok(waiting)
     }
 
     fn housekeeping_loop(&self) {
         let lease = self.options.lease_ms as i64;
         let tick = Duration::from_millis((self.options.lease_ms / 3).max(50));
-        let mut last_sweep = Instant::now();
+        let mut last = Instant::now();
         while !self.shutdown.load(Ordering::SeqCst) {
             std::thread::sleep(tick.min(Duration::from_millis(200)));
-            let owner = self.owner.load(Ordering::SeqCst);
-            if last_sweep.elapsed() < tick {
+            if last.elapsed() < tick {
                 continue;
             }
-            last_sweep = Instant::now();
-            match self.store.renew_node(owner, now_ms(), lease) {
+            last = Instant::now();
+            match self.store.renew_node(self.node(), now_ms(), lease) {
                 Ok(true) => {}
                 Ok(false) => {
-                    // Our lease lapsed (a long pause): results recorded under it are refused.
-                    // Take a new one and queue again whatever is still pending.
-                    tracing::error!(owner, "node lease lapsed; re-registering");
-                    if let Ok(o) = self.store.register_node(now_ms(), lease) {
-                        self.owner.store(o, Ordering::SeqCst);
+                    // Our lease lapsed (a long pause): our claims are fenced and may be
+                    // running elsewhere. Take a new lease; what is left is claimed again.
+                    tracing::error!(node = %self.node(), "node lease lapsed; registering again");
+                    if let Ok(n) = self.store.register_node(&self.options.node_name, now_ms(), lease) {
+                        self.node.store(n.0, Ordering::SeqCst);
                     }
                 }
                 Err(e) => tracing::error!(error = %e, "renewing node lease failed"),
             }
-            // Sweep: anything pending that is not queued or running (store errors, a full
-            // queue, a lapsed lease) goes back to the queue.
-            if let Err(e) = self.recover() {
-                tracing::error!(error = %e, "sweep failed");
+            // Lapsed claims of other nodes, stragglers to finalize, the backlog gauge.
+            match self.recover() {
+                Ok(n) if n > 0 => {
+                    for pw in &self.payers {
+                        pw.notify();
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "housekeeping failed"),
             }
         }
     }
@@ -277,17 +265,31 @@ impl Work {
             .get_or_create(&WorkerLabel { payer: pw.payer.to_string(), worker: w.to_string() })
             .clone();
         let depth = self.metrics.queue_chunks.get_or_create(&PayerLabel { payer: pw.payer.to_string() }).clone();
+        let idle = Duration::from_millis(self.options.idle_poll_ms.max(1));
         while !self.shutdown.load(Ordering::SeqCst) {
-            let Some((_, chunk)) = pw.queue.pop_wait(Duration::from_millis(200)) else { continue };
-            depth.dec();
+            let seen = *pw.wake.0.lock().unwrap();
+            let claim = match self.store.claim_chunks(self.node(), pw.payer, 1, now_ms()) {
+                Ok(mut c) => c.pop(),
+                Err(e) => {
+                    tracing::warn!(payer = %pw.payer, error = %e, "claiming chunks failed; retrying");
+                    None
+                }
+            };
+            let Some(chunk) = claim else {
+                pw.backlog.store(0, Ordering::Relaxed);
+                depth.set(0);
+                pw.wait(seen, idle);
+                continue;
+            };
+            let _ = pw.backlog.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| Some(b.saturating_sub(1)));
+            depth.set(pw.backlog() as i64);
             let t0 = Instant::now();
             let span =
                 tracing::info_span!("chunk", payer = %pw.payer, submission = chunk.submission, index = chunk.index);
             let _g = span.enter();
             if let Err(e) = self.run_chunk(pw, chunk) {
-                tracing::error!(error = %e, "chunk failed; it stays pending and the sweeper retries it");
+                tracing::error!(error = %e, "chunk failed; its claim lapses and it is claimed again");
             }
-            pw.scheduled.lock().unwrap().remove(&(chunk.submission, chunk.index));
             busy.inc_by(t0.elapsed().as_secs_f64());
         }
     }
@@ -327,7 +329,7 @@ impl Work {
         Ok(active.jobs.lock().unwrap().entry(key).or_insert(job).clone())
     }
 
-    fn run_chunk(&self, pw: &PayerWork, chunk: ChunkRef) -> Result<(), String> {
+    fn run_chunk(&self, pw: &PayerWork, chunk: ChunkClaim) -> Result<(), String> {
         let Some(s) = self.store.get(chunk.submission).map_err(|e| e.to_string())? else {
             return Err(format!("submission {} vanished", chunk.submission));
         };
@@ -367,9 +369,11 @@ impl Work {
                 let (set, master) = (&table.sets[k], &table.masters[m]);
                 let job = self.job(pw, &active, set, m, master)?;
                 let found = set.checkers[m].check_range(&job, i..j);
+                // Every kind of plugin failure counts (timeouts, traps, memory, stack overflow,
+                // output floods, contract violations, skips): any of them may be a broken set.
                 let failed = found
                     .iter()
-                    .filter(|f| matches!(f.rule.as_str(), "plugin.trap" | "plugin.timeout" | "plugin.skipped"))
+                    .filter(|f| f.plugin_failure().is_some_and(|k| k.counts_as_failure()))
                     .filter_map(|f| f.receipt)
                     .collect::<std::collections::BTreeSet<_>>()
                     .len() as u32;
@@ -380,24 +384,23 @@ impl Work {
             }
         }
         let payer = pw.payer.to_string();
-        for f in findings.iter().filter(|f| f.rule.starts_with("plugin.")) {
-            let kind = f.rule.trim_start_matches("plugin.").to_owned();
+        for kind in findings.iter().filter_map(|f| f.plugin_failure()) {
+            let kind = kind.rule_id().trim_start_matches(m::HOST_RULE_PREFIX).to_owned();
             self.metrics.plugin_failures.get_or_create(&FailureLabel { payer: payer.clone(), kind }).inc();
         }
         let counts = count(&findings);
         let json = serde_json::to_string(&findings).map_err(|e| e.to_string())?;
-        let outcome = self
-            .store
-            .complete_chunk(ChunkResult {
-                submission: s.id,
-                index: chunk.index,
-                owner: self.owner.load(Ordering::SeqCst),
-                findings: json,
-                decision: serde_json::json!({ "sets": decision }).to_string(),
-                counts,
-                now_ms: now_ms(),
-            })
-            .map_err(|e| e.to_string())?;
+        let result = ChunkResult {
+            submission: s.id,
+            index: chunk.index,
+            node: self.node(),
+            fence: chunk.fence,
+            findings: json,
+            decision: serde_json::json!({ "node": self.options.node_name, "sets": decision }).to_string(),
+            counts,
+            now_ms: now_ms(),
+        };
+        let outcome = self.record(result).map_err(|e| e.to_string())?;
         self.metrics.chunks_checked.get_or_create(&PayerLabel { payer: payer.clone() }).inc();
         self.metrics.receipts_checked.get_or_create(&PayerLabel { payer }).inc_by(receipts as u64);
         for (set, n, failed) in per_set {
@@ -413,6 +416,22 @@ impl Work {
         Ok(())
     }
 
+    /// Records a chunk's result, retrying while the store is busy (a full write queue):
+    /// the work is done and its claim is ours until the lease lapses.
+    fn record(&self, result: ChunkResult) -> Result<ChunkOutcome, StoreError> {
+        let mut backoff = Duration::from_millis(5);
+        loop {
+            let r = ChunkResult { now_ms: now_ms(), ..result.clone() };
+            match self.store.complete_chunk(r) {
+                Err(StoreError::Busy { .. }) if !self.shutdown.load(Ordering::SeqCst) => {
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_millis(500));
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Merges the chunks' findings into the file's final, sorted list (as `tenken check`
     /// reports it) and marks the submission checked.
     fn finalize(&self, s: &Submission) {
@@ -423,10 +442,11 @@ impl Work {
                 all.extend(serde_json::from_str::<Vec<Finding>>(&json).map_err(|e| e.to_string())?);
             }
             m::sort_findings(&mut all);
+            // Counted before the cap: an error cut from the stored list still blocks 請求確定.
+            let counts = count(&all);
             let max = self.options.findings_per_file_max as usize;
             let dropped = all.len().saturating_sub(max) as u64;
             all.truncate(max);
-            let counts = count(&all);
             let json = serde_json::to_string(&all).map_err(|e| e.to_string())?;
             let now = now_ms();
             self.store.finalize(s.id, json, counts, dropped, now).map_err(|e| e.to_string())?;
@@ -515,19 +535,19 @@ impl Work {
     fn auto_rollback(&self, payer: Payer, set: i64, rate: f64) -> Result<(), String> {
         let sets = self.store.release_sets(payer).map_err(|e| e.to_string())?;
         let Some(current) = sets.iter().find(|s| s.id == set) else { return Ok(()) };
-        if current.state != "active" {
+        if current.state != tenken_store::ReleaseState::Active {
             return Ok(());
         }
         // The last good set: the newest earlier set for the same months that is not itself
         // rolled back.
-        let Some(good) =
-            sets.iter().find(|s| s.id < set && s.from_month == current.from_month && s.state != "rolled-back")
-        else {
+        let Some(good) = sets.iter().find(|s: &&ReleaseSet| {
+            s.id < set && s.from_month == current.from_month && s.state != tenken_store::ReleaseState::RolledBack
+        }) else {
             tracing::error!(%payer, set, "plugin failures beyond the auto-rollback threshold, but no earlier release set");
             return Ok(());
         };
         let reason = format!(
-            "auto-rollback: {:.0}% of the receipts checked by release set {set} failed (plugin trap/timeout) in the last {} receipts",
+            "auto-rollback: {:.0}% of the receipts checked by release set {set} failed (plugin failures of any kind) in the last {} receipts",
             rate * 100.0,
             self.options.auto_rollback_window_receipts
         );
@@ -536,7 +556,8 @@ impl Work {
         self.registry.reload(payer, cause).map_err(|e| e.to_string())?;
         let _ = self.store.add_notice(
             Some(payer),
-            &format!("[staff] release set {set} was rolled back automatically to {}: {reason}", good.id),
+            tenken_store::Audience::Staff,
+            &format!("release set {set} was rolled back automatically to {}: {reason}", good.id),
             0,
             now_ms(),
         );
@@ -555,21 +576,4 @@ pub fn count(findings: &[Finding]) -> Counts {
         }
     }
     c
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn chunks_cover_every_receipt() {
-        assert_eq!(chunk_count(0, 256), 2);
-        assert_eq!(chunk_count(256, 256), 2);
-        assert_eq!(chunk_count(257, 256), 3);
-        assert_eq!(chunk_range(1, 3, 256), 0..256);
-        assert_eq!(chunk_range(2, 3, 256), 256..usize::MAX);
-        assert_eq!(chunk_cost(2, 257, 3, 256), 1);
-        assert_eq!(chunk_cost(1, 257, 3, 256), 256);
-        assert_eq!(chunk_cost(0, 257, 3, 256), 1);
-    }
 }

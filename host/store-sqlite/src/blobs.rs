@@ -12,9 +12,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use cap_std::ambient_authority;
 use cap_std::fs::Dir;
 
-use crate::StoreError;
+use tenken_store::{BlobStore, StoreError, digest};
 
-pub struct BlobStore {
+pub struct FileBlobs {
     root: Dir,
     /// A plain read-only descriptor of the root (cap-std's may be `O_PATH`, which `syncfs`
     /// refuses).
@@ -23,9 +23,9 @@ pub struct BlobStore {
     pid: u32,
 }
 
-impl BlobStore {
+impl FileBlobs {
     /// Opens (creating) `path` as the blob root.
-    pub fn open(path: &std::path::Path) -> Result<BlobStore, StoreError> {
+    pub fn open(path: &std::path::Path) -> Result<FileBlobs, StoreError> {
         std::fs::create_dir_all(path.join("tmp"))?;
         let root = Dir::open_ambient_dir(path, ambient_authority())?;
         // Leftover temporaries are writes that never got acknowledged.
@@ -35,7 +35,7 @@ impl BlobStore {
             }
         }
         let sync_fd = std::fs::File::open(path)?;
-        Ok(BlobStore { root, sync_fd, tmp_seq: AtomicU64::new(0), pid: std::process::id() })
+        Ok(FileBlobs { root, sync_fd, tmp_seq: AtomicU64::new(0), pid: std::process::id() })
     }
 
     fn rel(digest: &str) -> Result<(String, String), StoreError> {
@@ -46,7 +46,7 @@ impl BlobStore {
     }
 
     /// Writes `bytes` under `digest` durably (no-op when already present).
-    pub fn put(&self, digest: &str, bytes: &[u8]) -> Result<(), StoreError> {
+    pub fn put_synced(&self, digest: &str, bytes: &[u8]) -> Result<(), StoreError> {
         let (fan, name) = Self::rel(digest)?;
         self.root.create_dir_all(&fan)?;
         let dir = self.root.open_dir(&fan)?;
@@ -68,7 +68,7 @@ impl BlobStore {
     }
 
     /// Writes `bytes` under `digest` (tmp → rename) WITHOUT syncing: the caller must call
-    /// [`BlobStore::sync`] before acknowledging anything that refers to it. Why: one
+    /// [`FileBlobs::sync`] before acknowledging anything that refers to it. Why: one
     /// `syncfs` for a whole group of uploads replaces two fsyncs per upload (group commit
     /// for blobs, as the SQLite writer does for rows).
     ///
@@ -76,13 +76,11 @@ impl BlobStore {
     /// it may be an unsynced leftover; a verified one is either durable already or in the
     /// page cache and made durable by the next sync, and never replaced (replacing a durable
     /// blob by an unsynced one would put an acknowledged submission at risk).
-    pub fn put_unsynced(&self, digest: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        let (fan, name) = Self::rel(digest)?;
+    pub fn put_unsynced(&self, digest_hex: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        let (fan, name) = Self::rel(digest_hex)?;
         self.root.create_dir_all(&fan)?;
         let dir = self.root.open_dir(&fan)?;
-        if let Ok(existing) = dir.read(&name)
-            && crate::digest(&existing) == digest
-        {
+        if self.verified(&dir, &name, digest_hex) {
             return Ok(());
         }
         let tmp_name = format!("{name}.{}.{}", self.pid, self.tmp_seq.fetch_add(1, Ordering::Relaxed));
@@ -90,8 +88,28 @@ impl BlobStore {
         let mut f = tmp_dir.create(&tmp_name)?;
         f.write_all(bytes)?;
         drop(f);
-        tmp_dir.rename(&tmp_name, &dir, &name)?;
-        Ok(())
+        // A hard link never replaces: of two identical concurrent uploads, the second finds
+        // the first's file (maybe synced and acknowledged already) and keeps it. A rename
+        // would swap it for an unsynced file that a crash can lose.
+        let linked = tmp_dir.hard_link(&tmp_name, &dir, &name);
+        let result = match linked {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                if self.verified(&dir, &name, digest_hex) {
+                    Ok(())
+                } else {
+                    // A damaged leftover of a crash (never acknowledged): replace it.
+                    tmp_dir.rename(&tmp_name, &dir, &name).map_err(StoreError::from)
+                }
+            }
+            Err(e) => Err(e.into()),
+        };
+        let _ = tmp_dir.remove_file(&tmp_name);
+        result
+    }
+
+    fn verified(&self, dir: &Dir, name: &str, digest_hex: &str) -> bool {
+        dir.read(name).is_ok_and(|existing| digest(&existing) == digest_hex)
     }
 
     /// Makes every blob written so far durable: one `syncfs` of the file system holding the
@@ -101,12 +119,24 @@ impl BlobStore {
     }
 
     /// Reads a blob and verifies its digest.
-    pub fn get(&self, digest: &str) -> Result<Vec<u8>, StoreError> {
-        let (fan, name) = Self::rel(digest)?;
+    pub fn read(&self, digest_hex: &str) -> Result<Vec<u8>, StoreError> {
+        let (fan, name) = Self::rel(digest_hex)?;
         let bytes = self.root.read(std::path::Path::new(&fan).join(&name))?;
-        if crate::digest(&bytes) != digest {
-            return Err(StoreError::Blob(digest.to_owned()));
+        if digest(&bytes) != digest_hex {
+            return Err(StoreError::Blob(digest_hex.to_owned()));
         }
         Ok(bytes)
+    }
+}
+
+impl BlobStore for FileBlobs {
+    fn put(&self, bytes: &[u8]) -> Result<String, StoreError> {
+        let d = digest(bytes);
+        self.put_synced(&d, bytes)?;
+        Ok(d)
+    }
+
+    fn get(&self, digest: &str) -> Result<Vec<u8>, StoreError> {
+        self.read(digest.strip_prefix("sha256:").unwrap_or(digest))
     }
 }

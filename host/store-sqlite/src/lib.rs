@@ -6,47 +6,130 @@
 //! fsync, and nothing is acknowledged before it is durable. Reads use a small pool of
 //! connections (WAL readers never block the writer).
 
+mod blobs;
+
+pub use blobs::FileBlobs;
+
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use tenken_model::Payer;
+use tenken_store::*;
 
-use crate::*;
+/// rusqlite's error as the store's backend-neutral one (the orphan rule forbids a `From`).
+fn db(e: rusqlite::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+/// Injected failures, for tests of what a failed group commit leaves behind: each counts
+/// down the number of upcoming group commits that fail at that step.
+#[derive(Debug, Default)]
+pub struct Faults {
+    /// Group commits whose blob sync fails.
+    pub fail_blob_sync: AtomicU32,
+    /// Group commits whose `BEGIN` fails.
+    pub fail_begin: AtomicU32,
+}
+
+impl Faults {
+    fn take(counter: &AtomicU32) -> bool {
+        counter.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()
+    }
+}
 
 /// Tuning of the SQLite store, each bounded.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
-    /// Writes waiting for the writer thread before callers block.
+    /// Writes waiting for the writer thread; beyond it a write is refused at once with
+    /// [`StoreError::Busy`] (the server answers 503 + Retry-After), never a wait.
     pub write_queue_max: usize,
     /// Writes committed together in one transaction (one fsync).
     pub group_commit_max: usize,
     /// Read connections kept open.
     pub read_connections_max: usize,
+    /// Failure injection (tests only; empty by default).
+    pub faults: std::sync::Arc<Faults>,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { write_queue_max: 4096, group_commit_max: 512, read_connections_max: 64 }
+        StoreOptions {
+            write_queue_max: 4096,
+            group_commit_max: 512,
+            read_connections_max: 64,
+            faults: Default::default(),
+        }
     }
 }
 
-/// A write: runs inside a savepoint; returns whether it succeeded and what to do once the
-/// transaction's fate (committed or not) is known.
+/// What the writer does with a queued write once it knows whether it can run.
 type Finisher = Box<dyn FnOnce(Result<(), String>) + Send>;
-type WriteFn = Box<dyn FnOnce(&Connection) -> (bool, Finisher) + Send>;
+
+/// A queued write. `run` executes it inside a savepoint and returns whether it succeeded
+/// and what to tell its caller once the transaction's fate is known; `abort` tells the
+/// caller it never ran (the group could not begin). Why two: a write must never run outside
+/// the group's transaction — run in autocommit, a row would become durable while its
+/// caller is told it failed.
+trait Op: Send {
+    fn run(self: Box<Self>, conn: &Connection) -> (bool, Finisher);
+    fn abort(self: Box<Self>, why: String);
+}
+
+struct OpImpl<F, R> {
+    f: F,
+    reply: R,
+}
+
+impl<T, F, R> Op for OpImpl<F, R>
+where
+    T: Send + 'static,
+    F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    R: FnOnce(Result<T, StoreError>) + Send + 'static,
+{
+    fn run(self: Box<Self>, conn: &Connection) -> (bool, Finisher) {
+        let OpImpl { f, reply } = *self;
+        let result = f(conn);
+        let ok = result.is_ok();
+        let fin: Finisher = Box::new(move |committed| {
+            reply(match committed {
+                Ok(()) => result,
+                Err(e) if ok => Err(StoreError::Backend(format!("commit failed: {e}"))),
+                Err(_) => result,
+            });
+        });
+        (ok, fin)
+    }
+
+    fn abort(self: Box<Self>, why: String) {
+        (self.reply)(Err(StoreError::Backend(why)));
+    }
+}
+
+/// What a write needs of its group commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WriteKind {
+    /// Durable at commit (the WAL is fsynced).
+    Durable,
+    /// Durable, and refers to blobs written with `put_unsynced`: the group syncs the blob
+    /// file system before it commits.
+    DurableWithBlobs,
+    /// Losing it in a crash is harmless (a chunk claim: it is claimed again). A group of
+    /// only such writes commits without an fsync (`synchronous=NORMAL`); the next durable
+    /// commit makes it durable too.
+    Volatile,
+}
 
 struct WriteOp {
-    run: WriteFn,
-    /// The write refers to blobs written with `put_unsynced`: the group syncs the blob file
-    /// system before it commits.
-    needs_blob_sync: bool,
+    op: Box<dyn Op>,
+    kind: WriteKind,
 }
 
 pub struct SqliteStore {
     path: PathBuf,
-    blobs: std::sync::Arc<BlobStore>,
+    blobs: std::sync::Arc<FileBlobs>,
     writer: Mutex<Option<SyncSender<WriteOp>>>,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Idle read connections and how many exist; at most `read_connections_max` exist, and
@@ -123,25 +206,53 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE master_approvals(version INTEGER NOT NULL, approver INTEGER NOT NULL, approver_payer TEXT NOT NULL,
         at_ms INTEGER NOT NULL, PRIMARY KEY(version, approver)) WITHOUT ROWID;
     "#,
+    // 4: claimed work (chunks as rows, fair order, fencing), node names, notice audience.
+    r#"
+    CREATE TABLE chunks(submission INTEGER NOT NULL, idx INTEGER NOT NULL, payer TEXT NOT NULL,
+        institution TEXT NOT NULL, cost INTEGER NOT NULL, node INTEGER, fence INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY(submission, idx)) WITHOUT ROWID;
+    CREATE INDEX chunks_ready ON chunks(payer, institution, submission, idx) WHERE node IS NULL;
+    CREATE INDEX chunks_claimed ON chunks(node) WHERE node IS NOT NULL;
+    CREATE TABLE tenants(payer TEXT NOT NULL, institution TEXT NOT NULL, served INTEGER NOT NULL DEFAULT 0,
+        ready INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(payer, institution)) WITHOUT ROWID;
+    CREATE INDEX tenants_ready ON tenants(payer, served, institution) WHERE ready > 0;
+    CREATE TABLE payer_clock(payer TEXT PRIMARY KEY, vclock INTEGER NOT NULL) WITHOUT ROWID;
+    CREATE TABLE fence_seq(id INTEGER PRIMARY KEY CHECK (id = 1), last INTEGER NOT NULL);
+    INSERT INTO fence_seq VALUES (1, 0);
+    ALTER TABLE nodes ADD COLUMN name TEXT NOT NULL DEFAULT '';
+    ALTER TABLE notices ADD COLUMN audience TEXT NOT NULL DEFAULT 'institutions';
+    UPDATE notices SET audience = 'staff' WHERE message LIKE '[staff]%';
+    WITH RECURSIVE seq(s, i) AS (
+        SELECT id, 0 FROM submissions WHERE state IN ('queued', 'checking')
+        UNION ALL SELECT seq.s, seq.i + 1 FROM seq JOIN submissions ON submissions.id = seq.s
+        WHERE seq.i + 1 < submissions.chunks)
+    INSERT INTO chunks(submission, idx, payer, institution, cost)
+        SELECT seq.s, seq.i, sub.payer, sub.institution,
+            CASE WHEN seq.i = 0 THEN 1 ELSE MAX(1, MIN(sub.receipts, CASE WHEN seq.i + 1 >= sub.chunks
+                THEN sub.receipts ELSE seq.i * sub.chunk_receipts END) - (seq.i - 1) * sub.chunk_receipts) END
+        FROM seq JOIN submissions sub ON sub.id = seq.s
+        WHERE NOT EXISTS (SELECT 1 FROM chunk_results r WHERE r.submission = seq.s AND r.idx = seq.i);
+    INSERT INTO tenants(payer, institution, ready) SELECT payer, institution, COUNT(*) FROM chunks GROUP BY payer, institution;
+    "#,
 ];
 
 fn open_conn(path: &Path) -> Result<Connection, StoreError> {
-    let conn = Connection::open(path)?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
+    let conn = Connection::open(path).map_err(db)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(db)?;
+    conn.pragma_update(None, "journal_mode", "WAL").map_err(db)?;
     // FULL: the WAL is fsynced at every commit, so a commit that returned survives power loss.
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "synchronous", "FULL").map_err(db)?;
+    conn.pragma_update(None, "foreign_keys", "ON").map_err(db)?;
     Ok(conn)
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(db)?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-        let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
-        tx.commit()?;
+        let tx = conn.transaction().map_err(db)?;
+        tx.execute_batch(sql).map_err(db)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(db)?;
+        tx.commit().map_err(db)?;
         tracing::info!(version = i + 1, "store schema migrated");
     }
     Ok(())
@@ -154,13 +265,14 @@ impl SqliteStore {
         let path = dir.join("tenken.db");
         let mut conn = open_conn(&path)?;
         migrate(&mut conn)?;
-        let blobs = std::sync::Arc::new(BlobStore::open(&dir.join("blobs"))?);
+        let blobs = std::sync::Arc::new(FileBlobs::open(&dir.join("blobs"))?);
         let (tx, rx) = sync_channel::<WriteOp>(options.write_queue_max.max(1));
         let group = options.group_commit_max.max(1);
         let writer_blobs = blobs.clone();
+        let faults = options.faults.clone();
         let handle = std::thread::Builder::new()
             .name("tenken-store-writer".into())
-            .spawn(move || writer_loop(conn, rx, group, &writer_blobs))?;
+            .spawn(move || writer_loop(conn, rx, group, &writer_blobs, &faults))?;
         Ok(SqliteStore {
             path,
             blobs,
@@ -172,70 +284,51 @@ impl SqliteStore {
         })
     }
 
-    /// Stops the writer after the queued writes are committed.
-    pub fn close(&self) {
-        self.writer.lock().unwrap().take();
-        if let Some(h) = self.writer_thread.lock().unwrap().take() {
-            let _ = h.join();
-        }
-    }
-
     fn write<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        self.write_op(false, f)
+        self.write_op(WriteKind::Durable, f)
     }
 
     fn write_op<T: Send + 'static>(
         &self,
-        needs_blob_sync: bool,
+        kind: WriteKind,
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let (reply_tx, reply_rx) = sync_channel::<Result<T, StoreError>>(1);
-        self.queue_op(needs_blob_sync, f, move |r| {
+        self.queue_op(kind, f, move |r| {
             let _ = reply_tx.send(r);
         })?;
         reply_rx.recv().map_err(|_| StoreError::Closed)?
     }
 
-    /// Like `write_op`, but answers on a oneshot channel that an async task can await
-    /// without holding a thread.
-    fn write_op_async<T: Send + 'static>(
+    /// Like `write_op` for an acceptance: answers through a [`PendingAccept`] that an async
+    /// task can await without holding a thread.
+    fn write_accept(
         &self,
-        needs_blob_sync: bool,
-        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<tokio::sync::oneshot::Receiver<Result<T, StoreError>>, StoreError> {
-        let (reply_tx, reply_rx) = tokio::sync::oneshot::channel();
-        self.queue_op(needs_blob_sync, f, move |r| {
-            let _ = reply_tx.send(r);
-        })?;
-        Ok(reply_rx)
+        f: impl FnOnce(&Connection) -> Result<Accepted, StoreError> + Send + 'static,
+    ) -> Result<PendingAccept, StoreError> {
+        let (done, pending) = PendingAccept::channel();
+        self.queue_op(WriteKind::DurableWithBlobs, f, move |r| done.complete(r))?;
+        Ok(pending)
     }
 
     /// Queues `f` for the writer thread; `reply` gets its result once the group's commit
-    /// has decided it (an `Ok` only after the commit is durable).
+    /// has decided it (an `Ok` only after the commit is durable). A full queue is refused at
+    /// once with `Busy`.
     fn queue_op<T: Send + 'static>(
         &self,
-        needs_blob_sync: bool,
+        kind: WriteKind,
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
         reply: impl FnOnce(Result<T, StoreError>) + Send + 'static,
     ) -> Result<(), StoreError> {
-        let run: WriteFn = Box::new(move |conn| {
-            let result = f(conn);
-            let ok = result.is_ok();
-            let fin: Finisher = Box::new(move |committed| {
-                reply(match committed {
-                    Ok(()) => result,
-                    Err(e) if ok => Err(StoreError::Corrupt(format!("commit failed: {e}"))),
-                    Err(_) => result,
-                });
-            });
-            (ok, fin)
-        });
-        let op = WriteOp { run, needs_blob_sync };
+        let op = WriteOp { op: Box::new(OpImpl { f, reply }), kind };
         let sender = self.writer.lock().unwrap().clone().ok_or(StoreError::Closed)?;
-        sender.send(op).map_err(|_| StoreError::Closed)
+        sender.try_send(op).map_err(|e| match e {
+            TrySendError::Full(_) => StoreError::Busy { what: "the store's write queue" },
+            TrySendError::Disconnected(_) => StoreError::Closed,
+        })
     }
 
     fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
@@ -273,11 +366,11 @@ impl SqliteStore {
 
 impl Drop for SqliteStore {
     fn drop(&mut self) {
-        self.close();
+        Store::close(self);
     }
 }
 
-fn writer_loop(conn: Connection, rx: Receiver<WriteOp>, group_max: usize, blobs: &BlobStore) {
+fn writer_loop(conn: Connection, rx: Receiver<WriteOp>, group_max: usize, blobs: &FileBlobs, faults: &Faults) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < group_max {
@@ -288,23 +381,40 @@ fn writer_loop(conn: Connection, rx: Receiver<WriteOp>, group_max: usize, blobs:
         }
         let mut finishers = Vec::with_capacity(batch.len());
         // Blobs first: a row that names a blob commits only after the blob is durable.
-        let sync = if batch.iter().any(|op| op.needs_blob_sync) {
-            blobs.sync().map_err(|e| format!("syncing blob files failed: {e}"))
+        let sync = if batch.iter().any(|w| w.kind == WriteKind::DurableWithBlobs) {
+            if Faults::take(&faults.fail_blob_sync) {
+                Err("syncing blob files failed: injected fault".to_owned())
+            } else {
+                blobs.sync().map_err(|e| format!("syncing blob files failed: {e}"))
+            }
         } else {
             Ok(())
         };
-        let begin = sync.and_then(|()| conn.execute_batch("BEGIN IMMEDIATE").map_err(|e| e.to_string()));
+        let volatile = batch.iter().all(|w| w.kind == WriteKind::Volatile);
+        if volatile {
+            let _ = conn.pragma_update(None, "synchronous", "NORMAL");
+        }
+        let begin = sync.and_then(|()| {
+            if Faults::take(&faults.fail_begin) {
+                return Err("BEGIN failed: injected fault".to_owned());
+            }
+            conn.execute_batch("BEGIN IMMEDIATE").map_err(|e| e.to_string())
+        });
         if let Err(e) = begin {
-            // Cannot write at all: every caller gets the error.
-            for op in batch {
-                let (_, fin) = (op.run)(&conn);
-                fin(Err(e.clone()));
+            if volatile {
+                let _ = conn.pragma_update(None, "synchronous", "FULL");
+            }
+            // Cannot write at all: no write runs (outside a transaction it would autocommit
+            // behind its caller's back); every caller gets the error.
+            tracing::error!(writes = batch.len(), error = %e, "group commit could not begin");
+            for w in batch {
+                w.op.abort(e.clone());
             }
             continue;
         }
-        for op in batch {
+        for w in batch {
             let _ = conn.execute_batch("SAVEPOINT op");
-            let (ok, fin) = (op.run)(&conn);
+            let (ok, fin) = w.op.run(&conn);
             let _ =
                 if ok { conn.execute_batch("RELEASE op") } else { conn.execute_batch("ROLLBACK TO op; RELEASE op") };
             finishers.push(fin);
@@ -313,7 +423,10 @@ fn writer_loop(conn: Connection, rx: Receiver<WriteOp>, group_max: usize, blobs:
         if committed.is_err() {
             let _ = conn.execute_batch("ROLLBACK");
         }
-        tracing::trace!(writes = finishers.len(), "group commit");
+        if volatile {
+            let _ = conn.pragma_update(None, "synchronous", "FULL");
+        }
+        tracing::trace!(writes = finishers.len(), volatile, "group commit");
         for fin in finishers {
             fin(committed.clone());
         }
@@ -364,15 +477,16 @@ fn submission_row(r: &Row<'_>) -> rusqlite::Result<(Submission, String, String)>
 }
 
 fn load_where(conn: &Connection, clause: &str, args: impl rusqlite::Params) -> Result<Vec<Submission>, StoreError> {
-    let mut stmt = conn.prepare_cached(&format!("SELECT {SUBMISSION_COLS} FROM submissions {clause}"))?;
-    let rows = stmt.query_map(args, submission_row)?.collect::<Result<Vec<_>, _>>()?;
+    let mut stmt = conn.prepare_cached(&format!("SELECT {SUBMISSION_COLS} FROM submissions {clause}")).map_err(db)?;
+    let rows = stmt.query_map(args, submission_row).map_err(db)?.collect::<Result<Vec<_>, _>>().map_err(db)?;
     let mut out = Vec::with_capacity(rows.len());
     for (mut s, payer, state) in rows {
         s.payer = payer_of(&payer)?;
         s.state = State::parse(&state)?;
-        let mut w =
-            conn.prepare_cached("SELECT receipt FROM withdrawn_receipts WHERE submission = ?1 ORDER BY receipt")?;
-        s.withdrawn_receipts = w.query_map([s.id], |r| r.get(0))?.collect::<Result<_, _>>()?;
+        let mut w = conn
+            .prepare_cached("SELECT receipt FROM withdrawn_receipts WHERE submission = ?1 ORDER BY receipt")
+            .map_err(db)?;
+        s.withdrawn_receipts = w.query_map([s.id], |r| r.get(0)).map_err(db)?.collect::<Result<_, _>>().map_err(db)?;
         out.push(s);
     }
     Ok(out)
@@ -438,7 +552,7 @@ const PLUGIN_COLS: &str =
     "payer, digest, name, version, contract, info_json, bytes, uploaded_by, uploaded_ms, signed_by, state, validation";
 
 fn load_plugins(conn: &Connection, clause: &str, args: impl rusqlite::Params) -> Result<Vec<PluginRecord>, StoreError> {
-    let mut stmt = conn.prepare_cached(&format!("SELECT {PLUGIN_COLS} FROM plugins {clause}"))?;
+    let mut stmt = conn.prepare_cached(&format!("SELECT {PLUGIN_COLS} FROM plugins {clause}")).map_err(db)?;
     type Row12 =
         (String, String, String, String, String, String, i64, i64, i64, Option<String>, String, Option<String>);
     let rows: Vec<Row12> = stmt
@@ -457,8 +571,10 @@ fn load_plugins(conn: &Connection, clause: &str, args: impl rusqlite::Params) ->
                 r.get(10)?,
                 r.get(11)?,
             ))
-        })?
-        .collect::<Result<_, _>>()?;
+        })
+        .map_err(db)?
+        .collect::<Result<_, _>>()
+        .map_err(db)?;
     let mut out = Vec::new();
     for (
         payer,
@@ -476,9 +592,12 @@ fn load_plugins(conn: &Connection, clause: &str, args: impl rusqlite::Params) ->
     ) in rows
     {
         let approvals = conn
-            .prepare_cached("SELECT approver FROM plugin_approvals WHERE payer = ?1 AND digest = ?2 ORDER BY at_ms")?
-            .query_map(params![payer, digest], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
+            .prepare_cached("SELECT approver FROM plugin_approvals WHERE payer = ?1 AND digest = ?2 ORDER BY at_ms")
+            .map_err(db)?
+            .query_map(params![payer, digest], |r| r.get(0))
+            .map_err(db)?
+            .collect::<Result<_, _>>()
+            .map_err(db)?;
         out.push(PluginRecord {
             payer: payer_of(&payer)?,
             digest,
@@ -507,8 +626,8 @@ fn must_plugin(conn: &Connection, payer: Payer, digest: &str) -> Result<PluginRe
 fn audit_tx(conn: &Connection, e: &AuditEvent) -> Result<(), StoreError> {
     conn.prepare_cached(
         "INSERT INTO audit(payer, actor, at_ms, action, digest, release_set, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?
-    .execute(params![e.payer.as_str(), e.actor, e.at_ms, e.action, e.digest, e.release_set, e.reason])?;
+    ).map_err(db)?
+    .execute(params![e.payer.as_str(), e.actor, e.at_ms, e.action, e.digest, e.release_set, e.reason]).map_err(db)?;
     Ok(())
 }
 
@@ -534,14 +653,18 @@ fn event(
 }
 
 fn load_sets(conn: &Connection, clause: &str, args: impl rusqlite::Params) -> Result<Vec<ReleaseSet>, StoreError> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT id, payer, from_month, plugins, state, created_by, created_ms, reason FROM release_sets {clause}"
-    ))?;
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT id, payer, from_month, plugins, state, created_by, created_ms, reason FROM release_sets {clause}"
+        ))
+        .map_err(db)?;
     let rows: Vec<(i64, String, String, String, String, i64, i64, String)> = stmt
         .query_map(args, |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
-        })?
-        .collect::<Result<_, _>>()?;
+        })
+        .map_err(db)?
+        .collect::<Result<_, _>>()
+        .map_err(db)?;
     rows.into_iter()
         .map(|(id, payer, from_month, plugins, state, created_by, created_ms, reason)| {
             Ok(ReleaseSet {
@@ -549,7 +672,7 @@ fn load_sets(conn: &Connection, clause: &str, args: impl rusqlite::Params) -> Re
                 payer: payer_of(&payer)?,
                 from_month,
                 plugins: plugins.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
-                state,
+                state: ReleaseState::parse(&state)?,
                 created_by,
                 created_ms,
                 reason,
@@ -563,10 +686,12 @@ fn load_masters(
     clause: &str,
     args: impl rusqlite::Params,
 ) -> Result<Vec<MasterVersion>, StoreError> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT id, payer, from_month, digest, sources, state, provided_by, report, created_by, created_ms, reason \
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT id, payer, from_month, digest, sources, state, provided_by, report, created_by, created_ms, reason \
          FROM master_versions {clause}"
-    ))?;
+        ))
+        .map_err(db)?;
     type R = (i64, String, String, String, String, String, Option<String>, String, i64, i64, String);
     let rows: Vec<R> = stmt
         .query_map(args, |r| {
@@ -583,14 +708,19 @@ fn load_masters(
                 r.get(9)?,
                 r.get(10)?,
             ))
-        })?
-        .collect::<Result<_, _>>()?;
+        })
+        .map_err(db)?
+        .collect::<Result<_, _>>()
+        .map_err(db)?;
     let mut out = Vec::new();
     for (id, payer, from_month, digest, sources, state, provided_by, report, created_by, created_ms, reason) in rows {
         let approvals = conn
-            .prepare_cached("SELECT approver, approver_payer FROM master_approvals WHERE version = ?1 ORDER BY at_ms")?
-            .query_map([id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?
-            .collect::<Result<Vec<_>, _>>()?
+            .prepare_cached("SELECT approver, approver_payer FROM master_approvals WHERE version = ?1 ORDER BY at_ms")
+            .map_err(db)?
+            .query_map([id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+            .map_err(db)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(db)?
             .into_iter()
             .map(|(a, p)| Ok((a, payer_of(&p)?)))
             .collect::<Result<_, StoreError>>()?;
@@ -622,9 +752,160 @@ fn blob_key(digest: &str) -> &str {
     digest.strip_prefix("sha256:").unwrap_or(digest)
 }
 
-impl Store for SqliteStore {
+/// Claims up to `n` chunks in the fair order (see `SubmissionStore::claim_chunks`), in the
+/// caller's transaction.
+///
+/// Why start-time fair queueing over a `tenants` table rather than scanning chunks: the
+/// backlog may hold 100,000 chunks, and a claim must cost a few index lookups, not a scan.
+/// `served` is an institution's virtual finish time (receipts); the payer's `vclock` is the
+/// start time of the last claim, and an institution's next start is `max(served, vclock)`,
+/// so one that idled gets no credit for the time it had nothing queued.
+fn claim_tx(conn: &Connection, node: NodeId, payer: Payer, n: u32, now_ms: i64) -> Result<Vec<ChunkClaim>, StoreError> {
+    let lease: Option<i64> = conn
+        .prepare_cached("SELECT expires_ms FROM nodes WHERE owner = ?1")
+        .map_err(db)?
+        .query_row([node.0], |r| r.get(0))
+        .optional()
+        .map_err(db)?;
+    if lease.is_none_or(|expires| expires < now_ms) {
+        // A node whose lease lapsed claims nothing until it registers again.
+        return Ok(Vec::new());
+    }
+    reclaim_lapsed(conn, payer, now_ms)?;
+    let p = payer.as_str();
+    let mut vclock: i64 = conn
+        .prepare_cached("SELECT vclock FROM payer_clock WHERE payer = ?1")
+        .map_err(db)?
+        .query_row([p], |r| r.get(0))
+        .optional()
+        .map_err(db)?
+        .unwrap_or(0);
+    let mut out = Vec::new();
+    while out.len() < n as usize {
+        let next: Option<(String, i64)> = conn
+            .prepare_cached(
+                "SELECT institution, served FROM tenants WHERE payer = ?1 AND ready > 0 ORDER BY served, institution LIMIT 1",
+            )
+            .map_err(db)?
+            .query_row([p], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
+            .map_err(db)?;
+        let Some((institution, served)) = next else { break };
+        let chunk: Option<(i64, u32, u32)> = conn
+            .prepare_cached(
+                "SELECT submission, idx, cost FROM chunks WHERE payer = ?1 AND institution = ?2 AND node IS NULL \
+                 ORDER BY submission, idx LIMIT 1",
+            )
+            .map_err(db)?
+            .query_row(params![p, institution], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .optional()
+            .map_err(db)?;
+        let Some((submission, index, cost)) = chunk else {
+            // The count drifted (it never should): trust the rows.
+            conn.prepare_cached("UPDATE tenants SET ready = 0 WHERE payer = ?1 AND institution = ?2")
+                .map_err(db)?
+                .execute(params![p, institution])
+                .map_err(db)?;
+            continue;
+        };
+        let fence: i64 = conn
+            .prepare_cached("UPDATE fence_seq SET last = last + 1 WHERE id = 1 RETURNING last")
+            .map_err(db)?
+            .query_row([], |r| r.get(0))
+            .map_err(db)?;
+        conn.prepare_cached("UPDATE chunks SET node = ?3, fence = ?4 WHERE submission = ?1 AND idx = ?2")
+            .map_err(db)?
+            .execute(params![submission, index, node.0, fence])
+            .map_err(db)?;
+        let start = served.max(vclock);
+        vclock = start;
+        conn.prepare_cached("UPDATE tenants SET ready = ready - 1, served = ?3 WHERE payer = ?1 AND institution = ?2")
+            .map_err(db)?
+            .execute(params![p, institution, start + cost as i64])
+            .map_err(db)?;
+        out.push(ChunkClaim { submission, index, cost, fence: Fence(fence) });
+    }
+    conn.prepare_cached(
+        "INSERT INTO payer_clock(payer, vclock) VALUES (?1, ?2) ON CONFLICT(payer) DO UPDATE SET vclock = excluded.vclock",
+    )
+    .map_err(db)?
+    .execute(params![p, vclock])
+    .map_err(db)?;
+    Ok(out)
+}
+
+/// Chunks of `payer` held by nodes whose lease lapsed become claimable again.
+fn reclaim_lapsed(conn: &Connection, payer: Payer, now_ms: i64) -> Result<(), StoreError> {
+    let lapsed: Vec<(i64, u32, String)> = conn
+        .prepare_cached(
+            "SELECT c.submission, c.idx, c.institution FROM chunks c LEFT JOIN nodes n ON n.owner = c.node \
+             WHERE c.node IS NOT NULL AND c.payer = ?1 AND (n.owner IS NULL OR n.expires_ms < ?2)",
+        )
+        .map_err(db)?
+        .query_map(params![payer.as_str(), now_ms], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .map_err(db)?
+        .collect::<Result<_, _>>()
+        .map_err(db)?;
+    for (submission, idx, institution) in lapsed {
+        conn.prepare_cached("UPDATE chunks SET node = NULL WHERE submission = ?1 AND idx = ?2")
+            .map_err(db)?
+            .execute(params![submission, idx])
+            .map_err(db)?;
+        add_ready(conn, payer, &institution, 1)?;
+    }
+    Ok(())
+}
+
+/// Adds `n` claimable chunks to an institution's count; one that had none starts at the
+/// payer's virtual clock (no credit for idle time).
+fn add_ready(conn: &Connection, payer: Payer, institution: &str, n: i64) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO tenants(payer, institution, served, ready) \
+         VALUES (?1, ?2, COALESCE((SELECT vclock FROM payer_clock WHERE payer = ?1), 0), ?3) \
+         ON CONFLICT(payer, institution) DO UPDATE SET \
+           served = CASE WHEN ready > 0 THEN served \
+                         ELSE MAX(served, COALESCE((SELECT vclock FROM payer_clock WHERE payer = ?1), 0)) END, \
+           ready = ready + excluded.ready",
+    )
+    .map_err(db)?
+    .execute(params![payer.as_str(), institution, n])
+    .map_err(db)?;
+    Ok(())
+}
+
+/// Creates the claimable chunk rows of a new submission.
+fn add_chunks(conn: &Connection, s: &Submission) -> Result<(), StoreError> {
+    let mut stmt = conn
+        .prepare_cached("INSERT INTO chunks(submission, idx, payer, institution, cost) VALUES (?1, ?2, ?3, ?4, ?5)")
+        .map_err(db)?;
+    for i in 0..s.chunks {
+        let cost = chunk_cost(i, s.receipts, s.chunks, s.chunk_receipts);
+        stmt.execute(params![s.id, i, s.payer.as_str(), s.institution, cost]).map_err(db)?;
+    }
+    add_ready(conn, s.payer, &s.institution, s.chunks as i64)
+}
+
+/// Drops the open chunks of a withdrawn or superseded submission (a result for one of them
+/// is then fenced).
+fn drop_chunks(conn: &Connection, s: &Submission) -> Result<(), StoreError> {
+    let unclaimed: i64 = conn
+        .prepare_cached("SELECT COUNT(*) FROM chunks WHERE submission = ?1 AND node IS NULL")
+        .map_err(db)?
+        .query_row([s.id], |r| r.get(0))
+        .map_err(db)?;
+    conn.prepare_cached("DELETE FROM chunks WHERE submission = ?1").map_err(db)?.execute([s.id]).map_err(db)?;
+    if unclaimed > 0 {
+        conn.prepare_cached("UPDATE tenants SET ready = MAX(0, ready - ?3) WHERE payer = ?1 AND institution = ?2")
+            .map_err(db)?
+            .execute(params![s.payer.as_str(), s.institution, unclaimed])
+            .map_err(db)?;
+    }
+    Ok(())
+}
+
+impl SubmissionStore for SqliteStore {
     fn accept_start(&self, new: NewSubmission) -> Result<PendingAccept, StoreError> {
-        let digest = crate::digest(&new.bytes);
+        let digest = tenken_store::digest(&new.bytes);
         // Fast path for a retried request: no blob write, no queue.
         if new.idempotency_key.is_some()
             && let Some(a) = self.read(|c| idempotent_match(c, &new, &digest))?
@@ -635,7 +916,7 @@ impl Store for SqliteStore {
         let bytes_len = new.bytes.len() as i64;
         let mut meta = new;
         meta.bytes = Vec::new();
-        let rx = self.write_op_async(true, move |conn| {
+        let pending = self.write_accept(move |conn| {
             if let Some(a) = idempotent_match(conn, &meta, &digest)? {
                 return Ok(a);
             }
@@ -654,7 +935,8 @@ impl Store for SqliteStore {
                 "INSERT INTO submissions(payer, institution, billing_month, digest, bytes, receipts, state, chunks, \
                  chunk_receipts, idempotency_key, token_id, accepted_ms, supersedes) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', ?7, ?8, ?9, ?10, ?11, ?12)",
-            )?
+            )
+            .map_err(db)?
             .execute(params![
                 payer,
                 meta.institution,
@@ -668,17 +950,25 @@ impl Store for SqliteStore {
                 meta.token_id,
                 meta.now_ms,
                 previous
-            ])?;
+            ])
+            .map_err(db)?;
             let id = conn.last_insert_rowid();
-            conn.prepare_cached("UPDATE submissions SET reception = ?2 WHERE id = ?1")?
-                .execute(params![id, reception_number(meta.payer, id, meta.now_ms)])?;
+            conn.prepare_cached("UPDATE submissions SET reception = ?2 WHERE id = ?1")
+                .map_err(db)?
+                .execute(params![id, reception_number(meta.payer, id, meta.now_ms)])
+                .map_err(db)?;
             for s in &earlier {
-                conn.prepare_cached("UPDATE submissions SET state = 'superseded', superseded_by = ?2 WHERE id = ?1")?
-                    .execute(params![s.id, id])?;
+                conn.prepare_cached("UPDATE submissions SET state = 'superseded', superseded_by = ?2 WHERE id = ?1")
+                    .map_err(db)?
+                    .execute(params![s.id, id])
+                    .map_err(db)?;
+                drop_chunks(conn, s)?;
             }
-            Ok(Accepted { submission: must_load(conn, id)?, replayed: false })
+            let submission = must_load(conn, id)?;
+            add_chunks(conn, &submission)?;
+            Ok(Accepted { submission, replayed: false })
         })?;
-        Ok(PendingAccept::committing(rx))
+        Ok(pending)
     }
 
     fn get(&self, id: SubmissionId) -> Result<Option<Submission>, StoreError> {
@@ -710,76 +1000,99 @@ impl Store for SqliteStore {
         })
     }
 
-    fn bytes(&self, digest: &str) -> Result<Vec<u8>, StoreError> {
-        self.blobs.get(digest)
+    fn claim_chunks(&self, node: NodeId, payer: Payer, n: u32, now_ms: i64) -> Result<Vec<ChunkClaim>, StoreError> {
+        // Not durable: a claim lost in a crash only means the chunk is claimed again.
+        self.write_op(WriteKind::Volatile, move |conn| claim_tx(conn, node, payer, n, now_ms))
     }
 
-    fn pending(&self) -> Result<Vec<(Submission, Vec<u32>)>, StoreError> {
+    fn backlog(&self, payer: Payer, _now_ms: i64) -> Result<u64, StoreError> {
         self.read(|c| {
-            let subs = load_where(c, "WHERE state IN ('queued', 'checking') ORDER BY id", [])?;
-            let mut out = Vec::with_capacity(subs.len());
-            for s in subs {
-                let mut stmt = c.prepare_cached("SELECT idx FROM chunk_results WHERE submission = ?1")?;
-                let done: std::collections::HashSet<u32> =
-                    stmt.query_map([s.id], |r| r.get(0))?.collect::<Result<_, _>>()?;
-                let missing = (0..s.chunks).filter(|i| !done.contains(i)).collect();
-                out.push((s, missing));
-            }
-            Ok(out)
+            let n: i64 = c
+                .prepare_cached("SELECT COALESCE(SUM(ready), 0) FROM tenants WHERE payer = ?1 AND ready > 0")
+                .map_err(db)?
+                .query_row([payer.as_str()], |r| r.get(0))
+                .map_err(db)?;
+            Ok(n as u64)
         })
+    }
+
+    fn unfinalized(&self) -> Result<Vec<Submission>, StoreError> {
+        self.read(|c| load_where(c, "WHERE state IN ('queued', 'checking') AND chunks_done >= chunks ORDER BY id", []))
     }
 
     fn complete_chunk(&self, r: ChunkResult) -> Result<ChunkOutcome, StoreError> {
         self.write(move |conn| {
+            let claim: Option<(Option<i64>, i64)> = conn
+                .prepare_cached("SELECT node, fence FROM chunks WHERE submission = ?1 AND idx = ?2")
+                .map_err(db)?
+                .query_row(params![r.submission, r.index], |row| Ok((row.get(0)?, row.get(1)?)))
+                .optional()
+                .map_err(db)?;
+            let Some((holder, fence)) = claim else {
+                // No open chunk: recorded already, or the submission was withdrawn/superseded.
+                let done: Option<i64> = conn
+                    .prepare_cached("SELECT 1 FROM chunk_results WHERE submission = ?1 AND idx = ?2")
+                    .map_err(db)?
+                    .query_row(params![r.submission, r.index], |row| row.get(0))
+                    .optional()
+                    .map_err(db)?;
+                return Ok(if done.is_some() { ChunkOutcome::Duplicate } else { ChunkOutcome::Fenced });
+            };
+            if holder != Some(r.node.0) || fence != r.fence.0 {
+                return Ok(ChunkOutcome::Fenced);
+            }
             let lease: Option<i64> = conn
-                .prepare_cached("SELECT expires_ms FROM nodes WHERE owner = ?1")?
-                .query_row([r.owner], |row| row.get(0))
-                .optional()?;
+                .prepare_cached("SELECT expires_ms FROM nodes WHERE owner = ?1")
+                .map_err(db)?
+                .query_row([r.node.0], |row| row.get(0))
+                .optional()
+                .map_err(db)?;
             if lease.is_none_or(|expires| expires < r.now_ms) {
                 return Ok(ChunkOutcome::Fenced);
             }
-            let state: Option<String> = conn
-                .prepare_cached("SELECT state FROM submissions WHERE id = ?1")?
-                .query_row([r.submission], |row| row.get(0))
-                .optional()?;
-            let state = state.ok_or(StoreError::NotFound(r.submission))?;
-            if !State::parse(&state)?.is_pending() {
-                return Ok(ChunkOutcome::Fenced);
-            }
-            let inserted = conn
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO chunk_results(submission, idx, owner, findings, n_error, n_warning, n_info, done_ms, decision) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                )?
-                .execute(params![
-                    r.submission,
-                    r.index,
-                    r.owner,
-                    r.findings,
-                    r.counts.error as i64,
-                    r.counts.warning as i64,
-                    r.counts.info as i64,
-                    r.now_ms,
-                    r.decision
-                ])?;
-            if inserted == 0 {
-                return Ok(ChunkOutcome::Duplicate);
-            }
+            conn.prepare_cached(
+                "INSERT INTO chunk_results(submission, idx, owner, findings, n_error, n_warning, n_info, done_ms, decision) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )
+            .map_err(db)?
+            .execute(params![
+                r.submission,
+                r.index,
+                r.node.0,
+                r.findings,
+                r.counts.error as i64,
+                r.counts.warning as i64,
+                r.counts.info as i64,
+                r.now_ms,
+                r.decision
+            ])
+            .map_err(db)?;
+            conn.prepare_cached("DELETE FROM chunks WHERE submission = ?1 AND idx = ?2")
+                .map_err(db)?
+                .execute(params![r.submission, r.index])
+                .map_err(db)?;
             let (done, total): (u32, u32) = conn
                 .prepare_cached(
                     "UPDATE submissions SET chunks_done = chunks_done + 1, state = 'checking' WHERE id = ?1 \
                      RETURNING chunks_done, chunks",
-                )?
-                .query_row([r.submission], |row| Ok((row.get(0)?, row.get(1)?)))?;
+                )
+                .map_err(db)?
+                .query_row([r.submission], |row| Ok((row.get(0)?, row.get(1)?)))
+                .map_err(db)?;
             Ok(ChunkOutcome::Recorded { all_done: done >= total })
         })
     }
 
     fn chunk_findings(&self, id: SubmissionId) -> Result<Vec<(u32, String)>, StoreError> {
         self.read(|c| {
-            let mut stmt =
-                c.prepare_cached("SELECT idx, findings FROM chunk_results WHERE submission = ?1 ORDER BY idx")?;
-            Ok(stmt.query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?)
+            let mut stmt = c
+                .prepare_cached("SELECT idx, findings FROM chunk_results WHERE submission = ?1 ORDER BY idx")
+                .map_err(db)?;
+            Ok(stmt
+                .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(db)?
+                .collect::<Result<_, _>>()
+                .map_err(db)?)
         })
     }
 
@@ -796,7 +1109,8 @@ impl Store for SqliteStore {
                 .prepare_cached(
                     "UPDATE submissions SET state = 'checked', n_error = ?2, n_warning = ?3, n_info = ?4, \
                      findings_dropped = ?5, checked_ms = ?6 WHERE id = ?1 AND state IN ('queued', 'checking')",
-                )?
+                )
+                .map_err(db)?
                 .execute(params![
                     id,
                     counts.error as i64,
@@ -804,10 +1118,13 @@ impl Store for SqliteStore {
                     counts.info as i64,
                     dropped as i64,
                     now_ms
-                ])?;
+                ])
+                .map_err(db)?;
             if changed == 1 {
-                conn.prepare_cached("INSERT OR REPLACE INTO final_findings(submission, findings) VALUES (?1, ?2)")?
-                    .execute(params![id, findings])?;
+                conn.prepare_cached("INSERT OR REPLACE INTO final_findings(submission, findings) VALUES (?1, ?2)")
+                    .map_err(db)?
+                    .execute(params![id, findings])
+                    .map_err(db)?;
             }
             Ok(())
         })
@@ -815,9 +1132,11 @@ impl Store for SqliteStore {
 
     fn findings(&self, id: SubmissionId) -> Result<Option<String>, StoreError> {
         self.read(|c| {
-            Ok(c.prepare_cached("SELECT findings FROM final_findings WHERE submission = ?1")?
+            Ok(c.prepare_cached("SELECT findings FROM final_findings WHERE submission = ?1")
+                .map_err(db)?
                 .query_row([id], |r| r.get(0))
-                .optional()?)
+                .optional()
+                .map_err(db)?)
         })
     }
 
@@ -827,8 +1146,10 @@ impl Store for SqliteStore {
             if s.state != State::Checked {
                 return Err(StoreError::WrongState { id, state: s.state, action: "confirmation" });
             }
-            conn.prepare_cached("UPDATE submissions SET state = 'confirmed', confirmed_ms = ?2 WHERE id = ?1")?
-                .execute(params![id, now_ms])?;
+            conn.prepare_cached("UPDATE submissions SET state = 'confirmed', confirmed_ms = ?2 WHERE id = ?1")
+                .map_err(db)?
+                .execute(params![id, now_ms])
+                .map_err(db)?;
             must_load(conn, id)
         })
     }
@@ -839,7 +1160,11 @@ impl Store for SqliteStore {
             if !matches!(s.state, State::Queued | State::Checking | State::Checked) {
                 return Err(StoreError::WrongState { id, state: s.state, action: "withdrawal" });
             }
-            conn.prepare_cached("UPDATE submissions SET state = 'withdrawn' WHERE id = ?1")?.execute([id])?;
+            conn.prepare_cached("UPDATE submissions SET state = 'withdrawn' WHERE id = ?1")
+                .map_err(db)?
+                .execute([id])
+                .map_err(db)?;
+            drop_chunks(conn, &s)?;
             must_load(conn, id)
         })
     }
@@ -850,32 +1175,73 @@ impl Store for SqliteStore {
             if !matches!(s.state, State::Queued | State::Checking | State::Checked) {
                 return Err(StoreError::WrongState { id, state: s.state, action: "withdrawing a receipt" });
             }
-            conn.prepare_cached("INSERT OR IGNORE INTO withdrawn_receipts(submission, receipt) VALUES (?1, ?2)")?
-                .execute(params![id, receipt])?;
+            conn.prepare_cached("INSERT OR IGNORE INTO withdrawn_receipts(submission, receipt) VALUES (?1, ?2)")
+                .map_err(db)?
+                .execute(params![id, receipt])
+                .map_err(db)?;
             must_load(conn, id)
         })
     }
 
-    fn register_node(&self, now_ms: i64, ttl_ms: i64) -> Result<i64, StoreError> {
+    fn decisions(&self, id: SubmissionId) -> Result<Vec<(u32, String)>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c
+                .prepare_cached("SELECT idx, decision FROM chunk_results WHERE submission = ?1 ORDER BY idx")
+                .map_err(db)?;
+            Ok(stmt
+                .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(db)?
+                .collect::<Result<_, _>>()
+                .map_err(db)?)
+        })
+    }
+    fn register_node(&self, name: &str, now_ms: i64, ttl_ms: i64) -> Result<NodeId, StoreError> {
+        let name = name.to_owned();
         self.write(move |conn| {
             conn.execute(
-                "INSERT INTO nodes(started_ms, expires_ms) VALUES (?1, ?2)",
-                params![now_ms, now_ms + ttl_ms],
-            )?;
-            Ok(conn.last_insert_rowid())
+                "INSERT INTO nodes(name, started_ms, expires_ms) VALUES (?1, ?2, ?3)",
+                params![name, now_ms, now_ms + ttl_ms],
+            )
+            .map_err(db)?;
+            Ok(NodeId(conn.last_insert_rowid()))
         })
     }
 
-    fn renew_node(&self, owner: i64, now_ms: i64, ttl_ms: i64) -> Result<bool, StoreError> {
+    fn renew_node(&self, node: NodeId, now_ms: i64, ttl_ms: i64) -> Result<bool, StoreError> {
         self.write(move |conn| {
-            let n = conn.execute(
-                "UPDATE nodes SET expires_ms = ?2 WHERE owner = ?1 AND expires_ms >= ?3",
-                params![owner, now_ms + ttl_ms, now_ms],
-            )?;
+            let n = conn
+                .execute(
+                    "UPDATE nodes SET expires_ms = ?2 WHERE owner = ?1 AND expires_ms >= ?3",
+                    params![node.0, now_ms + ttl_ms, now_ms],
+                )
+                .map_err(db)?;
             Ok(n == 1)
         })
     }
 
+    fn nodes(&self) -> Result<Vec<NodeInfo>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c
+                .prepare_cached("SELECT owner, name, started_ms, expires_ms FROM nodes ORDER BY owner DESC LIMIT 1000")
+                .map_err(db)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok(NodeInfo {
+                        id: NodeId(r.get(0)?),
+                        name: r.get(1)?,
+                        started_ms: r.get(2)?,
+                        expires_ms: r.get(3)?,
+                    })
+                })
+                .map_err(db)?
+                .collect::<Result<_, _>>()
+                .map_err(db)?;
+            Ok(rows)
+        })
+    }
+}
+
+impl AccessStore for SqliteStore {
     fn create_token(&self, role: Role, label: &str, now_ms: i64) -> Result<(i64, String), StoreError> {
         let mut raw = [0u8; 24];
         getrandom::fill(&mut raw).map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?;
@@ -891,7 +1257,8 @@ impl Store for SqliteStore {
             conn.execute(
                 "INSERT INTO tokens(hash, role, institution, payer, label, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![hash, kind, institution, payer, label, now_ms],
-            )?;
+            )
+            .map_err(db)?;
             Ok(conn.last_insert_rowid())
         })?;
         Ok((id, secret))
@@ -901,9 +1268,11 @@ impl Store for SqliteStore {
         let hash = token_hash(secret);
         self.read(|c| {
             let row = c
-                .prepare_cached(&format!("SELECT {TOKEN_COLS} FROM tokens WHERE hash = ?1"))?
+                .prepare_cached(&format!("SELECT {TOKEN_COLS} FROM tokens WHERE hash = ?1"))
+                .map_err(db)?
                 .query_row([hash], token_row)
-                .optional()?;
+                .optional()
+                .map_err(db)?;
             row.map(token_info).transpose()
         })
     }
@@ -911,22 +1280,25 @@ impl Store for SqliteStore {
     fn list_tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
         self.read(|c| {
             let rows = c
-                .prepare_cached(&format!("SELECT {TOKEN_COLS} FROM tokens ORDER BY id"))?
-                .query_map([], token_row)?
-                .collect::<Result<Vec<_>, _>>()?;
+                .prepare_cached(&format!("SELECT {TOKEN_COLS} FROM tokens ORDER BY id"))
+                .map_err(db)?
+                .query_map([], token_row)
+                .map_err(db)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(db)?;
             rows.into_iter().map(token_info).collect()
         })
     }
 
     fn revoke_token(&self, id: i64) -> Result<bool, StoreError> {
-        self.write(move |conn| Ok(conn.execute("UPDATE tokens SET revoked = 1 WHERE id = ?1", [id])? == 1))
+        self.write(move |conn| Ok(conn.execute("UPDATE tokens SET revoked = 1 WHERE id = ?1", [id]).map_err(db)? == 1))
     }
 
     fn window(&self, payer: Payer, billing_month: &str) -> Result<Option<WindowOverride>, StoreError> {
         self.read(|c| {
             Ok(c.prepare_cached(
                 "SELECT opens_ms, closes_ms, updated_by, updated_ms FROM windows WHERE payer = ?1 AND billing_month = ?2",
-            )?
+            ).map_err(db)?
             .query_row(params![payer.as_str(), billing_month], |r| {
                 Ok(WindowOverride {
                     payer,
@@ -937,7 +1309,7 @@ impl Store for SqliteStore {
                     updated_ms: r.get(3)?,
                 })
             })
-            .optional()?)
+            .optional().map_err(db)?)
         })
     }
 
@@ -947,45 +1319,68 @@ impl Store for SqliteStore {
                 "INSERT OR REPLACE INTO windows(payer, billing_month, opens_ms, closes_ms, updated_by, updated_ms) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![w.payer.as_str(), w.billing_month, w.opens_ms, w.closes_ms, w.updated_by, w.updated_ms],
-            )?;
+            )
+            .map_err(db)?;
             Ok(())
         })
     }
 
-    fn add_notice(&self, payer: Option<Payer>, message: &str, by: i64, now_ms: i64) -> Result<Notice, StoreError> {
+    fn add_notice(
+        &self,
+        payer: Option<Payer>,
+        audience: Audience,
+        message: &str,
+        by: i64,
+        now_ms: i64,
+    ) -> Result<Notice, StoreError> {
         let message = message.to_owned();
         self.write(move |conn| {
             conn.execute(
-                "INSERT INTO notices(payer, message, created_ms, created_by) VALUES (?1, ?2, ?3, ?4)",
-                params![payer.map(|p| p.as_str()), message, now_ms, by],
-            )?;
-            Ok(Notice { id: conn.last_insert_rowid(), payer, message, created_ms: now_ms, created_by: by })
+                "INSERT INTO notices(payer, audience, message, created_ms, created_by) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![payer.map(|p| p.as_str()), audience.as_str(), message, now_ms, by],
+            )
+            .map_err(db)?;
+            Ok(Notice { id: conn.last_insert_rowid(), payer, audience, message, created_ms: now_ms, created_by: by })
         })
     }
 
-    fn notices(&self, payer: Option<Payer>, limit: u32) -> Result<Vec<Notice>, StoreError> {
+    fn notices(&self, payer: Option<Payer>, audience: Audience, limit: u32) -> Result<Vec<Notice>, StoreError> {
         self.read(|c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT id, payer, message, created_ms, created_by FROM notices \
-                 WHERE ?1 IS NULL OR payer IS NULL OR payer = ?1 ORDER BY id DESC LIMIT ?2",
-            )?;
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT id, payer, message, created_ms, created_by FROM notices \
+                 WHERE (?1 IS NULL OR payer IS NULL OR payer = ?1) AND audience = ?2 ORDER BY id DESC LIMIT ?3",
+                )
+                .map_err(db)?;
             let rows = stmt
-                .query_map(params![payer.map(|p| p.as_str()), limit.clamp(1, 1000)], |r| {
+                .query_map(params![payer.map(|p| p.as_str()), audience.as_str(), limit.clamp(1, 1000)], |r| {
                     Ok((r.get::<_, i64>(0)?, r.get::<_, Option<String>>(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
+                })
+                .map_err(db)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(db)?;
             rows.into_iter()
                 .map(|(id, p, message, created_ms, created_by)| {
-                    Ok(Notice { id, payer: p.map(|p| payer_of(&p)).transpose()?, message, created_ms, created_by })
+                    Ok(Notice {
+                        id,
+                        payer: p.map(|p| payer_of(&p)).transpose()?,
+                        audience,
+                        message,
+                        created_ms,
+                        created_by,
+                    })
                 })
                 .collect()
         })
     }
+}
+
+impl RegistryStore for SqliteStore {
     fn put_plugin(&self, p: NewPlugin) -> Result<(PluginRecord, bool), StoreError> {
         if let Some(existing) = self.plugin(p.payer, &p.digest)? {
             return Ok((existing, false));
         }
-        self.blobs.put(blob_key(&p.digest), &p.bytes)?;
+        self.blobs.put_synced(blob_key(&p.digest), &p.bytes)?;
         let size = p.bytes.len() as i64;
         self.write(move |conn| {
             let n = conn.execute(
@@ -1004,7 +1399,7 @@ impl Store for SqliteStore {
                     p.signed_by,
                     p.state.as_str()
                 ],
-            )?;
+            ).map_err(db)?;
             if n == 1 {
                 let why = format!("{} {} ({} bytes)", p.name, p.version, size);
                 audit_tx(conn, &event(p.payer, p.uploaded_by, p.now_ms, "upload", Some(&p.digest), None, &why))?;
@@ -1019,10 +1414,6 @@ impl Store for SqliteStore {
 
     fn plugins(&self, payer: Payer) -> Result<Vec<PluginRecord>, StoreError> {
         self.read(|c| load_plugins(c, "WHERE payer = ?1 ORDER BY uploaded_ms DESC, name", params![payer.as_str()]))
-    }
-
-    fn plugin_bytes(&self, digest: &str) -> Result<Vec<u8>, StoreError> {
-        self.blobs.get(blob_key(digest))
     }
 
     fn set_plugin_state(
@@ -1041,7 +1432,8 @@ impl Store for SqliteStore {
             conn.execute(
                 "UPDATE plugins SET state = ?3, validation = COALESCE(?4, validation) WHERE payer = ?1 AND digest = ?2",
                 params![payer.as_str(), digest, state.as_str(), validation],
-            )?;
+            )
+            .map_err(db)?;
             audit_tx(conn, &event(payer, actor, now_ms, state.as_str(), Some(&digest), None, &reason))?;
             must_plugin(conn, payer, &digest)
         })
@@ -1052,17 +1444,43 @@ impl Store for SqliteStore {
         payer: Payer,
         digest: &str,
         approver: i64,
+        approver_payer: Payer,
+        required: u32,
         now_ms: i64,
     ) -> Result<PluginRecord, StoreError> {
         let digest = digest.to_owned();
         self.write(move |conn| {
-            must_plugin(conn, payer, &digest)?;
+            let rec = must_plugin(conn, payer, &digest)?;
+            if approver_payer != payer {
+                return Err(StoreError::Refused(Refusal::OtherPayer { approver: approver_payer, payer }));
+            }
+            if rec.uploaded_by == approver {
+                return Err(StoreError::Refused(Refusal::SelfApproval));
+            }
+            if !matches!(rec.state, PluginState::Validated | PluginState::Approved) {
+                return Err(StoreError::Refused(Refusal::NotApprovable {
+                    digest: digest.clone(),
+                    state: rec.state.as_str().to_owned(),
+                }));
+            }
             conn.execute(
                 "INSERT OR IGNORE INTO plugin_approvals(payer, digest, approver, at_ms) VALUES (?1, ?2, ?3, ?4)",
                 params![payer.as_str(), digest, approver, now_ms],
-            )?;
+            )
+            .map_err(db)?;
             audit_tx(conn, &event(payer, approver, now_ms, "approval", Some(&digest), None, ""))?;
-            must_plugin(conn, payer, &digest)
+            let rec = must_plugin(conn, payer, &digest)?;
+            if rec.state == PluginState::Validated && rec.approvals.len() >= required.max(1) as usize {
+                conn.execute(
+                    "UPDATE plugins SET state = 'approved' WHERE payer = ?1 AND digest = ?2",
+                    params![payer.as_str(), digest],
+                )
+                .map_err(db)?;
+                let why = format!("{} approval(s)", rec.approvals.len());
+                audit_tx(conn, &event(payer, approver, now_ms, "approved", Some(&digest), None, &why))?;
+                return must_plugin(conn, payer, &digest);
+            }
+            Ok(rec)
         })
     }
 
@@ -1072,16 +1490,20 @@ impl Store for SqliteStore {
             conn.execute(
                 "INSERT OR IGNORE INTO signing_keys(payer, key_hex, added_by, added_ms) VALUES (?1, ?2, ?3, ?4)",
                 params![payer.as_str(), key, actor, now_ms],
-            )?;
+            )
+            .map_err(db)?;
             audit_tx(conn, &event(payer, actor, now_ms, "signing-key", None, None, &key))
         })
     }
 
     fn signing_keys(&self, payer: Payer) -> Result<Vec<String>, StoreError> {
         self.read(|c| {
-            Ok(c.prepare_cached("SELECT key_hex FROM signing_keys WHERE payer = ?1 ORDER BY added_ms")?
-                .query_map([payer.as_str()], |r| r.get(0))?
-                .collect::<Result<_, _>>()?)
+            Ok(c.prepare_cached("SELECT key_hex FROM signing_keys WHERE payer = ?1 ORDER BY added_ms")
+                .map_err(db)?
+                .query_map([payer.as_str()], |r| r.get(0))
+                .map_err(db)?
+                .collect::<Result<_, _>>()
+                .map_err(db)?)
         })
     }
 
@@ -1095,16 +1517,32 @@ impl Store for SqliteStore {
         now_ms: i64,
     ) -> Result<ReleaseSet, StoreError> {
         let (from, list, reason) = (from_month.to_owned(), plugins.join(","), reason.to_owned());
+        let digests = plugins.to_vec();
         self.write(move |conn| {
+            // In the transaction: a retire racing this activation either commits first (and
+            // the activation is refused) or after (and finds the set already active).
+            for d in &digests {
+                let rec = load_plugins(conn, "WHERE payer = ?1 AND digest = ?2", params![payer.as_str(), d])?.pop();
+                match rec {
+                    Some(r) if r.state == PluginState::Approved => {}
+                    Some(r) => {
+                        return Err(StoreError::Refused(Refusal::NotApproved {
+                            digest: d.clone(),
+                            state: r.state.as_str().to_owned(),
+                        }));
+                    }
+                    None => return Err(StoreError::Missing { what: format!("{payer} plugin {d}") }),
+                }
+            }
             conn.execute(
                 "UPDATE release_sets SET state = 'superseded' WHERE payer = ?1 AND from_month = ?2 AND state = 'active'",
                 params![payer.as_str(), from],
-            )?;
+            ).map_err(db)?;
             conn.execute(
                 "INSERT INTO release_sets(payer, from_month, plugins, state, created_by, created_ms, reason) \
                  VALUES (?1, ?2, ?3, 'active', ?4, ?5, ?6)",
                 params![payer.as_str(), from, list, actor, now_ms, reason],
-            )?;
+            ).map_err(db)?;
             let id = conn.last_insert_rowid();
             audit_tx(conn, &event(payer, actor, now_ms, "activate", None, Some(id), &format!("from {from}: {reason}")))?;
             load_sets(conn, "WHERE id = ?1", [id])?.pop().ok_or(StoreError::Corrupt("release set vanished".into()))
@@ -1120,8 +1558,8 @@ impl Store for SqliteStore {
             conn.execute(
                 "UPDATE release_sets SET state = 'rolled-back' WHERE payer = ?1 AND from_month = ?2 AND state = 'active' AND id != ?3",
                 params![payer.as_str(), target.from_month, to],
-            )?;
-            conn.execute("UPDATE release_sets SET state = 'active' WHERE id = ?1", [to])?;
+            ).map_err(db)?;
+            conn.execute("UPDATE release_sets SET state = 'active' WHERE id = ?1", [to]).map_err(db)?;
             audit_tx(conn, &event(payer, actor, now_ms, "rollback", None, Some(to), &reason))?;
             load_sets(conn, "WHERE id = ?1", [to])?.pop().ok_or(StoreError::Corrupt("release set vanished".into()))
         })
@@ -1135,7 +1573,7 @@ impl Store for SqliteStore {
         self.read(|c| {
             let mut stmt = c.prepare_cached(
                 "SELECT id, actor, at_ms, action, digest, release_set, reason FROM audit WHERE payer = ?1 ORDER BY id DESC LIMIT ?2",
-            )?;
+            ).map_err(db)?;
             Ok(stmt
                 .query_map(params![payer.as_str(), limit.clamp(1, 10_000)], |r| {
                     Ok(AuditEvent {
@@ -1148,8 +1586,8 @@ impl Store for SqliteStore {
                         release_set: r.get(5)?,
                         reason: r.get(6)?,
                     })
-                })?
-                .collect::<Result<_, _>>()?)
+                }).map_err(db)?
+                .collect::<Result<_, _>>().map_err(db)?)
         })
     }
 
@@ -1166,14 +1604,14 @@ impl Store for SqliteStore {
         actor: i64,
         now_ms: i64,
     ) -> Result<RegressionCase, StoreError> {
-        let digest = crate::digest(bytes);
-        self.blobs.put(&digest, bytes)?;
+        let digest = tenken_store::digest(bytes);
+        self.blobs.put_synced(&digest, bytes)?;
         let (name, expected) = (name.to_owned(), expected.to_owned());
         self.write(move |conn| {
             conn.execute(
                 "INSERT INTO regression(payer, name, digest, expected, added_by, added_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![payer.as_str(), name, digest, expected, actor, now_ms],
-            )?;
+            ).map_err(db)?;
             let id = conn.last_insert_rowid();
             audit_tx(conn, &event(payer, actor, now_ms, "regression-case", None, None, &name))?;
             Ok(RegressionCase { id, payer, name, digest, expected, added_by: actor, added_ms: now_ms })
@@ -1184,7 +1622,7 @@ impl Store for SqliteStore {
         self.read(|c| {
             let mut stmt = c.prepare_cached(
                 "SELECT id, name, digest, expected, added_by, added_ms FROM regression WHERE payer = ?1 ORDER BY id",
-            )?;
+            ).map_err(db)?;
             Ok(stmt
                 .query_map([payer.as_str()], |r| {
                     Ok(RegressionCase {
@@ -1196,22 +1634,46 @@ impl Store for SqliteStore {
                         added_by: r.get(4)?,
                         added_ms: r.get(5)?,
                     })
-                })?
-                .collect::<Result<_, _>>()?)
+                })
+                .map_err(db)?
+                .collect::<Result<_, _>>()
+                .map_err(db)?)
         })
     }
 
-    fn decisions(&self, id: SubmissionId) -> Result<Vec<(u32, String)>, StoreError> {
-        self.read(|c| {
-            let mut stmt =
-                c.prepare_cached("SELECT idx, decision FROM chunk_results WHERE submission = ?1 ORDER BY idx")?;
-            Ok(stmt.query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?)
-        })
+    fn release_set(&self, payer: Payer, id: i64) -> Result<Option<ReleaseSet>, StoreError> {
+        self.read(|c| Ok(load_sets(c, "WHERE id = ?1 AND payer = ?2", params![id, payer.as_str()])?.pop()))
     }
-    fn put_file(&self, bytes: &[u8]) -> Result<String, StoreError> {
-        let d = crate::digest(bytes);
-        self.blobs.put(&d, bytes)?;
-        Ok(d)
+}
+
+impl MasterStore for SqliteStore {
+    fn master_version(&self, payer: Payer, id: i64) -> Result<Option<MasterVersion>, StoreError> {
+        self.read(|c| Ok(load_masters(c, "WHERE id = ?1 AND payer = ?2", params![id, payer.as_str()])?.pop()))
+    }
+
+    fn install_master(
+        &self,
+        payer: Payer,
+        from_month: &str,
+        digest: &str,
+        sources: &str,
+        actor: i64,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<MasterVersion, StoreError> {
+        let v = self.add_master_version(payer, from_month, digest, sources, None, "{}", actor, reason, now_ms)?;
+        let (id, reason) = (v.id, reason.to_owned());
+        self.write(move |conn| {
+            let v = must_master(conn, payer, id)?;
+            conn.execute(
+                "UPDATE master_versions SET state = 'superseded' WHERE payer = ?1 AND from_month = ?2 AND state = 'active' AND id != ?3",
+                params![payer.as_str(), v.from_month, id],
+            )
+            .map_err(db)?;
+            conn.execute("UPDATE master_versions SET state = 'active' WHERE id = ?1", [id]).map_err(db)?;
+            audit_tx(conn, &event(payer, actor, now_ms, "master-install", None, None, &format!("master version {id}: {reason}")))?;
+            must_master(conn, payer, id)
+        })
     }
 
     fn add_master_version(
@@ -1233,7 +1695,7 @@ impl Store for SqliteStore {
                 "INSERT INTO master_versions(payer, from_month, digest, sources, state, provided_by, report, created_by, \
                  created_ms, reason) VALUES (?1, ?2, ?3, ?4, 'proposed', ?5, ?6, ?7, ?8, ?9)",
                 params![payer.as_str(), from, digest, sources, provided_by.map(|p| p.as_str()), report, actor, now_ms, reason],
-            )?;
+            ).map_err(db)?;
             let id = conn.last_insert_rowid();
             let what = match provided_by {
                 Some(p) => format!("master version {id} ({digest}) converted from {p}'s"),
@@ -1262,11 +1724,17 @@ impl Store for SqliteStore {
             n => format!("master version {id} by {approver_payer} staff: {n}"),
         };
         self.write(move |conn| {
-            must_master(conn, payer, id)?;
+            let v = must_master(conn, payer, id)?;
+            if approver_payer != payer && Some(approver_payer) != v.provided_by {
+                return Err(StoreError::Refused(Refusal::OtherPayer { approver: approver_payer, payer }));
+            }
+            if v.state != "proposed" {
+                return Err(StoreError::Refused(Refusal::MasterState { id, state: v.state, action: "approval" }));
+            }
             conn.execute(
                 "INSERT OR IGNORE INTO master_approvals(version, approver, approver_payer, at_ms) VALUES (?1, ?2, ?3, ?4)",
                 params![id, approver, approver_payer.as_str(), now_ms],
-            )?;
+            ).map_err(db)?;
             audit_tx(conn, &event(payer, approver, now_ms, "master-approval", None, None, &reason))?;
             must_master(conn, payer, id)
         })
@@ -1284,14 +1752,51 @@ impl Store for SqliteStore {
         let reason = reason.to_owned();
         self.write(move |conn| {
             let v = must_master(conn, payer, id)?;
+            if rollback {
+                if !matches!(v.state.as_str(), "superseded" | "rolled-back") {
+                    return Err(StoreError::Refused(Refusal::MasterState {
+                        id,
+                        state: v.state.clone(),
+                        action: "rolling back to it",
+                    }));
+                }
+            } else {
+                if v.state != "proposed" {
+                    return Err(StoreError::Refused(Refusal::MasterState { id, state: v.state, action: "activation" }));
+                }
+                let by = |p: Payer| v.approvals.iter().any(|(_, q)| *q == p);
+                let mut needed = Vec::new();
+                if !by(payer) {
+                    needed.push(payer.to_string());
+                }
+                if let Some(q) = v.provided_by.filter(|q| !by(*q)) {
+                    needed.push(q.to_string());
+                }
+                if !needed.is_empty() {
+                    return Err(StoreError::Refused(Refusal::MasterNotApproved { id, needed: needed.join(" and ") }));
+                }
+            }
             conn.execute(
                 "UPDATE master_versions SET state = ?4 WHERE payer = ?1 AND from_month = ?2 AND state = 'active' AND id != ?3",
                 params![payer.as_str(), v.from_month, id, if rollback { "rolled-back" } else { "superseded" }],
-            )?;
-            conn.execute("UPDATE master_versions SET state = 'active' WHERE id = ?1", [id])?;
+            ).map_err(db)?;
+            conn.execute("UPDATE master_versions SET state = 'active' WHERE id = ?1", [id]).map_err(db)?;
             let action = if rollback { "master-rollback" } else { "master-activate" };
             audit_tx(conn, &event(payer, actor, now_ms, action, None, None, &format!("master version {id}: {reason}")))?;
             must_master(conn, payer, id)
         })
+    }
+}
+
+impl Store for SqliteStore {
+    fn blobs(&self) -> &dyn BlobStore {
+        &*self.blobs
+    }
+
+    fn close(&self) {
+        self.writer.lock().unwrap().take();
+        if let Some(h) = self.writer_thread.lock().unwrap().take() {
+            let _ = h.join();
+        }
     }
 }

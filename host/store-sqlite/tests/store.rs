@@ -1,0 +1,307 @@
+//! The SQLite store against a real database in a temporary directory.
+
+use std::sync::Arc;
+
+use std::sync::atomic::Ordering;
+
+use tenken_model::Payer;
+use tenken_store::*;
+use tenken_store_sqlite::{Faults, SqliteStore, StoreOptions};
+
+fn new_sub(inst: &str, month: &str, bytes: &[u8], key: Option<&str>) -> NewSubmission {
+    NewSubmission {
+        payer: Payer::Ssk,
+        institution: inst.into(),
+        billing_month: month.into(),
+        bytes: bytes.to_vec(),
+        idempotency_key: key.map(Into::into),
+        token_id: 1,
+        receipts: 3,
+        chunks: 2,
+        chunk_receipts: 256,
+        now_ms: 1_764_000_000_000,
+    }
+}
+
+#[test]
+fn accept_is_durable_idempotent_and_keeps_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), StoreOptions::default()).unwrap();
+    let a = store.accept(new_sub("1234567", "2026-11", b"first", Some("k1"))).unwrap();
+    assert!(!a.replayed);
+    assert!(a.submission.reception.starts_with("S20251124-") || a.submission.reception.starts_with('S'));
+    let again = store.accept(new_sub("1234567", "2026-11", b"first", Some("k1"))).unwrap();
+    assert!(again.replayed);
+    assert_eq!(again.submission.id, a.submission.id);
+    let conflict = store.accept(new_sub("1234567", "2026-11", b"other", Some("k1"))).unwrap_err();
+    assert!(matches!(conflict, StoreError::IdempotencyConflict { .. }), "{conflict}");
+
+    let b = store.accept(new_sub("1234567", "2026-11", b"second", None)).unwrap();
+    assert_eq!(b.submission.supersedes, Some(a.submission.id));
+    let old = store.get(a.submission.id).unwrap().unwrap();
+    assert_eq!(old.state, State::Superseded);
+    assert_eq!(old.superseded_by, Some(b.submission.id));
+    let hist = store.history(b.submission.id).unwrap();
+    assert_eq!(hist.iter().map(|s| s.id).collect::<Vec<_>>(), vec![a.submission.id, b.submission.id]);
+    assert_eq!(store.blobs().get(&b.submission.digest).unwrap(), b"second");
+    drop(store);
+
+    // Reopen: everything acknowledged is still there, byte for byte.
+    let store = SqliteStore::open(dir.path(), StoreOptions::default()).unwrap();
+    assert_eq!(store.get(b.submission.id).unwrap().unwrap(), b.submission);
+    assert_eq!(store.blobs().get(&a.submission.digest).unwrap(), b"first");
+}
+
+fn result(s: SubmissionId, c: &ChunkClaim, node: NodeId, now_ms: i64) -> ChunkResult {
+    ChunkResult {
+        submission: s,
+        index: c.index,
+        node,
+        fence: c.fence,
+        findings: format!("[{}]", c.index),
+        decision: String::new(),
+        counts: Counts { error: 1, warning: 0, info: 0 },
+        now_ms,
+    }
+}
+
+#[test]
+fn chunks_are_claimed_recorded_once_and_fenced() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), StoreOptions::default()).unwrap();
+    let s = store.accept(new_sub("1234567", "2026-11", b"x", None)).unwrap().submission;
+    let now = 1_000;
+    let a = store.register_node("a", now, 10_000).unwrap();
+    assert_eq!(store.backlog(Payer::Ssk, now).unwrap(), 2);
+    assert!(store.claim_chunks(a, Payer::Kokuho, 5, now).unwrap().is_empty(), "the bulkhead: no kokuho work");
+    let claims = store.claim_chunks(a, Payer::Ssk, 5, now).unwrap();
+    assert_eq!(claims.iter().map(|c| c.index).collect::<Vec<_>>(), vec![0, 1]);
+    assert!(claims[1].fence > claims[0].fence, "fences increase");
+    assert!(store.claim_chunks(a, Payer::Ssk, 5, now).unwrap().is_empty(), "claimed chunks are not handed out twice");
+    assert_eq!(store.backlog(Payer::Ssk, now).unwrap(), 0);
+
+    assert_eq!(
+        store.complete_chunk(result(s.id, &claims[0], a, now)).unwrap(),
+        ChunkOutcome::Recorded { all_done: false }
+    );
+    assert_eq!(store.complete_chunk(result(s.id, &claims[0], a, now)).unwrap(), ChunkOutcome::Duplicate);
+
+    // Node a stalls past its lease: node b claims chunk 1 again with a newer fence, and a's
+    // late result is refused, while b's is recorded.
+    let b = store.register_node("b", now + 20_000, 10_000).unwrap();
+    let again = store.claim_chunks(b, Payer::Ssk, 5, now + 20_000).unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].index, 1);
+    assert!(again[0].fence > claims[1].fence);
+    assert_eq!(store.complete_chunk(result(s.id, &claims[1], a, now + 20_001)).unwrap(), ChunkOutcome::Fenced);
+    assert!(!store.renew_node(a, now + 20_000, 10_000).unwrap());
+    assert!(store.claim_chunks(a, Payer::Ssk, 5, now + 20_000).unwrap().is_empty(), "a lapsed node claims nothing");
+    assert_eq!(
+        store.complete_chunk(result(s.id, &again[0], b, now + 20_001)).unwrap(),
+        ChunkOutcome::Recorded { all_done: true }
+    );
+    assert_eq!(store.unfinalized().unwrap().iter().map(|s| s.id).collect::<Vec<_>>(), vec![s.id]);
+    assert_eq!(store.chunk_findings(s.id).unwrap(), vec![(0, "[0]".into()), (1, "[1]".into())]);
+    store.finalize(s.id, "[0,1]".into(), Counts { error: 2, warning: 0, info: 0 }, 0, now).unwrap();
+    let checked = store.get(s.id).unwrap().unwrap();
+    assert_eq!(checked.state, State::Checked);
+    assert_eq!(checked.counts.error, 2);
+    assert_eq!(store.findings(s.id).unwrap().as_deref(), Some("[0,1]"));
+    assert!(store.unfinalized().unwrap().is_empty());
+    let confirmed = store.confirm(s.id, now).unwrap();
+    assert_eq!(confirmed.state, State::Confirmed);
+    // A confirmed month cannot be replaced.
+    let e = store.accept(new_sub("1234567", "2026-11", b"y", None)).unwrap_err();
+    assert!(matches!(e, StoreError::AlreadyConfirmed { .. }), "{e}");
+}
+
+#[test]
+fn withdrawn_and_superseded_work_is_not_claimed_and_its_results_are_fenced() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), StoreOptions::default()).unwrap();
+    let node = store.register_node("n", 0, 1_000_000).unwrap();
+    let first = store.accept(new_sub("1234567", "2026-11", b"one", None)).unwrap().submission;
+    let held = store.claim_chunks(node, Payer::Ssk, 1, 1).unwrap();
+    let second = store.accept(new_sub("1234567", "2026-11", b"two", None)).unwrap().submission;
+    assert_eq!(store.complete_chunk(result(first.id, &held[0], node, 2)).unwrap(), ChunkOutcome::Fenced);
+    let claims = store.claim_chunks(node, Payer::Ssk, 10, 3).unwrap();
+    assert!(claims.iter().all(|c| c.submission == second.id), "{claims:?}");
+    assert_eq!(claims.len(), 2);
+    let third = store.accept(new_sub("7654321", "2026-11", b"three", None)).unwrap().submission;
+    store.withdraw(third.id, 4).unwrap();
+    assert!(store.claim_chunks(node, Payer::Ssk, 10, 5).unwrap().is_empty());
+    assert_eq!(store.backlog(Payer::Ssk, 5).unwrap(), 0);
+}
+
+#[test]
+fn claims_are_fair_across_institutions_by_receipts() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), StoreOptions::default()).unwrap();
+    let node = store.register_node("n", 0, 1_000_000).unwrap();
+    // A big institution queues 40 files of 10 chunks first; two small ones queue later.
+    for i in 0..40 {
+        let mut n = new_sub("1000001", &format!("20{:02}-01", i), format!("big {i}").as_bytes(), None);
+        (n.receipts, n.chunks, n.chunk_receipts) = (900, 10, 100);
+        store.accept(n).unwrap();
+    }
+    for inst in ["2000002", "3000003"] {
+        for i in 0..3 {
+            let mut n = new_sub(inst, &format!("20{:02}-02", i), format!("{inst} {i}").as_bytes(), None);
+            (n.receipts, n.chunks, n.chunk_receipts) = (300, 4, 100);
+            store.accept(n).unwrap();
+        }
+    }
+    let mut served: std::collections::HashMap<String, u64> = Default::default();
+    let subs: std::collections::HashMap<SubmissionId, String> = store
+        .list(&ListFilter { limit: 1000, ..Default::default() })
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.id, s.institution))
+        .collect();
+    // While the small ones have work, each institution gets about the same receipts.
+    for _ in 0..12 {
+        for c in store.claim_chunks(node, Payer::Ssk, 1, 1).unwrap() {
+            *served.entry(subs[&c.submission].clone()).or_default() += c.cost as u64;
+        }
+    }
+    let (big, a, b) = (served["1000001"], served["2000002"], served["3000003"]);
+    assert!(a >= 300 && b >= 300, "the small institutions were served: {served:?}");
+    assert!(big <= a + 200 && big <= b + 200, "the big one did not starve them: {served:?}");
+}
+
+#[test]
+fn a_failed_group_commit_runs_none_of_its_writes() {
+    // Issue 10, defect 2: when the blob sync or BEGIN failed, every write of the group ran
+    // in autocommit anyway, so a submission became durable while its client got an error.
+    for fault in ["blob-sync", "begin"] {
+        let dir = tempfile::tempdir().unwrap();
+        let faults = Arc::new(Faults::default());
+        let options = StoreOptions { faults: faults.clone(), ..StoreOptions::default() };
+        let store = SqliteStore::open(dir.path(), options).unwrap();
+        match fault {
+            "blob-sync" => faults.fail_blob_sync.store(1, Ordering::SeqCst),
+            _ => faults.fail_begin.store(1, Ordering::SeqCst),
+        }
+        let e = store.accept(new_sub("1234567", "2026-11", b"refused", None)).unwrap_err();
+        assert!(e.to_string().contains("injected"), "{fault}: {e}");
+        let all = store.list(&ListFilter { limit: 10, ..Default::default() }).unwrap();
+        assert!(all.is_empty(), "{fault}: a refused submission was stored: {all:?}");
+        assert_eq!(store.backlog(Payer::Ssk, 0).unwrap(), 0, "{fault}: its chunks were stored");
+        // The next group works.
+        let ok = store.accept(new_sub("1234567", "2026-11", b"accepted", None)).unwrap();
+        assert_eq!(store.get(ok.submission.id).unwrap().unwrap().state, State::Queued);
+    }
+}
+
+#[test]
+fn a_full_write_queue_is_refused_at_once_not_waited_for() {
+    // Issue 10, defect 6: a full queue blocked the caller; now it is `Busy` (→ 503).
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions { write_queue_max: 1, group_commit_max: 1, ..StoreOptions::default() };
+    let store = Arc::new(SqliteStore::open(dir.path(), options).unwrap());
+    let mut pending = Vec::new();
+    let mut busy = 0;
+    for i in 0..200 {
+        match store.accept_start(new_sub(&format!("{i:07}"), "2026-11", format!("f{i}").as_bytes(), None)) {
+            Ok(p) => pending.push(p),
+            Err(StoreError::Busy { .. }) => busy += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(busy > 0, "a one-slot queue under 200 writes never refused one");
+    let accepted = pending.into_iter().map(|p| p.wait().unwrap()).count();
+    assert_eq!(accepted + busy, 200);
+    assert_eq!(store.list(&ListFilter { limit: 1000, ..Default::default() }).unwrap().len(), accepted);
+}
+
+#[test]
+fn identical_concurrent_uploads_never_replace_the_first_blob() {
+    // Issue 10, defect 14: the second of two identical uploads renamed its unsynced file over
+    // the first one's (maybe synced and acknowledged) file.
+    use std::os::unix::fs::MetadataExt;
+    for round in 0..30 {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = Arc::new(tenken_store_sqlite::FileBlobs::open(dir.path()).unwrap());
+        let bytes = format!("the same claim file, round {round}").into_bytes();
+        let d = digest(&bytes);
+        let path = dir.path().join(&d[..2]).join(&d);
+        let barrier = Arc::new(std::sync::Barrier::new(8));
+        let inodes: Vec<u64> = (0..8)
+            .map(|_| {
+                let (blobs, bytes, path, barrier) = (blobs.clone(), bytes.clone(), path.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    blobs.put_unsynced(&d_of(&bytes), &bytes).unwrap();
+                    std::fs::metadata(&path).unwrap().ino()
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .collect();
+        let last = std::fs::metadata(&path).unwrap().ino();
+        assert!(inodes.iter().all(|&i| i == last), "round {round}: the blob file was replaced: {inodes:?} → {last}");
+        assert_eq!(blobs.read(&d).unwrap(), bytes);
+    }
+}
+
+fn d_of(bytes: &[u8]) -> String {
+    digest(bytes)
+}
+
+#[test]
+fn group_commit_serves_many_writers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path(), StoreOptions::default()).unwrap());
+    let threads: Vec<_> = (0..16)
+        .map(|t| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                for i in 0..20 {
+                    let body = format!("file {t} {i}");
+                    store
+                        .accept(new_sub(&format!("{t:07}"), &format!("2026-{:02}", i % 12 + 1), body.as_bytes(), None))
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let all = store.list(&ListFilter { limit: 1000, ..Default::default() }).unwrap();
+    assert_eq!(all.len(), 320);
+}
+
+#[test]
+fn tokens_windows_notices() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), StoreOptions::default()).unwrap();
+    let (id, secret) = store.create_token(Role::Staff { payer: Payer::Kokuho }, "staff", 5).unwrap();
+    let info = store.find_token(&secret).unwrap().unwrap();
+    assert_eq!(info.id, id);
+    assert_eq!(info.role, Role::Staff { payer: Payer::Kokuho });
+    assert!(store.find_token("tk_wrong").unwrap().is_none());
+    assert!(store.revoke_token(id).unwrap());
+    assert!(store.find_token(&secret).unwrap().unwrap().revoked);
+
+    assert!(store.window(Payer::Ssk, "2026-11").unwrap().is_none());
+    let w = WindowOverride {
+        payer: Payer::Ssk,
+        billing_month: "2026-11".into(),
+        opens_ms: 1,
+        closes_ms: 2,
+        updated_by: id,
+        updated_ms: 3,
+    };
+    store.set_window(w.clone()).unwrap();
+    assert_eq!(store.window(Payer::Ssk, "2026-11").unwrap(), Some(w));
+    store.add_notice(Some(Payer::Ssk), Audience::Institutions, "ssk only", id, 1).unwrap();
+    store.add_notice(None, Audience::Institutions, "everyone", id, 2).unwrap();
+    store.add_notice(Some(Payer::Ssk), Audience::Staff, "ssk staff only", 0, 3).unwrap();
+    assert_eq!(store.notices(Some(Payer::Kokuho), Audience::Institutions, 10).unwrap().len(), 1);
+    assert_eq!(store.notices(Some(Payer::Ssk), Audience::Institutions, 10).unwrap().len(), 2);
+    // Issue 10, defect 5: a staff notice never reaches institutions.
+    let staff = store.notices(Some(Payer::Ssk), Audience::Staff, 10).unwrap();
+    assert_eq!(staff.iter().map(|n| n.message.as_str()).collect::<Vec<_>>(), vec!["ssk staff only"]);
+}

@@ -1,0 +1,451 @@
+//! The store's data types: what is persisted, typed, independent of any backend.
+
+use serde::Serialize;
+use tenken_model::Payer;
+
+use crate::StoreError;
+
+pub type SubmissionId = i64;
+
+/// Where a submission is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// Durable, waiting for a worker.
+    Queued,
+    /// At least one chunk is checked.
+    Checking,
+    /// Every chunk is checked; findings are final.
+    Checked,
+    /// 請求確定.
+    Confirmed,
+    /// Withdrawn by the institution before confirmation.
+    Withdrawn,
+    /// Replaced by a later submission for the same billing month (history kept).
+    Superseded,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Queued => "queued",
+            State::Checking => "checking",
+            State::Checked => "checked",
+            State::Confirmed => "confirmed",
+            State::Withdrawn => "withdrawn",
+            State::Superseded => "superseded",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<State, StoreError> {
+        Ok(match s {
+            "queued" => State::Queued,
+            "checking" => State::Checking,
+            "checked" => State::Checked,
+            "confirmed" => State::Confirmed,
+            "withdrawn" => State::Withdrawn,
+            "superseded" => State::Superseded,
+            other => return Err(StoreError::Corrupt(format!("unknown state {other}"))),
+        })
+    }
+
+    /// Still to be checked.
+    pub fn is_pending(self) -> bool {
+        matches!(self, State::Queued | State::Checking)
+    }
+}
+
+impl std::fmt::Display for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A submission to store.
+#[derive(Debug, Clone)]
+pub struct NewSubmission {
+    pub payer: Payer,
+    pub institution: String,
+    /// `YYYY-MM` (請求年月), or "" when the IR does not say.
+    pub billing_month: String,
+    pub bytes: Vec<u8>,
+    pub idempotency_key: Option<String>,
+    /// The token that submitted it.
+    pub token_id: i64,
+    pub receipts: u32,
+    /// How many chunks the file is split into (chunk 0 is the file-level work).
+    pub chunks: u32,
+    /// Receipts per receipt chunk.
+    pub chunk_receipts: u32,
+    /// Acceptance time, Unix milliseconds.
+    pub now_ms: i64,
+}
+
+/// Counts of findings by severity.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub error: u64,
+    pub warning: u64,
+    pub info: u64,
+}
+
+/// A stored submission (without its bytes or findings).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Submission {
+    pub id: SubmissionId,
+    /// 受付番号.
+    pub reception: String,
+    pub payer: Payer,
+    pub institution: String,
+    pub billing_month: String,
+    pub digest: String,
+    pub bytes: u64,
+    pub receipts: u32,
+    pub state: State,
+    pub chunks: u32,
+    pub chunk_receipts: u32,
+    pub chunks_done: u32,
+    pub counts: Counts,
+    pub findings_dropped: u64,
+    pub idempotency_key: Option<String>,
+    pub token_id: i64,
+    pub accepted_ms: i64,
+    pub checked_ms: Option<i64>,
+    pub confirmed_ms: Option<i64>,
+    /// The submission this one replaced.
+    pub supersedes: Option<SubmissionId>,
+    pub superseded_by: Option<SubmissionId>,
+    pub withdrawn_receipts: Vec<u32>,
+}
+
+/// What [`Store::accept`] did.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    pub submission: Submission,
+    /// True when the Idempotency-Key matched an earlier submission of the same bytes: nothing
+    /// new was stored.
+    pub replayed: bool,
+}
+
+/// A chunk's findings, as the worker hands them in.
+#[derive(Debug, Clone)]
+pub struct ChunkResult {
+    pub submission: SubmissionId,
+    pub index: u32,
+    /// The node that claimed the chunk and the fencing token of its claim: the result is
+    /// recorded only while that claim is still the chunk's current one.
+    pub node: NodeId,
+    pub fence: Fence,
+    /// The chunk's findings, serialized by the caller (JSON).
+    pub findings: String,
+    /// The decision record (JSON): release set(s), plugin digests, master version.
+    pub decision: String,
+    pub counts: Counts,
+    pub now_ms: i64,
+}
+
+/// What [`Store::complete_chunk`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChunkOutcome {
+    /// Recorded now; `all_done` when it was the submission's last missing chunk.
+    Recorded { all_done: bool },
+    /// Already recorded earlier (a re-run after a crash or a lease loss): nothing changed.
+    Duplicate,
+    /// The caller's claim is no longer current (its node lease lapsed and the chunk was
+    /// claimed again, or the submission was withdrawn or superseded): not recorded.
+    Fenced,
+}
+
+/// Who a token belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "role", rename_all = "lowercase")]
+pub enum Role {
+    Institution { institution: String },
+    Staff { payer: Payer },
+    Admin,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TokenInfo {
+    pub id: i64,
+    #[serde(flatten)]
+    pub role: Role,
+    pub label: String,
+    pub created_ms: i64,
+    pub revoked: bool,
+}
+
+/// A staff override of a payer's acceptance window for one billing month.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WindowOverride {
+    pub payer: Payer,
+    pub billing_month: String,
+    pub opens_ms: i64,
+    pub closes_ms: i64,
+    pub updated_by: i64,
+    pub updated_ms: i64,
+}
+
+/// Who a notice is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Audience {
+    /// The payer's institutions (what a 202 and `GET /v1/notices` show them).
+    Institutions,
+    /// The payer's staff only (e.g. an automatic rollback): never shown to institutions.
+    Staff,
+}
+
+impl Audience {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Audience::Institutions => "institutions",
+            Audience::Staff => "staff",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Audience, StoreError> {
+        match s {
+            "institutions" => Ok(Audience::Institutions),
+            "staff" => Ok(Audience::Staff),
+            other => Err(StoreError::Corrupt(format!("unknown notice audience {other:?}"))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Notice {
+    pub id: i64,
+    /// None: for institutions of both payers.
+    pub payer: Option<Payer>,
+    pub audience: Audience,
+    pub message: String,
+    pub created_ms: i64,
+    pub created_by: i64,
+}
+
+/// Which submissions a listing returns.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub payer: Option<Payer>,
+    pub institution: Option<String>,
+    /// Only ids below this (paging backwards from the newest).
+    pub before: Option<SubmissionId>,
+    pub limit: u32,
+}
+
+/// Where a plugin version is in its life (see docs/PLUGINS-LIFECYCLE.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PluginState {
+    Uploaded,
+    Validated,
+    /// Validation ran and a gate failed.
+    Failed,
+    Approved,
+    Retired,
+}
+
+impl PluginState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PluginState::Uploaded => "uploaded",
+            PluginState::Validated => "validated",
+            PluginState::Failed => "failed",
+            PluginState::Approved => "approved",
+            PluginState::Retired => "retired",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<PluginState, StoreError> {
+        Ok(match s {
+            "uploaded" => PluginState::Uploaded,
+            "validated" => PluginState::Validated,
+            "failed" => PluginState::Failed,
+            "approved" => PluginState::Approved,
+            "retired" => PluginState::Retired,
+            other => return Err(StoreError::Corrupt(format!("unknown plugin state {other}"))),
+        })
+    }
+}
+
+/// A plugin version to register.
+#[derive(Debug, Clone)]
+pub struct NewPlugin {
+    pub payer: Payer,
+    /// `sha256:<hex>`.
+    pub digest: String,
+    pub bytes: Vec<u8>,
+    pub name: String,
+    pub version: String,
+    pub contract: String,
+    /// What `describe` reported (JSON).
+    pub info_json: String,
+    /// Token id of the uploader; 0 = the system (bundled defaults).
+    pub uploaded_by: i64,
+    /// Hex public key whose signature verified, if any.
+    pub signed_by: Option<String>,
+    /// Bundled defaults are registered already approved.
+    pub state: PluginState,
+    pub now_ms: i64,
+}
+
+/// A registered plugin version (immutable bytes; state, validation and approvals change).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PluginRecord {
+    pub payer: Payer,
+    pub digest: String,
+    pub name: String,
+    pub version: String,
+    pub contract: String,
+    pub info_json: String,
+    pub bytes: u64,
+    pub uploaded_by: i64,
+    pub uploaded_ms: i64,
+    pub signed_by: Option<String>,
+    pub state: PluginState,
+    /// The last validation report (JSON).
+    pub validation: Option<String>,
+    pub approvals: Vec<i64>,
+}
+
+/// Where a release set is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReleaseState {
+    Active,
+    /// Replaced by a later activation for the same months.
+    Superseded,
+    /// Replaced by a rollback to an earlier set.
+    RolledBack,
+}
+
+impl ReleaseState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReleaseState::Active => "active",
+            ReleaseState::Superseded => "superseded",
+            ReleaseState::RolledBack => "rolled-back",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<ReleaseState, StoreError> {
+        match s {
+            "active" => Ok(ReleaseState::Active),
+            "superseded" => Ok(ReleaseState::Superseded),
+            "rolled-back" => Ok(ReleaseState::RolledBack),
+            other => Err(StoreError::Corrupt(format!("unknown release set state {other:?}"))),
+        }
+    }
+}
+
+impl std::fmt::Display for ReleaseState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A payer's rule configuration effective from a 診療年月.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReleaseSet {
+    pub id: i64,
+    pub payer: Payer,
+    /// `YYYY-MM`; `0000-01` = from the beginning.
+    pub from_month: String,
+    /// Plugin digests, in run order.
+    pub plugins: Vec<String>,
+    pub state: ReleaseState,
+    pub created_by: i64,
+    pub created_ms: i64,
+    pub reason: String,
+}
+
+/// An append-only audit record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditEvent {
+    pub id: i64,
+    pub payer: Payer,
+    /// Token id; 0 = the system.
+    pub actor: i64,
+    pub at_ms: i64,
+    pub action: String,
+    pub digest: Option<String>,
+    pub release_set: Option<i64>,
+    pub reason: String,
+}
+
+/// One claim file of a payer's regression corpus and its expected findings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RegressionCase {
+    pub id: i64,
+    pub payer: Payer,
+    pub name: String,
+    pub digest: String,
+    /// JSON list of findings.
+    pub expected: String,
+    pub added_by: i64,
+    pub added_ms: i64,
+}
+
+/// A master version of one payer: immutable source files (by digest, with their format),
+/// effective from a 診療年月.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MasterVersion {
+    pub id: i64,
+    pub payer: Payer,
+    /// `YYYY-MM`; `0000-01` = from the beginning.
+    pub from_month: String,
+    /// The master set's digest (its version id in decision records).
+    pub digest: String,
+    /// JSON list of `{"name", "blob", "format"}` in load order.
+    pub sources: String,
+    /// `proposed`, `active`, `superseded`, `rolled-back`.
+    pub state: String,
+    /// For a master converted from another payer's: that payer (joint approval needed).
+    pub provided_by: Option<Payer>,
+    /// Conversion proof / diff report (JSON).
+    pub report: String,
+    pub created_by: i64,
+    pub created_ms: i64,
+    pub reason: String,
+    /// (approver token id, approver's payer)
+    pub approvals: Vec<(i64, Payer)>,
+}
+
+/// A node's identity in the store: the owner of its lease. A node whose lease lapsed (a
+/// long pause) registers again and gets a new one, so results computed under the old one
+/// are refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct NodeId(pub i64);
+
+impl std::fmt::Display for NodeId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "node {}", self.0)
+    }
+}
+
+/// A fencing token: strictly increasing over every claim the store hands out. A chunk's
+/// result is recorded only under the fence of the chunk's current claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct Fence(pub i64);
+
+/// A chunk claimed by a node: it is the node's to check until its lease lapses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkClaim {
+    pub submission: SubmissionId,
+    pub index: u32,
+    /// Receipts the chunk covers (1 for the file-level chunk 0): its cost in the fair order.
+    pub cost: u32,
+    pub fence: Fence,
+}
+
+/// What a node registers with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeInfo {
+    pub id: NodeId,
+    pub name: String,
+    pub started_ms: i64,
+    pub expires_ms: i64,
+}
