@@ -149,7 +149,7 @@ fn approvals_validation_and_signatures_are_enforced() {
 
     // A failing candidate (traps on every receipt) fails the plugin-failures gate and can
     // be neither approved nor activated.
-    let trap = std::fs::read(tenken_bundled::hostile_plugin_path("hostile-trap").unwrap()).unwrap();
+    let trap = std::fs::read(tenken_bundled::hostile_plugin_path(hostile).unwrap()).unwrap();
     let td = digest_of(&trap);
     assert_eq!(upload(url, &s1, "ssk", &trap, None).status, 201);
     let (_, report) = post(url, &s1, &format!("/v1/payers/ssk/plugins/{td}/validate"));
@@ -479,6 +479,17 @@ fn hot_swap_under_load_with_replay() {
 
 #[test]
 fn a_plugin_that_traps_on_every_receipt_is_rolled_back_automatically() {
+    check_auto_rollback("hostile-trap");
+}
+
+/// Issue 10, defect 4: auto-rollback counted only traps, timeouts and skips; a release set
+/// whose plugin exhausts its memory on every receipt stayed in force.
+#[test]
+fn a_plugin_that_runs_out_of_memory_on_every_receipt_is_rolled_back_automatically() {
+    check_auto_rollback("hostile-memory");
+}
+
+fn check_auto_rollback(hostile: &str) {
     let server = Server::start(&[
         ("KOKUHO__VALIDATION_PLUGIN_FAILURES_MAX", "1000000"),
         ("SCHEDULE__AUTO_ROLLBACK_WINDOW_RECEIPTS", "100"),
@@ -487,7 +498,7 @@ fn a_plugin_that_traps_on_every_receipt_is_rolled_back_automatically() {
     let url = &server.url;
     let (k1, k2) = (server.token(&["--staff", "kokuho"]), server.token(&["--staff", "kokuho"]));
     let good = first_set(url, &k1, "kokuho");
-    let trap = std::fs::read(tenken_bundled::hostile_plugin_path("hostile-trap").unwrap()).unwrap();
+    let trap = std::fs::read(tenken_bundled::hostile_plugin_path(hostile).unwrap()).unwrap();
     let td = approved(url, &k1, &k2, "kokuho", &trap);
     let mut plugins = good["plugins"].as_array().unwrap().clone();
     plugins.push(Value::String(td));
@@ -530,6 +541,10 @@ fn a_plugin_that_traps_on_every_receipt_is_rolled_back_automatically() {
     assert!(auto["reason"].as_str().unwrap().contains("auto-rollback"), "{auto}");
     let (_, notices) = get(url, &k1, "/v1/notices");
     assert!(notices.to_string().contains("rolled back automatically"), "{notices}");
+    // Issue 10, defect 5: that notice is for staff; institutions never see it.
+    let (institution, _) = last.as_ref().unwrap();
+    let (_, theirs) = get(url, institution, "/v1/notices");
+    assert!(!theirs.to_string().contains("rolled back automatically"), "{theirs}");
     // New work is checked by the good set again: no plugin failures.
     let opts = tenken_gen::GenOptions {
         receipts: 40,
@@ -546,4 +561,36 @@ fn a_plugin_that_traps_on_every_receipt_is_rolled_back_automatically() {
     let findings = server.findings(&token, id);
     assert!(findings.iter().all(|f| !f["rule"].as_str().unwrap().starts_with("plugin.")), "{findings:?}");
     drop(last);
+}
+
+/// Issue 10, defect 1: `from` was stored as typed, so `2024-6` and `2024-06` were two months
+/// to the store's supersede and the older set could stay in force. Now only `YYYY-MM` is
+/// accepted, and a second activation for the same month supersedes the first.
+#[test]
+fn a_month_has_one_spelling_and_the_newer_activation_wins() {
+    let server = Server::start(&[]);
+    let url = &server.url;
+    let s1 = server.token(&["--staff", "ssk"]);
+    let good = first_set(url, &s1, "ssk");
+    let plugins = good["plugins"].clone();
+    for bad in ["2024-6", "+2024-06", "2024-13", "202406"] {
+        let (st, body) =
+            send_json(url, &s1, "POST", "/v1/payers/ssk/releases", json!({"plugins": plugins, "from": bad}));
+        let msg = assert_error(st, &body, 400, "bad-month");
+        assert!(msg.contains("YYYY-MM"), "{bad}: {msg}");
+    }
+    let (st, a) =
+        send_json(url, &s1, "POST", "/v1/payers/ssk/releases", json!({"plugins": plugins, "from": "2024-06"}));
+    assert_eq!(st, 201, "{a}");
+    assert_eq!(a["from_month"], "2024-06");
+    let (st, b) =
+        send_json(url, &s1, "POST", "/v1/payers/ssk/releases", json!({"plugins": plugins, "from": "2024-06"}));
+    assert_eq!(st, 201, "{b}");
+    let (_, sets) = get(url, &s1, "/v1/payers/ssk/releases");
+    let active: Vec<&Value> =
+        sets.as_array().unwrap().iter().filter(|s| s["state"] == "active" && s["from_month"] == "2024-06").collect();
+    assert_eq!(active.len(), 1, "{sets}");
+    assert_eq!(active[0]["id"], b["id"], "the newer activation is in force: {sets}");
+    let (_, older) = get(url, &s1, "/v1/payers/ssk/releases");
+    assert!(older.as_array().unwrap().iter().any(|s| s["id"] == a["id"] && s["state"] == "superseded"), "{older}");
 }

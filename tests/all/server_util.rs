@@ -27,6 +27,11 @@ impl Server {
     /// Starts a server with always-open windows and the shared artifact cache, plus `env`
     /// (`("ADMISSION__RETRY_AFTER_S", "1")` → `TENKEN_CFG__ADMISSION__RETRY_AFTER_S=1`).
     pub fn start(env: &[(&str, &str)]) -> Server {
+        Server::start_in(tempfile::tempdir().unwrap(), env)
+    }
+
+    /// `start` on an existing data directory (e.g. one written by an older release).
+    pub fn start_in(dir: tempfile::TempDir, env: &[(&str, &str)]) -> Server {
         let mut all = vec![
             ("WINDOWS__MODE".to_string(), "always-open".to_string()),
             ("CACHE_DIR".to_string(), format!("{:?}", common::cache_dir().display().to_string())),
@@ -36,7 +41,7 @@ impl Server {
             all.retain(|(a, _)| a != k);
             all.push((k.to_string(), v.to_string()));
         }
-        let mut s = Server { dir: tempfile::tempdir().unwrap(), url: String::new(), env: all, child: None, starts: 0 };
+        let mut s = Server { dir, url: String::new(), env: all, child: None, starts: 0 };
         s.spawn();
         s
     }

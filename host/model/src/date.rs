@@ -76,13 +76,11 @@ impl YearMonth {
         (year >= 1 && (1..=12).contains(&month)).then_some(YearMonth { year, month })
     }
 
-    /// `YYYY-MM` (as in JSON output and config) or `YYYYMM`.
+    /// Exactly `YYYY-MM` (four digits, a hyphen, two digits, month 01–12): the one month
+    /// parser of the host, so that `2024-6` and `2024-06` can never be two different months
+    /// anywhere (no sign, no spaces, no short forms).
     pub fn parse(s: &str) -> Option<YearMonth> {
-        let digits: String = s.chars().filter(|c| *c != '-').collect();
-        if digits.len() != 6 || !digits.bytes().all(|b| b.is_ascii_digit()) || (s.contains('-') && s.len() != 7) {
-            return None;
-        }
-        YearMonth::new(digits[0..4].parse().ok()?, digits[4..6].parse().ok()?)
+        s.parse().ok()
     }
 
     pub fn first_day(self) -> Date {
@@ -124,6 +122,32 @@ impl YearMonth {
     }
 }
 
+/// Why a text is not a `YYYY-MM` month; its message says the expected form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MonthError(pub String);
+
+impl std::fmt::Display for MonthError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?} is not a month: expected YYYY-MM with a two-digit month 01–12, e.g. 2024-06", self.0)
+    }
+}
+
+impl std::error::Error for MonthError {}
+
+impl std::str::FromStr for YearMonth {
+    type Err = MonthError;
+
+    fn from_str(s: &str) -> Result<YearMonth, MonthError> {
+        let b = s.as_bytes();
+        let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
+        if b.len() != 7 || b[4] != b'-' || !digits(0..4) || !digits(5..7) {
+            return Err(MonthError(s.to_owned()));
+        }
+        YearMonth::new(s[0..4].parse().unwrap_or(0), s[5..7].parse().unwrap_or(0))
+            .ok_or_else(|| MonthError(s.to_owned()))
+    }
+}
+
 impl std::fmt::Display for YearMonth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{:04}-{:02}", self.year, self.month)
@@ -143,8 +167,13 @@ mod tests {
         assert!(Date::new(2021, 10, 31).unwrap() < Date::new(2021, 11, 1).unwrap());
         assert_eq!(Date::new(1991, 11, 21).unwrap().age_on(Date::new(2021, 10, 1).unwrap()), 29);
         assert_eq!(YearMonth::parse("2021-11"), YearMonth::new(2021, 11));
-        assert_eq!(YearMonth::parse("202111"), YearMonth::new(2021, 11));
-        assert_eq!(YearMonth::parse("2021-13"), None);
+        for bad in
+            ["202111", "2021-13", "2024-6", "+2024-06", "2024-00", " 2024-06", "2024-06 ", "0000-01", "２０２４-06"]
+        {
+            assert_eq!(YearMonth::parse(bad), None, "{bad:?}");
+        }
+        let e = "2024-6".parse::<YearMonth>().unwrap_err().to_string();
+        assert!(e.contains("YYYY-MM") && e.contains("2024-6"), "{e}");
         assert_eq!(YearMonth::new(2021, 10).unwrap().months_until(YearMonth::new(2021, 11).unwrap()), 1);
     }
 }

@@ -117,3 +117,16 @@ impl IntoResponse for ApiError {
 /// Marks an error response with its code (read by the middleware for logs and metrics).
 #[derive(Debug, Clone, Copy)]
 pub struct ErrorCode(pub &'static str);
+
+/// A `from` month of a request: absent or empty = from the beginning; otherwise exactly
+/// `YYYY-MM` (`2024-6`, `+2024-06`, `2024-13` are refused with the expected form), so the
+/// store never sees two spellings of one month.
+pub fn month_param(s: Option<&str>) -> Result<Option<tenken_model::YearMonth>, ApiError> {
+    match s {
+        None | Some("") => Ok(None),
+        Some(f) => f
+            .parse()
+            .map(Some)
+            .map_err(|e: tenken_model::MonthError| ApiError::new(StatusCode::BAD_REQUEST, "bad-month", e.to_string())),
+    }
+}

@@ -8,7 +8,9 @@
 
 pub mod api;
 pub mod auth;
+mod blocking;
 pub mod config;
+pub mod delta;
 pub mod error;
 pub mod masters;
 pub mod metrics;
@@ -128,7 +130,7 @@ fn build_registry(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<regi
             })?;
             digests.push(plugin.digest.clone());
         }
-        store.activate(payer, "0000-01", &digests, 0, "bundled defaults (first start)", now)?;
+        store.activate(payer, None, &digests, 0, "bundled defaults (first start)", now)?;
         tracing::info!(%payer, plugins = digests.len(), "first release set activated");
     }
     let reg = registry::Registry::new(store, runtime, config.limits.clone(), Box::new(loader), converters)?;
@@ -205,7 +207,7 @@ pub fn install_masters_dir(
     let probe = tenken_store::MasterVersion {
         id: 0,
         payer,
-        from_month: "0000-01".into(),
+        from_month: None,
         digest: String::new(),
         sources: sources.clone(),
         state: "proposed".into(),
@@ -218,7 +220,7 @@ pub fn install_masters_dir(
     };
     let set = loader(&probe).map_err(|e| anyhow::anyhow!("{payer} masters in {}: {e}", dir.display()))?;
     anyhow::ensure!(!set.is_empty(), "no master rows in {}", dir.display());
-    Ok(store.install_master(payer, "0000-01", &set.digest(), &sources, actor, reason, now)?)
+    Ok(store.install_master(payer, None, &set.digest(), &sources, actor, reason, now)?)
 }
 
 /// Runs the server until SIGINT/SIGTERM. `on_listening` gets the bound address.

@@ -209,15 +209,7 @@ async fn propose(
 ) -> Result<(StatusCode, Json<MasterVersion>), ApiError> {
     let payer = payer_of(&payer)?;
     staff(&who, payer)?;
-    let from = match req.from.as_deref() {
-        None | Some("") => "0000-01".to_owned(),
-        Some(f) => {
-            crate::registry::parse_from(f).ok_or_else(|| {
-                ApiError::new(StatusCode::BAD_REQUEST, "bad-month", format!("{f:?} is not a month (YYYY-MM)"))
-            })?;
-            f.to_owned()
-        }
-    };
+    let from = crate::error::month_param(req.from.as_deref())?;
     let format = app.config.payer(payer).master_format.clone();
     let mut sources: Vec<serde_json::Value> = match req.base {
         None => Vec::new(),
@@ -232,7 +224,7 @@ async fn propose(
         let probe = MasterVersion {
             id: 0,
             payer,
-            from_month: from.clone(),
+            from_month: from,
             digest: String::new(),
             sources: sources.clone(),
             state: "proposed".into(),
@@ -252,7 +244,7 @@ async fn propose(
         let report = serde_json::json!({ "diff": diff_report(&app2, payer, &set), "impact": impact }).to_string();
         Ok(app2.store.add_master_version(
             payer,
-            &from,
+            from,
             &set.digest(),
             &sources,
             None,
@@ -276,27 +268,12 @@ pub struct ApproveRequest {
     pub reason: String,
 }
 
-async fn approve(
-    State(app): AppState,
-    who: Principal,
-    Path((payer, id)): Path<(String, i64)>,
-    body: Option<Json<ApproveRequest>>,
-) -> Result<Json<MasterVersion>, ApiError> {
-    let req = body.map(|b| b.0).unwrap_or_default();
-    let payer = payer_of(&payer)?;
-    let v = version(&app, payer, id)?;
-    // The payer's own staff, or — for a master it provided — the providing payer's staff.
-    let Some(approver_payer) = who.staff_payer().filter(|p| *p == payer || Some(*p) == v.provided_by) else {
-        return Err(ApiError::forbidden(format!("{} may not approve {payer}'s master version {id}", who.describe())));
-    };
-    if v.created_by == who.token_id {
-        return Err(
-            ApiError::forbidden("the proposer cannot approve their own master version").with_code("self-approval")
-        );
-    }
+/// The approval gate on a version's stored impact check: Ok(the note for the audit event),
+/// or the refusal.
+fn impact_gate(id: i64, report: &str, req: &ApproveRequest) -> Result<String, ApiError> {
     // A flagged impact (a master that suddenly changes many findings: the 2022 setting
     // error) is approved only deliberately, with a reason that goes into the audit log.
-    let impact = serde_json::from_str::<serde_json::Value>(&v.report).ok().map(|r| r["impact"].clone());
+    let impact = serde_json::from_str::<serde_json::Value>(report).ok().map(|r| r["impact"].clone());
     let mut note = String::new();
     if let Some(impact) = impact.filter(|i| i["flagged"] == true) {
         if !req.accept_impact {
@@ -318,6 +295,28 @@ async fn approve(
         }
         note = format!("impact accepted: {}", req.reason.trim());
     }
+    Ok(note)
+}
+
+async fn approve(
+    State(app): AppState,
+    who: Principal,
+    Path((payer, id)): Path<(String, i64)>,
+    body: Option<Json<ApproveRequest>>,
+) -> Result<Json<MasterVersion>, ApiError> {
+    let req = body.map(|b| b.0).unwrap_or_default();
+    let payer = payer_of(&payer)?;
+    let v = version(&app, payer, id)?;
+    // The payer's own staff, or — for a master it provided — the providing payer's staff.
+    let Some(approver_payer) = who.staff_payer().filter(|p| *p == payer || Some(*p) == v.provided_by) else {
+        return Err(ApiError::forbidden(format!("{} may not approve {payer}'s master version {id}", who.describe())));
+    };
+    if v.created_by == who.token_id {
+        return Err(
+            ApiError::forbidden("the proposer cannot approve their own master version").with_code("self-approval")
+        );
+    }
+    let note = impact_gate(id, &v.report, &req)?;
     let (store, by) = (app.store.clone(), who.token_id);
     Ok(Json(blocking(move || Ok(store.approve_master(payer, id, by, approver_payer, &note, now_ms())?)).await?))
 }
@@ -451,7 +450,7 @@ async fn convert_for(
         let impact = impact_report(&app2, other, &set)?;
         let report = serde_json::json!({"proof": proof, "from_version": v.id, "diff": diff_report(&app2, other, &set), "impact": impact}).to_string();
         let reason = q.reason.unwrap_or_else(|| format!("converted from {payer} master version {}", v.id));
-        Ok(app2.store.add_master_version(other, &v.from_month, &set.digest(), &sources, Some(payer), &report, by, &reason, now_ms())?)
+        Ok(app2.store.add_master_version(other, v.from_month, &set.digest(), &sources, Some(payer), &report, by, &reason, now_ms())?)
     })
     .await?;
     Ok((StatusCode::CREATED, Json(out)))
@@ -489,4 +488,38 @@ async fn download(
         bytes,
     )
         .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(accept: bool, reason: &str) -> ApproveRequest {
+        ApproveRequest { accept_impact: accept, reason: reason.into() }
+    }
+
+    /// A stored report that cannot be read blocks approval (even with accept_impact), naming
+    /// the version: the gate never fails open.
+    #[test]
+    fn an_unreadable_impact_report_blocks_approval() {
+        for bad in
+            ["", "{not json", r#"{"diff": []}"#, r#"{"impact": {"changed": 3}}"#, r#"{"impact": {"flagged": "no"}}"#]
+        {
+            for r in [req(false, ""), req(true, "looked at it")] {
+                let e = impact_gate(7, bad, &r).expect_err(bad);
+                assert_eq!((e.status, e.code), (StatusCode::CONFLICT, "impact-report-unreadable"), "{bad}");
+                assert!(e.message.contains("master version 7"), "{}", e.message);
+            }
+        }
+    }
+
+    #[test]
+    fn a_flagged_impact_needs_acceptance_with_a_reason() {
+        let flagged = r#"{"impact": {"flagged": true, "changed": 12, "threshold": 5}}"#;
+        assert_eq!(impact_gate(3, flagged, &req(false, "")).unwrap_err().code, "impact-flagged");
+        assert_eq!(impact_gate(3, flagged, &req(true, " ")).unwrap_err().code, "reason-required");
+        assert_eq!(impact_gate(3, flagged, &req(true, "intended")).unwrap(), "impact accepted: intended");
+        let fine = r#"{"impact": {"flagged": false, "changed": 0, "threshold": 5}}"#;
+        assert_eq!(impact_gate(3, fine, &req(false, "")).unwrap(), "");
+    }
 }

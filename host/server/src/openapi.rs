@@ -87,6 +87,7 @@ const ROUTES: &[(HttpMethod, &str, &str, Body, &str, Option<&str>)] = &[
         Some("SubmissionView"),
     ),
     (HttpMethod::Get, "/v1/notices", "Notices from the payers, newest first.", Body::None, "200", None),
+    (HttpMethod::Get, "/v1/openapi.json", "This document (OpenAPI 3.1).", Body::None, "200", None),
     (
         HttpMethod::Post,
         "/v1/payers/{payer}/notices",

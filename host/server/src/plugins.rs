@@ -556,15 +556,7 @@ async fn activate(
     let (requested, requested_ms) = (std::time::Instant::now(), now_ms());
     let payer = payer_of(&payer)?;
     staff(&who, payer)?;
-    let from = match req.from.as_deref() {
-        None | Some("") => "0000-01".to_owned(),
-        Some(f) => {
-            crate::registry::parse_from(f).ok_or_else(|| {
-                ApiError::new(StatusCode::BAD_REQUEST, "bad-month", format!("{f:?} is not a month (YYYY-MM)"))
-            })?;
-            f.to_owned()
-        }
-    };
+    let from = crate::error::month_param(req.from.as_deref())?;
     if req.plugins.is_empty() || req.plugins.len() > 64 {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad-release", "a release set has 1–64 plugins"));
     }
@@ -597,13 +589,13 @@ async fn activate(
     let set = blocking(move || {
         // Load everything first: a set that cannot run is refused before it is recorded.
         app2.work.registry.checker(payer, &req.plugins).map_err(|e| bad("plugin-refused", e.to_string()))?;
-        let set = app2.store.activate(payer, &from, &req.plugins, by, &req.reason, now_ms())?;
+        let set = app2.store.activate(payer, from, &req.plugins, by, &req.reason, now_ms())?;
         let cause = crate::registry::SwapCause::since("activate", set.id, requested, requested_ms);
         app2.work.registry.reload(payer, cause).map_err(ApiError::internal)?;
         Ok(set)
     })
     .await?;
-    tracing::info!(%payer, set = set.id, from = %set.from_month, "release set activated");
+    tracing::info!(%payer, set = set.id, from = ?set.from_month, "release set activated");
     Ok((StatusCode::CREATED, Json(set)))
 }
 

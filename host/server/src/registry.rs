@@ -114,14 +114,6 @@ impl Releases {
     }
 }
 
-pub fn parse_from(s: &str) -> Option<YearMonth> {
-    if s == "0000-01" {
-        return None;
-    }
-    let (y, m) = s.split_once('-')?;
-    YearMonth::new(y.parse().ok()?, m.parse().ok()?)
-}
-
 pub struct Registry {
     pub store: Arc<dyn Store>,
     pub runtime: Arc<Runtime>,
@@ -272,24 +264,25 @@ impl Registry {
         for v in self.store.master_versions(payer)?.iter().filter(|v| v.state == "active") {
             masters.push(LiveMaster {
                 id: v.id,
-                from: parse_from(&v.from_month),
+                from: v.from_month,
                 digest: v.digest.clone(),
                 set: self.master_set(v)?,
             });
         }
-        masters.sort_by_key(|m| m.from);
+        // Newest last among equal months: `pick` takes the last one in force.
+        masters.sort_by_key(|m| (m.from, m.id));
         let mut sets: Vec<LiveSet> = Vec::new();
         for s in self.store.release_sets(payer)?.iter().filter(|s| s.state == tenken_store::ReleaseState::Active) {
             let checkers = masters
                 .iter()
                 .map(|m| self.checker_with(&s.plugins, m.set.clone()).map(Arc::new))
                 .collect::<Result<Vec<_>, _>>()?;
-            sets.push(LiveSet { id: s.id, from: parse_from(&s.from_month), plugins: s.plugins.clone(), checkers });
+            sets.push(LiveSet { id: s.id, from: s.from_month, plugins: s.plugins.clone(), checkers });
         }
         if sets.is_empty() || masters.is_empty() {
             return Err(RegistryError::NoRelease { payer });
         }
-        sets.sort_by_key(|s| s.from);
+        sets.sort_by_key(|s| (s.from, s.id));
         Ok(Releases { sets, masters, cause, first_used: AtomicBool::new(false) })
     }
 

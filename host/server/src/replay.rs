@@ -82,11 +82,8 @@ pub fn replay(config: &Config, id: i64) -> anyhow::Result<ReplayOutcome> {
                 jobs.insert(key.clone(), (checker, job));
             }
             let (checker, job) = &jobs[&key];
-            match e["receipts"].as_array() {
-                Some(r) => {
-                    let (a, b) = (r[0].as_u64().unwrap_or(0) as usize, r[1].as_u64().unwrap_or(0) as usize);
-                    got.extend(checker.check_range(job, a..b));
-                }
+            match receipts(idx, e)? {
+                Some(r) => got.extend(checker.check_range(job, r)),
                 None => got.extend(checker.check_file_level(job)),
             }
         }
@@ -104,4 +101,41 @@ pub fn replay(config: &Config, id: i64) -> anyhow::Result<ReplayOutcome> {
         bail!("submission {id} has no recorded chunks yet (state {})", s.state);
     }
     Ok(out)
+}
+
+/// The receipt range a decision entry names (None: the file-level checks).
+fn receipts(idx: u32, e: &serde_json::Value) -> anyhow::Result<Option<std::ops::Range<usize>>> {
+    let _ = idx;
+    Ok(match e["receipts"].as_array() {
+        Some(r) => Some(r[0].as_u64().unwrap_or(0) as usize..r[1].as_u64().unwrap_or(0) as usize),
+        None => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Stored decision records that are short or malformed are errors naming the chunk and
+    /// what is wrong, never a panic.
+    #[test]
+    fn a_short_or_malformed_decision_entry_is_an_error_not_a_panic() {
+        for (bad, says) in [
+            (r#"{"receipts": [3]}"#, "receipts"),
+            (r#"{"receipts": []}"#, "receipts"),
+            (r#"{"receipts": [5, 2]}"#, "receipts"),
+            (r#"{"receipts": ["a", 9]}"#, "receipts"),
+            (r#"{"receipts": [1, 2, 3]}"#, "receipts"),
+            (r#"{"receipts": 7}"#, "receipts"),
+        ] {
+            let e: serde_json::Value = serde_json::from_str(bad).unwrap();
+            let r = std::panic::catch_unwind(|| receipts(4, &e));
+            let err = r.unwrap_or_else(|_| panic!("{bad}: panicked")).expect_err(bad).to_string();
+            assert!(err.contains("chunk 4") && err.contains(says), "{bad}: {err}");
+        }
+        let ok: serde_json::Value = serde_json::from_str(r#"{"receipts": [2, 5]}"#).unwrap();
+        assert_eq!(receipts(1, &ok).unwrap(), Some(2..5));
+        let file: serde_json::Value = serde_json::from_str(r#"{"receipts": null}"#).unwrap();
+        assert_eq!(receipts(0, &file).unwrap(), None);
+    }
 }

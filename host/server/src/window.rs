@@ -20,12 +20,10 @@ pub struct Window {
     pub extended: bool,
 }
 
-/// Parses `YYYY-MM`.
+/// Parses `YYYY-MM` strictly (the model's one month parser).
 pub fn parse_month(s: &str) -> Option<(i32, Month)> {
-    let (y, m) = s.split_once('-')?;
-    let y: i32 = y.parse().ok()?;
-    let m: u8 = m.parse().ok()?;
-    Some((y, Month::try_from(m).ok()?))
+    let ym = tenken_model::YearMonth::parse(s)?;
+    Some((ym.year as i32, Month::try_from(ym.month).ok()?))
 }
 
 fn at(y: i32, m: Month, day: u8) -> Option<i64> {

@@ -16,8 +16,22 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
-use tenken_model::Payer;
+use tenken_model::{Payer, YearMonth};
 use tenken_store::*;
+
+/// How "from the beginning" is stored: the column predates `Option` and sorts first.
+const FROM_THE_BEGINNING: &str = "0000-01";
+
+fn month_to_sql(m: Option<YearMonth>) -> String {
+    m.map_or_else(|| FROM_THE_BEGINNING.to_owned(), |m| m.to_string())
+}
+
+fn month_from_sql(s: &str) -> Result<Option<YearMonth>, StoreError> {
+    if s == FROM_THE_BEGINNING {
+        return Ok(None);
+    }
+    s.parse().map(Some).map_err(|e| StoreError::Corrupt(format!("stored month: {e}")))
+}
 
 /// rusqlite's error as the store's backend-neutral one (the orphan rule forbids a `From`).
 fn db(e: rusqlite::Error) -> StoreError {
@@ -233,6 +247,25 @@ const MIGRATIONS: &[&str] = &[
         FROM seq JOIN submissions sub ON sub.id = seq.s
         WHERE NOT EXISTS (SELECT 1 FROM chunk_results r WHERE r.submission = seq.s AND r.idx = seq.i);
     INSERT INTO tenants(payer, institution, ready) SELECT payer, institution, COUNT(*) FROM chunks GROUP BY payer, institution;
+    "#,
+    // 5: months in one spelling. Earlier releases stored `from` as typed, so `2024-6` and
+    // `2024-06` were different months to supersede; normalize, then keep only the newest
+    // active set/version per (payer, month).
+    r#"
+    UPDATE release_sets SET from_month = printf('%04d-%02d',
+        CAST(substr(from_month, 1, instr(from_month, '-') - 1) AS INTEGER),
+        CAST(substr(from_month, instr(from_month, '-') + 1) AS INTEGER))
+        WHERE from_month != '0000-01' AND instr(from_month, '-') > 0;
+    UPDATE master_versions SET from_month = printf('%04d-%02d',
+        CAST(substr(from_month, 1, instr(from_month, '-') - 1) AS INTEGER),
+        CAST(substr(from_month, instr(from_month, '-') + 1) AS INTEGER))
+        WHERE from_month != '0000-01' AND instr(from_month, '-') > 0;
+    UPDATE release_sets SET state = 'superseded' WHERE state = 'active' AND EXISTS (
+        SELECT 1 FROM release_sets n WHERE n.payer = release_sets.payer AND n.from_month = release_sets.from_month
+        AND n.state = 'active' AND n.id > release_sets.id);
+    UPDATE master_versions SET state = 'superseded' WHERE state = 'active' AND EXISTS (
+        SELECT 1 FROM master_versions n WHERE n.payer = master_versions.payer AND n.from_month = master_versions.from_month
+        AND n.state = 'active' AND n.id > master_versions.id);
     "#,
 ];
 
@@ -670,7 +703,7 @@ fn load_sets(conn: &Connection, clause: &str, args: impl rusqlite::Params) -> Re
             Ok(ReleaseSet {
                 id,
                 payer: payer_of(&payer)?,
-                from_month,
+                from_month: month_from_sql(&from_month)?,
                 plugins: plugins.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
                 state: ReleaseState::parse(&state)?,
                 created_by,
@@ -727,7 +760,7 @@ fn load_masters(
         out.push(MasterVersion {
             id,
             payer: payer_of(&payer)?,
-            from_month,
+            from_month: month_from_sql(&from_month)?,
             digest,
             sources,
             state,
@@ -1510,13 +1543,13 @@ impl RegistryStore for SqliteStore {
     fn activate(
         &self,
         payer: Payer,
-        from_month: &str,
+        from_month: Option<YearMonth>,
         plugins: &[String],
         actor: i64,
         reason: &str,
         now_ms: i64,
     ) -> Result<ReleaseSet, StoreError> {
-        let (from, list, reason) = (from_month.to_owned(), plugins.join(","), reason.to_owned());
+        let (from, list, reason) = (month_to_sql(from_month), plugins.join(","), reason.to_owned());
         let digests = plugins.to_vec();
         self.write(move |conn| {
             // In the transaction: a retire racing this activation either commits first (and
@@ -1557,7 +1590,7 @@ impl RegistryStore for SqliteStore {
                 .ok_or_else(|| StoreError::Corrupt(format!("{payer} has no release set {to}")))?;
             conn.execute(
                 "UPDATE release_sets SET state = 'rolled-back' WHERE payer = ?1 AND from_month = ?2 AND state = 'active' AND id != ?3",
-                params![payer.as_str(), target.from_month, to],
+                params![payer.as_str(), month_to_sql(target.from_month), to],
             ).map_err(db)?;
             conn.execute("UPDATE release_sets SET state = 'active' WHERE id = ?1", [to]).map_err(db)?;
             audit_tx(conn, &event(payer, actor, now_ms, "rollback", None, Some(to), &reason))?;
@@ -1654,7 +1687,7 @@ impl MasterStore for SqliteStore {
     fn install_master(
         &self,
         payer: Payer,
-        from_month: &str,
+        from_month: Option<YearMonth>,
         digest: &str,
         sources: &str,
         actor: i64,
@@ -1667,7 +1700,7 @@ impl MasterStore for SqliteStore {
             let v = must_master(conn, payer, id)?;
             conn.execute(
                 "UPDATE master_versions SET state = 'superseded' WHERE payer = ?1 AND from_month = ?2 AND state = 'active' AND id != ?3",
-                params![payer.as_str(), v.from_month, id],
+                params![payer.as_str(), month_to_sql(v.from_month), id],
             )
             .map_err(db)?;
             conn.execute("UPDATE master_versions SET state = 'active' WHERE id = ?1", [id]).map_err(db)?;
@@ -1679,7 +1712,7 @@ impl MasterStore for SqliteStore {
     fn add_master_version(
         &self,
         payer: Payer,
-        from_month: &str,
+        from_month: Option<YearMonth>,
         digest: &str,
         sources: &str,
         provided_by: Option<Payer>,
@@ -1689,7 +1722,7 @@ impl MasterStore for SqliteStore {
         now_ms: i64,
     ) -> Result<MasterVersion, StoreError> {
         let (from, digest, sources, report, reason) =
-            (from_month.to_owned(), digest.to_owned(), sources.to_owned(), report.to_owned(), reason.to_owned());
+            (month_to_sql(from_month), digest.to_owned(), sources.to_owned(), report.to_owned(), reason.to_owned());
         self.write(move |conn| {
             conn.execute(
                 "INSERT INTO master_versions(payer, from_month, digest, sources, state, provided_by, report, created_by, \
@@ -1778,7 +1811,7 @@ impl MasterStore for SqliteStore {
             }
             conn.execute(
                 "UPDATE master_versions SET state = ?4 WHERE payer = ?1 AND from_month = ?2 AND state = 'active' AND id != ?3",
-                params![payer.as_str(), v.from_month, id, if rollback { "rolled-back" } else { "superseded" }],
+                params![payer.as_str(), month_to_sql(v.from_month), id, if rollback { "rolled-back" } else { "superseded" }],
             ).map_err(db)?;
             conn.execute("UPDATE master_versions SET state = 'active' WHERE id = ?1", [id]).map_err(db)?;
             let action = if rollback { "master-rollback" } else { "master-activate" };

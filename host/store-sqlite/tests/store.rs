@@ -305,3 +305,27 @@ fn tokens_windows_notices() {
     let staff = store.notices(Some(Payer::Ssk), Audience::Staff, 10).unwrap();
     assert_eq!(staff.iter().map(|n| n.message.as_str()).collect::<Vec<_>>(), vec!["ssk staff only"]);
 }
+
+#[test]
+fn months_stored_in_two_spellings_are_merged_by_the_migration() {
+    // Issue 10, defect 1, for data written by earlier releases: `2024-6` and `2024-06` were
+    // both active; after the migration there is one month and the newer set is in force.
+    let dir = tempfile::tempdir().unwrap();
+    drop(SqliteStore::open(dir.path(), StoreOptions::default()).unwrap());
+    {
+        let conn = rusqlite::Connection::open(dir.path().join("tenken.db")).unwrap();
+        conn.execute_batch(
+            "INSERT INTO release_sets(payer, from_month, plugins, state, created_by, created_ms, reason) \
+             VALUES ('ssk', '2024-06', 'sha256:a', 'active', 1, 1, 'old'), ('ssk', '2024-6', 'sha256:b', 'active', 1, 2, 'new'); \
+             PRAGMA user_version = 4;",
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(dir.path(), StoreOptions::default()).unwrap();
+    let sets = store.release_sets(Payer::Ssk).unwrap();
+    let june = tenken_model::YearMonth::new(2024, 6);
+    assert!(sets.iter().all(|s| s.from_month == june), "{sets:?}");
+    let active: Vec<_> = sets.iter().filter(|s| s.state == ReleaseState::Active).collect();
+    assert_eq!(active.len(), 1, "{sets:?}");
+    assert_eq!(active[0].reason, "new");
+}

@@ -29,7 +29,7 @@ pub use error::{Refusal, StoreError};
 pub use pending::{Completer, PendingAccept};
 pub use types::*;
 
-use tenken_model::Payer;
+use tenken_model::{Payer, YearMonth};
 
 /// Submissions and their checking: acceptance, claimed chunks, results, finalization,
 /// confirmation, withdrawal, and the node leases that fence results.
@@ -154,7 +154,7 @@ pub trait RegistryStore: Send + Sync {
     fn activate(
         &self,
         payer: Payer,
-        from_month: &str,
+        from_month: Option<YearMonth>,
         plugins: &[String],
         actor: i64,
         reason: &str,
@@ -186,7 +186,7 @@ pub trait MasterStore: Send + Sync {
     fn add_master_version(
         &self,
         payer: Payer,
-        from_month: &str,
+        from_month: Option<YearMonth>,
         digest: &str,
         sources: &str,
         provided_by: Option<Payer>,
@@ -202,7 +202,7 @@ pub trait MasterStore: Send + Sync {
     fn install_master(
         &self,
         payer: Payer,
-        from_month: &str,
+        from_month: Option<YearMonth>,
         digest: &str,
         sources: &str,
         actor: i64,

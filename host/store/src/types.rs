@@ -1,7 +1,15 @@
 //! The store's data types: what is persisted, typed, independent of any backend.
 
 use serde::Serialize;
-use tenken_model::Payer;
+use tenken_model::{Payer, YearMonth};
+
+/// `Option<YearMonth>` as JSON: `"YYYY-MM"`, or null for "from the beginning".
+fn month_json<S: serde::Serializer>(m: &Option<YearMonth>, s: S) -> Result<S::Ok, S::Error> {
+    match m {
+        Some(m) => s.serialize_str(&m.to_string()),
+        None => s.serialize_none(),
+    }
+}
 
 use crate::StoreError;
 
@@ -350,8 +358,9 @@ impl std::fmt::Display for ReleaseState {
 pub struct ReleaseSet {
     pub id: i64,
     pub payer: Payer,
-    /// `YYYY-MM`; `0000-01` = from the beginning.
-    pub from_month: String,
+    /// The first 診療年月 it applies to; None = from the beginning.
+    #[serde(serialize_with = "month_json")]
+    pub from_month: Option<YearMonth>,
     /// Plugin digests, in run order.
     pub plugins: Vec<String>,
     pub state: ReleaseState,
@@ -393,8 +402,9 @@ pub struct RegressionCase {
 pub struct MasterVersion {
     pub id: i64,
     pub payer: Payer,
-    /// `YYYY-MM`; `0000-01` = from the beginning.
-    pub from_month: String,
+    /// The first 診療年月 it applies to; None = from the beginning.
+    #[serde(serialize_with = "month_json")]
+    pub from_month: Option<YearMonth>,
     /// The master set's digest (its version id in decision records).
     pub digest: String,
     /// JSON list of `{"name", "blob", "format"}` in load order.

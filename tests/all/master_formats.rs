@@ -1,0 +1,103 @@
+//! Master versions whose sources are in more than one format: the first-start master is
+//! stored as `ssk-csv`, while kokuho staff send 差分 in their own `kokuho-fixed`; a proposal
+//! with `base` mixes both, and every source must be decoded by its own format's converter.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tenken_model::MasterKind;
+
+use crate::common;
+use crate::server_util::*;
+
+fn post_bytes(url: &str, token: &str, path: &str, bytes: &[u8]) -> (u16, Value) {
+    let mut r = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .new_agent()
+        .post(format!("{url}{path}"))
+        .header("Authorization", format!("Bearer {token}"))
+        .send(bytes)
+        .unwrap();
+    let status = r.status().as_u16();
+    let text = r.body_mut().read_to_string().unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+/// A 差分 for the demo procedure master in kokuho's fixed-width format: the demo's revised
+/// procedure at 31 点 (the demo diff has it at 28), named as SSK names 差分 files.
+fn kokuho_fixed_diff() -> (String, Vec<u8>) {
+    let (name, bytes) = tenken_master::demo::demo_files()
+        .into_iter()
+        .find(|(n, _)| n == tenken_master::demo::DIFF_FILE)
+        .expect("the demo has a 差分");
+    let mut rows = tenken_master::canon::decode_ssk(MasterKind::Procedure, &name, &bytes).unwrap();
+    rows.retain(|r| r.code == tenken_master::demo::DIFF_REVISED_PROCEDURE);
+    assert_eq!(rows.len(), 1, "the demo diff revises {}", tenken_master::demo::DIFF_REVISED_PROCEDURE);
+    rows[0].value = "31.00".into();
+    let fixed = tenken_runtime::Converter::load(
+        &common::runtime(),
+        tenken_server::bundled_converter("kokuho-fixed").expect("bundled kokuho-fixed"),
+    )
+    .unwrap();
+    ("s_20260615.csv".to_owned(), fixed.encode(MasterKind::Procedure, &rows).unwrap())
+}
+
+#[test]
+fn a_kokuho_diff_in_kokuho_fixed_applies_onto_the_first_start_master_in_ssk_csv() {
+    let server = Server::start(&[]);
+    let url = server.url.clone();
+    let (k1, k2) = (server.token(&["--staff", "kokuho"]), server.token(&["--staff", "kokuho"]));
+
+    // The first-start master: the demo files, stored as ssk-csv.
+    let (st, versions) = get(&url, &k1, "/v1/payers/kokuho/masters");
+    assert_eq!(st, 200, "{versions}");
+    let first =
+        versions.as_array().unwrap().iter().find(|v| v["state"] == "active").expect("an active version").clone();
+    let base: Vec<Value> = serde_json::from_str(first["sources"].as_str().unwrap()).unwrap();
+    assert!(base.iter().all(|s| s["format"] == "ssk-csv"), "{base:?}");
+
+    // The 差分 goes in as kokuho's own format (the server labels it with master_format).
+    let (name, bytes) = kokuho_fixed_diff();
+    assert!(bytes.starts_with(b"D"), "kokuho-fixed records start with D");
+    let (st, b) = post_bytes(&url, &k1, "/v1/payers/kokuho/masters/files", &bytes);
+    assert_eq!(st, 200, "{b}");
+    let (st, v) = send_json(
+        &url,
+        &k1,
+        "POST",
+        "/v1/payers/kokuho/masters",
+        json!({"from": "2026-06", "base": first["id"], "files": [{"name": name, "blob": b["blob"]}], "reason": "点数改定 (差分)"}),
+    );
+    assert_eq!(st, 201, "a kokuho 差分 onto the ssk-csv base: {v}\n{}", server.log_tail());
+    let sources: Vec<Value> = serde_json::from_str(v["sources"].as_str().unwrap()).unwrap();
+    let formats: Vec<&str> = sources.iter().map(|s| s["format"].as_str().unwrap()).collect();
+    assert!(formats.contains(&"ssk-csv") && formats.contains(&"kokuho-fixed"), "{formats:?}");
+
+    // The diff against the version in force names exactly the revised procedure, 28 → 31.
+    let report: Value = serde_json::from_str(v["report"].as_str().unwrap()).unwrap();
+    let procedure = report["diff"].as_array().unwrap().iter().find(|d| d["kind"] == "procedure").unwrap().clone();
+    assert_eq!(procedure["changed"], 1, "{report}");
+    let example = procedure["examples"][0].to_string();
+    assert!(example.contains(tenken_master::demo::DIFF_REVISED_PROCEDURE) && example.contains("31"), "{example}");
+    for kind in ["drug", "material", "comment", "disease", "modifier"] {
+        let d = report["diff"].as_array().unwrap().iter().find(|d| d["kind"] == kind);
+        assert!(d.is_none_or(|d| d["changed"] == 0 && d["removed"] == 0 && d["added"] == 0), "{kind}: {report}");
+    }
+
+    // And it loads: approved by the other staff member, activated (the live table is rebuilt
+    // from the stored sources), live without a restart.
+    let id = v["id"].as_i64().unwrap();
+    let (st, b) = send_json(
+        &url,
+        &k2,
+        "POST",
+        &format!("/v1/payers/kokuho/masters/{id}/approve"),
+        json!({"accept_impact": true, "reason": "one procedure revised, as intended"}),
+    );
+    assert_eq!(st, 200, "{b}");
+    let (st, b) = post(&url, &k1, &format!("/v1/payers/kokuho/masters/{id}/activate"));
+    assert_eq!(st, 200, "{b}\n{}", server.log_tail());
+    assert_eq!(b["state"], "active");
+}
