@@ -149,7 +149,7 @@ fn approvals_validation_and_signatures_are_enforced() {
 
     // A failing candidate (traps on every receipt) fails the plugin-failures gate and can
     // be neither approved nor activated.
-    let trap = std::fs::read(tenken_bundled::hostile_plugin_path(hostile).unwrap()).unwrap();
+    let trap = std::fs::read(tenken_bundled::hostile_plugin_path("hostile-trap").unwrap()).unwrap();
     let td = digest_of(&trap);
     assert_eq!(upload(url, &s1, "ssk", &trap, None).status, 201);
     let (_, report) = post(url, &s1, &format!("/v1/payers/ssk/plugins/{td}/validate"));
