@@ -26,8 +26,8 @@ fn post_bytes(url: &str, token: &str, path: &str, bytes: &[u8]) -> (u16, Value) 
 }
 
 /// A 差分 for the demo procedure master in kokuho's fixed-width format: the demo's revised
-/// procedure at 31 点 (the demo diff has it at 28), named as SSK names 差分 files.
-fn kokuho_fixed_diff() -> (String, Vec<u8>) {
+/// procedure at `points` 点 (the demo diff has it at 28), named as SSK names 差分 files.
+fn kokuho_fixed_diff(points: &str) -> (String, Vec<u8>) {
     let (name, bytes) = tenken_master::demo::demo_files()
         .into_iter()
         .find(|(n, _)| n == tenken_master::demo::DIFF_FILE)
@@ -35,7 +35,7 @@ fn kokuho_fixed_diff() -> (String, Vec<u8>) {
     let mut rows = tenken_master::canon::decode_ssk(MasterKind::Procedure, &name, &bytes).unwrap();
     rows.retain(|r| r.code == tenken_master::demo::DIFF_REVISED_PROCEDURE);
     assert_eq!(rows.len(), 1, "the demo diff revises {}", tenken_master::demo::DIFF_REVISED_PROCEDURE);
-    rows[0].value = "31.00".into();
+    rows[0].value = points.into();
     let fixed = tenken_runtime::Converter::load(
         &common::runtime(),
         tenken_server::bundled_converter("kokuho-fixed").expect("bundled kokuho-fixed"),
@@ -59,7 +59,7 @@ fn a_kokuho_diff_in_kokuho_fixed_applies_onto_the_first_start_master_in_ssk_csv(
     assert!(base.iter().all(|s| s["format"] == "ssk-csv"), "{base:?}");
 
     // The 差分 goes in as kokuho's own format (the server labels it with master_format).
-    let (name, bytes) = kokuho_fixed_diff();
+    let (name, bytes) = kokuho_fixed_diff("31.00");
     assert!(bytes.starts_with(b"D"), "kokuho-fixed records start with D");
     let (st, b) = post_bytes(&url, &k1, "/v1/payers/kokuho/masters/files", &bytes);
     assert_eq!(st, 200, "{b}");
@@ -85,6 +85,24 @@ fn a_kokuho_diff_in_kokuho_fixed_applies_onto_the_first_start_master_in_ssk_csv(
         let d = report["diff"].as_array().unwrap().iter().find(|d| d["kind"] == kind);
         assert!(d.is_none_or(|d| d["changed"] == 0 && d["removed"] == 0 && d["added"] == 0), "{kind}: {report}");
     }
+
+    // A second proposal is decoded from its own files too (not the first one's set again).
+    let (name2, bytes2) = kokuho_fixed_diff("33.00");
+    let (_, b2) = post_bytes(&url, &k1, "/v1/payers/kokuho/masters/files", &bytes2);
+    let (st, v2) = send_json(
+        &url,
+        &k1,
+        "POST",
+        "/v1/payers/kokuho/masters",
+        json!({"from": "2026-07", "base": first["id"], "files": [{"name": name2, "blob": b2["blob"]}]}),
+    );
+    assert_eq!(st, 201, "{v2}");
+    assert_ne!(v2["digest"], v["digest"], "two different 差分, two different master sets");
+    let report2: Value = serde_json::from_str(v2["report"].as_str().unwrap()).unwrap();
+    let example2 = report2["diff"].as_array().unwrap().iter().find(|d| d["kind"] == "procedure").unwrap()["examples"]
+        [0]
+    .to_string();
+    assert!(example2.contains("33"), "{example2}");
 
     // And it loads: approved by the other staff member, activated (the live table is rebuilt
     // from the stored sources), live without a restart.

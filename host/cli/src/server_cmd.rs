@@ -550,20 +550,20 @@ fn master_impact(
     let (a, b) = (checker(old)?, checker(new)?);
     // rule → (new, vanished, receipts)
     let mut by_rule: BTreeMap<String, (usize, usize, Vec<String>)> = BTreeMap::new();
-    let key = |f: &tenken_model::Finding| format!("{}|{:?}|{:?}|{}", f.rule, f.receipt, f.line, f.message);
     for path in claims {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         let fa = a.check_bytes(&bytes, None)?.findings;
         let fb = b.check_bytes(&bytes, None)?.findings;
-        let ka: std::collections::HashSet<String> = fa.iter().map(key).collect();
-        let kb: std::collections::HashSet<String> = fb.iter().map(key).collect();
+        // The server's impact check compares the same way (one definition of the same
+        // finding, counted as multisets).
+        let d = tenken_server::delta::delta(&fa, &fb);
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("?").to_owned();
-        for f in fb.iter().filter(|f| !ka.contains(&key(f))) {
+        for f in d.new {
             let e = by_rule.entry(f.rule.clone()).or_default();
             e.0 += 1;
             e.2.push(format!("{name}#{}", f.receipt.map(|r| r.to_string()).unwrap_or("-".into())));
         }
-        for f in fa.iter().filter(|f| !kb.contains(&key(f))) {
+        for f in d.vanished {
             let e = by_rule.entry(f.rule.clone()).or_default();
             e.1 += 1;
             e.2.push(format!("{name}#{}", f.receipt.map(|r| r.to_string()).unwrap_or("-".into())));

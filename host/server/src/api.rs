@@ -23,6 +23,7 @@ use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use crate::auth::{Authenticator, Principal};
+use crate::blocking::blocking;
 use crate::config::Config;
 use crate::error::{ApiError, ErrorCode};
 use crate::metrics::{Metrics, OutcomeLabel, StatusLabel};
@@ -275,12 +276,6 @@ async fn submit_to_payer(
     submit(app, who, Some(payer), headers, body).await
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, tenken_store::StoreError> + Send + 'static,
-) -> Result<T, ApiError> {
-    Ok(tokio::task::spawn_blocking(f).await.map_err(ApiError::internal)??)
-}
-
 async fn submit(
     State(app): AppState,
     who: Principal,
@@ -429,7 +424,7 @@ async fn submit(
     let store = app.store.clone();
     // The blocking part (blob write, queueing the row) holds a thread; the wait for the
     // group commit does not (see `PendingAccept`).
-    let started = blocking(move || {
+    let started = blocking(move || -> Result<_, tenken_store::StoreError> {
         let pending = store.accept_start(new)?;
         let n = store.notices(Some(payer), Audience::Institutions, 5)?;
         Ok((pending, n))
@@ -729,24 +724,46 @@ async fn findings_csv(
         .into_response())
 }
 
-async fn confirm(
-    State(app): AppState,
-    who: Principal,
-    Path(id): Path<SubmissionId>,
-) -> Result<Json<SubmissionView>, ApiError> {
-    let s = owned(&app, &who, id).await?;
-    if s.state != SubState::Checked {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "wrong-state",
-            format!("submission {id} is {}; only a checked submission can be confirmed (請求確定)", s.state),
-        ));
+/// The 請求確定 gate: no error finding may remain on a receipt that is not withdrawn,
+/// counting the errors the per-file findings cap (`cap`) cut from the stored list `stored`.
+fn confirm_gate(
+    id: SubmissionId,
+    counts: &tenken_store::Counts,
+    findings_dropped: u64,
+    withdrawn: &[u32],
+    stored: &[Finding],
+    cap: u32,
+) -> Result<(), ApiError> {
+    // Findings cut by the cap are not stored, so which receipts they are on is unknown and
+    // withdrawing receipts cannot clear them. When the counts cover every finding (they add
+    // up to the stored list plus the cut ones: counted before the cap), the cut errors are
+    // the counted errors minus the stored ones; when they do not (counted after the cap, as
+    // earlier releases did), any cut finding may be an error.
+    if findings_dropped > 0 {
+        let stored_errors = stored.iter().filter(|f| f.severity == Severity::Error).count() as u64;
+        let before_cap = counts.error + counts.warning + counts.info == stored.len() as u64 + findings_dropped;
+        let cut_errors = before_cap.then(|| counts.error.saturating_sub(stored_errors));
+        if cut_errors != Some(0) {
+            let what = match cut_errors {
+                Some(n) => format!("{n} error finding(s) were cut"),
+                None => format!("{findings_dropped} finding(s), which may include errors, were cut"),
+            };
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "errors-beyond-findings-cap",
+                format!(
+                    "submission {id} cannot be confirmed (請求確定): {what} from its findings list by the per-file cap \
+                     (check_findings_per_file_max = {cap}), so which receipts they are on is not known and withdrawing \
+                     receipts cannot clear them. Correct the {stored_errors} error finding(s) listed and resubmit the \
+                     corrected file; its check lists what remains"
+                ),
+            ));
+        }
     }
-    let all = load_findings(&app, &s).await?;
-    let blocking_errors: Vec<&Finding> = all
+    let blocking_errors: Vec<&Finding> = stored
         .iter()
         .filter(|f| f.severity == Severity::Error)
-        .filter(|f| f.receipt.is_none_or(|r| !s.withdrawn_receipts.contains(&r)))
+        .filter(|f| f.receipt.is_none_or(|r| !withdrawn.contains(&r)))
         .collect();
     if !blocking_errors.is_empty() {
         let file_level = blocking_errors.iter().filter(|f| f.receipt.is_none()).count();
@@ -765,6 +782,31 @@ async fn confirm(
             ),
         ));
     }
+    Ok(())
+}
+
+async fn confirm(
+    State(app): AppState,
+    who: Principal,
+    Path(id): Path<SubmissionId>,
+) -> Result<Json<SubmissionView>, ApiError> {
+    let s = owned(&app, &who, id).await?;
+    if s.state != SubState::Checked {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "wrong-state",
+            format!("submission {id} is {}; only a checked submission can be confirmed (請求確定)", s.state),
+        ));
+    }
+    let all = load_findings(&app, &s).await?;
+    confirm_gate(
+        id,
+        &s.counts,
+        s.findings_dropped,
+        &s.withdrawn_receipts,
+        &all,
+        app.config.limits.check_findings_per_file_max,
+    )?;
     let store = app.store.clone();
     let s = blocking(move || store.confirm(id, now_ms())).await?;
     tracing::info!(submission = id, "confirmed");
@@ -814,7 +856,7 @@ async fn list_notices(State(app): AppState, who: Principal) -> Result<Json<Vec<N
     // notices meant for them (an automatic rollback), newest first.
     let payer = who.staff_payer();
     let store = app.store.clone();
-    let list = blocking(move || {
+    let list = blocking(move || -> Result<_, tenken_store::StoreError> {
         let mut list = store.notices(payer, Audience::Institutions, 100)?;
         if payer.is_some() {
             list.extend(store.notices(payer, Audience::Staff, 100)?);
@@ -930,7 +972,7 @@ async fn put_window(
     let by = who.token_id;
     let m = month.clone();
     let notice = req.notice.clone();
-    blocking(move || {
+    blocking(move || -> Result<_, tenken_store::StoreError> {
         let now = now_ms();
         store.set_window(WindowOverride {
             payer,
@@ -1017,5 +1059,36 @@ async fn revoke_token(State(app): AppState, who: Principal, Path(id): Path<i64>)
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found(format!("token {id} not found")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tenken_store::Counts;
+
+    fn error(receipt: u32) -> Finding {
+        Finding::error("diagnosis.missing", "no SY record").receipt(Some(receipt))
+    }
+
+    /// The confirmation gate with findings cut by the cap: refused whenever a cut finding is,
+    /// or may be, an error; allowed when the counts prove none is.
+    #[test]
+    fn the_confirm_gate_counts_errors_cut_by_the_findings_cap() {
+        let stored = vec![error(1), error(2)];
+        let counts = |error, warning| Counts { error, warning, info: 0 };
+        // Counted before the cap: 5 errors, 2 stored, 3 cut. Withdrawing 1 and 2 cannot help.
+        let e = confirm_gate(9, &counts(5, 0), 3, &[1, 2], &stored, 2).unwrap_err();
+        assert_eq!((e.status, e.code), (StatusCode::CONFLICT, "errors-beyond-findings-cap"));
+        assert!(e.message.contains("3 error finding(s)") && e.message.contains("check_findings_per_file_max = 2"));
+        // Counted before the cap, and only warnings were cut: the visible errors decide.
+        assert!(confirm_gate(9, &counts(2, 3), 3, &[1, 2], &stored, 2).is_ok());
+        assert_eq!(confirm_gate(9, &counts(2, 3), 3, &[1], &stored, 2).unwrap_err().code, "unresolved-errors");
+        // Counted after the cap (an earlier release): the cut findings may be errors.
+        let e = confirm_gate(9, &counts(2, 0), 3, &[1, 2], &stored, 2).unwrap_err();
+        assert_eq!(e.code, "errors-beyond-findings-cap");
+        assert!(e.message.contains("may include errors"), "{}", e.message);
+        // Nothing cut: the errors on withdrawn receipts no longer block.
+        assert!(confirm_gate(9, &counts(2, 0), 0, &[1, 2], &stored, 2).is_ok());
     }
 }

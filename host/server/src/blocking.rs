@@ -131,6 +131,22 @@ mod scan {
         std::str::from_utf8(&code[at..end]).unwrap_or("")
     }
 
+    /// At `receiver` (a whole word) followed by `.method` (rustfmt may break the line
+    /// before the dot): the method's name and whether a call's `(` follows.
+    fn method_after<'c>(code: &'c [u8], at: usize, receiver: &str) -> Option<(&'c str, bool)> {
+        if !code[at..].starts_with(receiver.as_bytes()) || (at > 0 && ident(code[at - 1])) {
+            return None;
+        }
+        let skip = |k: usize| k + code[k..].iter().take_while(|c| c.is_ascii_whitespace()).count();
+        let dot = skip(at + receiver.len());
+        if code.get(dot) != Some(&b'.') {
+            return None;
+        }
+        let m_at = skip(dot + 1);
+        let m = ident_after(code, m_at);
+        (!m.is_empty()).then(|| (m, code.get(skip(m_at + m.len())) == Some(&b'(')))
+    }
+
     pub struct Func {
         pub name: String,
         pub is_async: bool,
@@ -165,14 +181,12 @@ mod scan {
     pub fn store_calls(code: &[u8], range: std::ops::Range<usize>, touching: &[String]) -> Vec<(usize, String)> {
         let mut out = Vec::new();
         for at in range {
-            if word_at(code, at, "store.") {
-                let m = ident_after(code, at + 6);
-                if !m.is_empty() && m != "clone" {
+            if let Some((m, open)) = method_after(code, at, "store") {
+                if m != "clone" && open {
                     out.push((at, format!("store.{m}")));
                 }
-            } else if word_at(code, at, "registry.") {
-                let m = ident_after(code, at + 9);
-                if REGISTRY_BLOCKING.contains(&m) && code.get(at + 9 + m.len()) == Some(&b'(') {
+            } else if let Some((m, open)) = method_after(code, at, "registry") {
+                if REGISTRY_BLOCKING.contains(&m) && open {
                     out.push((at, format!("registry.{m}")));
                 }
             } else if at > 0 && code[at - 1] != b'.' && !ident(code[at - 1]) {
@@ -278,11 +292,12 @@ mod tests {
     fn handlers_call_the_store_only_inside_blocking() {
         let files = [
             ("host/server/src/api.rs", include_str!("api.rs")),
+            ("host/server/src/auth.rs", include_str!("auth.rs")),
             ("host/server/src/masters.rs", include_str!("masters.rs")),
             ("host/server/src/plugins.rs", include_str!("plugins.rs")),
         ];
         // The scan saw the handlers (a scan that finds nothing proves nothing).
-        for (name, src) in files {
+        for (name, src) in files.iter().filter(|(n, _)| !n.ends_with("auth.rs")) {
             let code = scan::code_only(src);
             let fns = scan::functions(&code);
             assert!(fns.iter().filter(|f| f.is_async).count() >= 5, "{name}: too few async fns found");

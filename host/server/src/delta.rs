@@ -43,11 +43,8 @@ pub fn delta<'a>(before: &'a [Finding], after: &'a [Finding]) -> Delta<'a> {
     }
     let mut d = Delta::default();
     for (f, (b, a)) in count {
-        if b == 0 {
-            d.new.push(f);
-        } else if a == 0 {
-            d.vanished.push(f);
-        }
+        d.new.extend(std::iter::repeat_n(f, a.saturating_sub(b)));
+        d.vanished.extend(std::iter::repeat_n(f, b.saturating_sub(a)));
     }
     d
 }

@@ -150,26 +150,32 @@ pub fn master_loader(
     move |v: &tenken_store::MasterVersion| {
         let sources: Vec<serde_json::Value> = serde_json::from_str(&v.sources).map_err(|e| e.to_string())?;
         let mut files = Vec::new();
-        let mut format = String::from("ssk-csv");
+        // Each source keeps its own format: a version proposed with `base` holds the base's
+        // files (e.g. the first-start ssk-csv files) next to 差分 in the payer's own format.
+        let mut decoders: Vec<Arc<tenken_runtime::Converter>> = Vec::new();
         for src in &sources {
             let name = src["name"].as_str().unwrap_or_default().to_owned();
             let bytes = store.bytes(src["blob"].as_str().unwrap_or_default()).map_err(|e| format!("{name}: {e}"))?;
-            format = src["format"].as_str().unwrap_or("ssk-csv").to_owned();
+            let format = src["format"].as_str().unwrap_or("ssk-csv");
+            let converter =
+                converters.get(format).ok_or_else(|| format!("{name}: no converter for format {format:?}"))?.clone();
+            decoders.push(converter);
             files.push((name, bytes));
         }
-        let converter = converters.get(&format).ok_or_else(|| format!("no converter for format {format:?}"))?.clone();
-        let decode = move |kind,
-                           name: &str,
-                           bytes: &[u8]|
-              -> Result<Vec<tenken_master::MasterRow>, tenken_master::MasterError> {
-            let err = |message: String| tenken_master::MasterError::Converter { file: name.to_owned(), message };
-            converter
-                .decode(kind, bytes)
-                .map_err(|e| err(e.to_string()))?
-                .iter()
-                .map(|r| tenken_master::canon::from_canon(r).map_err(err))
-                .collect()
-        };
+        let decode =
+            |kind, name: &str, bytes: &[u8]| -> Result<Vec<tenken_master::MasterRow>, tenken_master::MasterError> {
+                let err = |message: String| tenken_master::MasterError::Converter { file: name.to_owned(), message };
+                // The source by name (and by its bytes, should two sources share a name).
+                let mut same_name = files.iter().zip(&decoders).filter(|((n, _), _)| n == name).peekable();
+                let first = *same_name.peek().ok_or_else(|| err("not among the version's sources".into()))?;
+                let ((_, _), converter) = same_name.find(|((_, b), _)| b == bytes).unwrap_or(first);
+                converter
+                    .decode(kind, bytes)
+                    .map_err(|e| err(e.to_string()))?
+                    .iter()
+                    .map(|r| tenken_master::canon::from_canon(r).map_err(err))
+                    .collect()
+            };
         tenken_master::MasterSet::from_files_with(&files, &decode).map_err(|e| e.to_string())
     }
 }

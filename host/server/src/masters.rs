@@ -16,6 +16,7 @@ use tenken_store::MasterVersion;
 
 use crate::api::App;
 use crate::auth::Principal;
+use crate::blocking::blocking;
 use crate::error::ApiError;
 use crate::work::now_ms;
 
@@ -45,16 +46,17 @@ fn staff(who: &Principal, payer: Payer) -> Result<(), ApiError> {
     Err(ApiError::forbidden(format!("only {payer} staff manage {payer}'s masters; {} may not", who.describe())))
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f).await.map_err(ApiError::internal)?
-}
-
-fn version(app: &App, payer: Payer, id: i64) -> Result<MasterVersion, ApiError> {
-    app.store
-        .master_versions(payer)?
-        .into_iter()
-        .find(|v| v.id == id)
-        .ok_or_else(|| ApiError::not_found(format!("{payer} has no master version {id}")))
+/// A master version of the payer (a store read, so on the blocking pool).
+async fn version(app: &App, payer: Payer, id: i64) -> Result<MasterVersion, ApiError> {
+    let store = app.store.clone();
+    blocking(move || -> Result<_, ApiError> {
+        store
+            .master_versions(payer)?
+            .into_iter()
+            .find(|v| v.id == id)
+            .ok_or_else(|| ApiError::not_found(format!("{payer} has no master version {id}")))
+    })
+    .await
 }
 
 async fn list(
@@ -67,7 +69,7 @@ async fn list(
         staff(&who, payer)?;
     }
     let store = app.store.clone();
-    Ok(Json(blocking(move || Ok(store.master_versions(payer)?)).await?))
+    Ok(Json(blocking(move || store.master_versions(payer)).await?))
 }
 
 async fn upload_file(
@@ -82,7 +84,7 @@ async fn upload_file(
         .await
         .map_err(|_| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body-too-large", "the master file is too large"))?;
     let store = app.store.clone();
-    let blob = blocking(move || Ok(store.put_file(&bytes)?)).await?;
+    let blob = blocking(move || store.put_file(&bytes)).await?;
     Ok(Json(serde_json::json!({ "blob": blob })))
 }
 
@@ -121,7 +123,6 @@ fn impact_report(app: &App, payer: Payer, new: &Arc<tenken_master::MasterSet>) -
     let set = table.sets.last().ok_or_else(|| ApiError::internal("no release set"))?;
     let old_checker = reg.checker_with(&set.plugins, table.current_masters().clone()).map_err(ApiError::internal)?;
     let new_checker = reg.checker_with(&set.plugins, new.clone()).map_err(ApiError::internal)?;
-    let key = |f: &tenken_model::Finding| format!("{}|{:?}|{:?}|{}", f.rule, f.receipt, f.line, f.message);
     let mut by_rule: BTreeMap<String, (usize, usize, Vec<String>)> = BTreeMap::new();
     let cases = app.store.regression(payer)?;
     // The files: the regression corpus, then a sample of what institutions actually sent
@@ -158,14 +159,14 @@ fn impact_report(app: &App, payer: Payer, new: &Arc<tenken_master::MasterSet>) -
         let bytes = app.store.bytes(digest)?;
         let a = old_checker.check_bytes(&bytes, Some(payer)).map_err(ApiError::internal)?.findings;
         let b = new_checker.check_bytes(&bytes, Some(payer)).map_err(ApiError::internal)?.findings;
-        let (ka, kb): (std::collections::HashSet<_>, std::collections::HashSet<_>) =
-            (a.iter().map(key).collect(), b.iter().map(key).collect());
-        for f in b.iter().filter(|f| !ka.contains(&key(f))) {
+        // Counted as multisets: one of two identical findings vanishing is a change too.
+        let d = crate::delta::delta(&a, &b);
+        for f in d.new {
             let e = by_rule.entry(f.rule.clone()).or_default();
             e.0 += 1;
             example(&mut e.2, name, f.receipt);
         }
-        for f in a.iter().filter(|f| !kb.contains(&key(f))) {
+        for f in d.vanished {
             let e = by_rule.entry(f.rule.clone()).or_default();
             e.1 += 1;
             example(&mut e.2, name, f.receipt);
@@ -213,13 +214,13 @@ async fn propose(
     let format = app.config.payer(payer).master_format.clone();
     let mut sources: Vec<serde_json::Value> = match req.base {
         None => Vec::new(),
-        Some(b) => serde_json::from_str(&version(&app, payer, b)?.sources).map_err(ApiError::internal)?,
+        Some(b) => serde_json::from_str(&version(&app, payer, b).await?.sources).map_err(ApiError::internal)?,
     };
     sources
         .extend(req.files.iter().map(|f| serde_json::json!({"name": f["name"], "blob": f["blob"], "format": format})));
     let app2 = app.clone();
     let by = who.token_id;
-    let v = blocking(move || {
+    let v = blocking(move || -> Result<_, ApiError> {
         let sources = serde_json::to_string(&sources).map_err(ApiError::internal)?;
         let probe = MasterVersion {
             id: 0,
@@ -271,11 +272,31 @@ pub struct ApproveRequest {
 /// The approval gate on a version's stored impact check: Ok(the note for the audit event),
 /// or the refusal.
 fn impact_gate(id: i64, report: &str, req: &ApproveRequest) -> Result<String, ApiError> {
+    // A report that cannot be read says nothing about the impact: refusing is the only safe
+    // answer (approving would fail open), and accepting an impact nobody can see is no
+    // deliberate decision either.
+    let parsed = serde_json::from_str::<serde_json::Value>(report);
+    let impact = match &parsed {
+        Ok(r) if r["impact"]["flagged"].is_boolean() => &r["impact"],
+        other => {
+            let why = match other {
+                Err(e) => format!("it is not JSON ({e})"),
+                Ok(_) => "it has no impact check result (impact.flagged)".to_owned(),
+            };
+            tracing::error!(version = id, %why, "stored impact report unreadable; approval refused");
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "impact-report-unreadable",
+                format!(
+                    "the stored impact report of master version {id} cannot be read: {why}. Approval is refused because the impact check cannot be confirmed; propose the version again (same files) to re-run the impact check, and report this if it recurs"
+                ),
+            ));
+        }
+    };
+    let mut note = String::new();
     // A flagged impact (a master that suddenly changes many findings: the 2022 setting
     // error) is approved only deliberately, with a reason that goes into the audit log.
-    let impact = serde_json::from_str::<serde_json::Value>(report).ok().map(|r| r["impact"].clone());
-    let mut note = String::new();
-    if let Some(impact) = impact.filter(|i| i["flagged"] == true) {
+    if impact["flagged"] == true {
         if !req.accept_impact {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
@@ -306,7 +327,7 @@ async fn approve(
 ) -> Result<Json<MasterVersion>, ApiError> {
     let req = body.map(|b| b.0).unwrap_or_default();
     let payer = payer_of(&payer)?;
-    let v = version(&app, payer, id)?;
+    let v = version(&app, payer, id).await?;
     // The payer's own staff, or — for a master it provided — the providing payer's staff.
     let Some(approver_payer) = who.staff_payer().filter(|p| *p == payer || Some(*p) == v.provided_by) else {
         return Err(ApiError::forbidden(format!("{} may not approve {payer}'s master version {id}", who.describe())));
@@ -318,7 +339,7 @@ async fn approve(
     }
     let note = impact_gate(id, &v.report, &req)?;
     let (store, by) = (app.store.clone(), who.token_id);
-    Ok(Json(blocking(move || Ok(store.approve_master(payer, id, by, approver_payer, &note, now_ms())?)).await?))
+    Ok(Json(blocking(move || store.approve_master(payer, id, by, approver_payer, &note, now_ms())).await?))
 }
 
 async fn activate(
@@ -328,7 +349,7 @@ async fn activate(
 ) -> Result<Json<MasterVersion>, ApiError> {
     let payer = payer_of(&payer)?;
     staff(&who, payer)?;
-    let v = version(&app, payer, id)?;
+    let v = version(&app, payer, id).await?;
     let own = v.approvals.iter().any(|(_, p)| *p == payer);
     let provider = v.provided_by.is_none_or(|q| v.approvals.iter().any(|(_, p)| *p == q));
     if !own || !provider {
@@ -353,7 +374,7 @@ async fn rollback(
 ) -> Result<Json<MasterVersion>, ApiError> {
     let payer = payer_of(&payer)?;
     staff(&who, payer)?;
-    let v = version(&app, payer, id)?;
+    let v = version(&app, payer, id).await?;
     if v.state == "proposed" {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -367,7 +388,7 @@ async fn rollback(
 async fn swap(app: &Arc<App>, payer: Payer, id: i64, by: i64, rollback: bool) -> Result<Json<MasterVersion>, ApiError> {
     let app2 = app.clone();
     let (requested, requested_ms) = (std::time::Instant::now(), now_ms());
-    let v = blocking(move || {
+    let v = blocking(move || -> Result<_, ApiError> {
         let v = app2.store.activate_master(payer, id, by, rollback, "", now_ms())?;
         let action = if rollback { "master-rollback" } else { "master-activate" };
         let cause = crate::registry::SwapCause::since(action, id, requested, requested_ms);
@@ -399,10 +420,10 @@ async fn convert_for(
 ) -> Result<(StatusCode, Json<MasterVersion>), ApiError> {
     let (payer, other) = (payer_of(&payer)?, payer_of(&other)?);
     staff(&who, payer)?;
-    let v = version(&app, payer, id)?;
+    let v = version(&app, payer, id).await?;
     let app2 = app.clone();
     let by = who.token_id;
-    let out = blocking(move || {
+    let out = blocking(move || -> Result<_, ApiError> {
         let conv = |name: &str| {
             app2.converters.get(name).cloned().ok_or_else(|| ApiError::internal(format!("no converter {name}")))
         };
@@ -445,7 +466,9 @@ async fn convert_for(
             converted.push(serde_json::json!({"name": name, "blob": blob, "format": target.info.name}));
         }
         let sources = serde_json::to_string(&converted).map_err(ApiError::internal)?;
-        let probe = MasterVersion { sources: sources.clone(), payer: other, ..v.clone() };
+        // No digest yet: the converted files themselves are decoded (not the source version's
+        // set, cached by its digest).
+        let probe = MasterVersion { sources: sources.clone(), payer: other, digest: String::new(), ..v.clone() };
         let set = app2.work.registry.master_set(&probe).map_err(ApiError::internal)?;
         let impact = impact_report(&app2, other, &set)?;
         let report = serde_json::json!({"proof": proof, "from_version": v.id, "diff": diff_report(&app2, other, &set), "impact": impact}).to_string();
@@ -469,7 +492,7 @@ async fn download(
 ) -> Result<Response, ApiError> {
     let payer = payer_of(&payer)?;
     staff(&who, payer)?;
-    let v = version(&app, payer, id)?;
+    let v = version(&app, payer, id).await?;
     let sources: Vec<serde_json::Value> = serde_json::from_str(&v.sources).map_err(ApiError::internal)?;
     let s = sources
         .iter()
@@ -478,7 +501,7 @@ async fn download(
     let blob = s["blob"].as_str().unwrap_or_default().to_owned();
     let store = app.store.clone();
     let b = blob.clone();
-    let bytes = blocking(move || Ok(store.bytes(&b)?)).await?;
+    let bytes = blocking(move || store.bytes(&b)).await?;
     Ok((
         [
             (header::CONTENT_TYPE, "application/octet-stream".to_owned()),

@@ -16,6 +16,7 @@ use tenken_store::{AuditEvent, NewPlugin, PluginRecord, PluginState, RegressionC
 
 use crate::api::App;
 use crate::auth::Principal;
+use crate::blocking::blocking;
 use crate::error::ApiError;
 use crate::work::now_ms;
 
@@ -138,17 +139,13 @@ fn staff_or_admin(who: &Principal, payer: Payer) -> Result<(), ApiError> {
     if who.is_admin() { Ok(()) } else { staff(who, payer) }
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f).await.map_err(ApiError::internal)?
-}
-
 fn bad(code: &'static str, msg: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, msg)
 }
 
 async fn must_plugin(app: &App, payer: Payer, digest: &str) -> Result<PluginRecord, ApiError> {
     let (store, d) = (app.store.clone(), digest.to_owned());
-    blocking(move || Ok(store.plugin(payer, &d)?))
+    blocking(move || store.plugin(payer, &d))
         .await?
         .ok_or_else(|| ApiError::not_found(format!("{payer} has no plugin {digest}")))
 }
@@ -194,7 +191,7 @@ async fn upload(
     }
     let digest = format!("sha256:{}", tenken_store::digest(&bytes));
     let store = app.store.clone();
-    let keys = blocking(move || Ok(store.signing_keys(payer)?)).await?;
+    let keys = blocking(move || store.signing_keys(payer)).await?;
     let signature = headers.get("x-tenken-signature").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let signed_by = match (&signature, keys.is_empty()) {
         (None, false) => {
@@ -261,7 +258,7 @@ async fn upload(
         now_ms: now_ms(),
     };
     let store = app.store.clone();
-    let (rec, new) = blocking(move || Ok(store.put_plugin(record)?)).await?;
+    let (rec, new) = blocking(move || store.put_plugin(record)).await?;
     tracing::info!(%payer, digest = %rec.digest, name = %rec.name, version = %rec.version, new, "plugin uploaded");
     Ok((if new { StatusCode::CREATED } else { StatusCode::OK }, Json(rec)))
 }
@@ -274,7 +271,7 @@ async fn list(
     let payer = payer_of(&payer)?;
     staff_or_admin(&who, payer)?;
     let store = app.store.clone();
-    Ok(Json(blocking(move || Ok(store.plugins(payer)?)).await?))
+    Ok(Json(blocking(move || store.plugins(payer)).await?))
 }
 
 async fn show(
@@ -319,10 +316,6 @@ pub struct Gate {
     pub detail: String,
 }
 
-fn key(f: &Finding) -> String {
-    format!("{}|{:?}|{:?}|{:?}|{}", f.rule, f.receipt, f.line, f.field, f.message)
-}
-
 /// Runs the candidate on every regression case and compares with the expected findings.
 pub fn run_validation(app: &App, payer: Payer, candidate: &PluginRecord) -> Result<ValidationReport, ApiError> {
     let reg = &app.work.registry;
@@ -359,34 +352,28 @@ pub fn run_validation(app: &App, payer: Payer, candidate: &PluginRecord) -> Resu
         let got = checker.check_bytes(&bytes, Some(payer)).map_err(ApiError::internal)?.findings;
         let want: Vec<Finding> = serde_json::from_str(&case.expected).map_err(ApiError::internal)?;
         report.plugin_failures += got.iter().filter(|f| f.rule.starts_with("plugin.")).count();
-        let mut counts: BTreeMap<String, (i64, &Finding)> = BTreeMap::new();
-        for f in &got {
-            counts.entry(key(f)).or_insert((0, f)).0 += 1;
-        }
-        for f in &want {
-            counts.entry(key(f)).or_insert((0, f)).0 -= 1;
-        }
-        for (_, (n, f)) in counts {
-            if n == 0 {
-                continue;
-            }
+        let delta = crate::delta::delta(&want, &got);
+        let changes = delta.new.iter().map(|f| (true, *f)).chain(delta.vanished.iter().map(|f| (false, *f)));
+        for (is_new, f) in changes {
             let d = report.by_rule.entry(f.rule.clone()).or_default();
-            if n > 0 {
-                d.new += n as usize;
-                report.new_findings += n as usize;
+            if is_new {
+                d.new += 1;
+                report.new_findings += 1;
             } else {
-                d.vanished += (-n) as usize;
-                report.vanished_findings += (-n) as usize;
+                d.vanished += 1;
+                report.vanished_findings += 1;
             }
-            if d.examples.len() < 3 {
-                d.examples.push(format!(
-                    "{} {}: receipt {:?} line {:?}: {}",
-                    case.name,
-                    if n > 0 { "new" } else { "vanished" },
-                    f.receipt,
-                    f.line,
-                    f.message
-                ));
+            let example = format!(
+                "{} {}: receipt {:?} line {:?}: {}",
+                case.name,
+                if is_new { "new" } else { "vanished" },
+                f.receipt,
+                f.line,
+                f.message
+            );
+            // (a finding repeated n times is n changes but one example)
+            if d.examples.len() < 3 && !d.examples.contains(&example) {
+                d.examples.push(example);
             }
         }
     }
@@ -430,7 +417,7 @@ async fn validate(
     }
     let app2 = app.clone();
     let by = who.token_id;
-    let report = blocking(move || {
+    let report = blocking(move || -> Result<_, ApiError> {
         let report = if is_converter(&rec) {
             run_converter_validation(&app2, payer, &rec)?
         } else {
@@ -480,8 +467,7 @@ async fn approve(
     let need = app.config.payer(payer).approvals_required.max(1);
     let (store, by) = (app.store.clone(), who.token_id);
     let approver_payer = who.staff_payer().unwrap_or(payer);
-    let rec =
-        blocking(move || Ok(store.approve_plugin(payer, &rec.digest, by, approver_payer, need, now_ms())?)).await?;
+    let rec = blocking(move || store.approve_plugin(payer, &rec.digest, by, approver_payer, need, now_ms())).await?;
     Ok(Json(rec))
 }
 
@@ -495,7 +481,7 @@ async fn retire(
     staff(&who, payer)?;
     let rec = must_plugin(&app, payer, &digest).await?;
     let (store, by) = (app.store.clone(), who.token_id);
-    let rec = blocking(move || {
+    let rec = blocking(move || -> Result<_, ApiError> {
         let live: Vec<i64> = store
             .release_sets(payer)?
             .into_iter()
@@ -523,7 +509,7 @@ async fn releases(
     let payer = payer_of(&payer)?;
     staff_or_admin(&who, payer)?;
     let store = app.store.clone();
-    Ok(Json(blocking(move || Ok(store.release_sets(payer)?)).await?))
+    Ok(Json(blocking(move || store.release_sets(payer)).await?))
 }
 
 /// The payer's recent hot swaps (this process): when each activation or rollback was asked
@@ -586,7 +572,7 @@ async fn activate(
     }
     let app2 = app.clone();
     let by = who.token_id;
-    let set = blocking(move || {
+    let set = blocking(move || -> Result<_, ApiError> {
         // Load everything first: a set that cannot run is refused before it is recorded.
         app2.work.registry.checker(payer, &req.plugins).map_err(|e| bad("plugin-refused", e.to_string()))?;
         let set = app2.store.activate(payer, from, &req.plugins, by, &req.reason, now_ms())?;
@@ -616,7 +602,7 @@ async fn rollback(
     let reason = body.map(|b| b.0.reason).unwrap_or_default();
     let app2 = app.clone();
     let by = who.token_id;
-    let set = blocking(move || {
+    let set = blocking(move || -> Result<_, ApiError> {
         let sets = app2.store.release_sets(payer)?;
         if !sets.iter().any(|s| s.id == id) {
             return Err(ApiError::not_found(format!("{payer} has no release set {id}")));
@@ -644,7 +630,7 @@ async fn audit(
     let payer = payer_of(&payer)?;
     staff_or_admin(&who, payer)?;
     let store = app.store.clone();
-    Ok(Json(blocking(move || Ok(store.audit(payer, q.limit.unwrap_or(200))?)).await?))
+    Ok(Json(blocking(move || store.audit(payer, q.limit.unwrap_or(200))).await?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -674,7 +660,7 @@ async fn add_key(
         ));
     }
     let (store, by) = (app.store.clone(), who.token_id);
-    blocking(move || Ok(store.add_signing_key(payer, &k, by, now_ms())?)).await?;
+    blocking(move || store.add_signing_key(payer, &k, by, now_ms())).await?;
     Ok(StatusCode::CREATED)
 }
 
@@ -723,7 +709,7 @@ async fn list_regression(
     let payer = payer_of(&payer)?;
     staff_or_admin(&who, payer)?;
     let store = app.store.clone();
-    let cases = blocking(move || Ok(store.regression(payer)?)).await?;
+    let cases = blocking(move || store.regression(payer)).await?;
     Ok(Json(
         cases
             .iter()
@@ -739,7 +725,7 @@ async fn decisions(
 ) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
     crate::api::visible(&app, &who, id).await?;
     let store = app.store.clone();
-    let rows = blocking(move || Ok(store.decisions(id)?)).await?;
+    let rows = blocking(move || store.decisions(id)).await?;
     Ok(Json(
         rows.into_iter()
             .map(|(idx, d)| {

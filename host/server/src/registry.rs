@@ -205,13 +205,19 @@ impl Registry {
         self.swaps[&payer].lock().unwrap().iter().cloned().collect()
     }
 
-    /// The master set of a stored version (loaded once per digest).
+    /// The master set of a stored version (loaded once per digest). A probe (a version not
+    /// stored yet, digest empty: what a proposal is about to become) is decoded every time
+    /// and never cached: under one empty key every later proposal would get the first one's
+    /// set.
     pub fn master_set(&self, v: &tenken_store::MasterVersion) -> Result<Arc<tenken_master::MasterSet>, RegistryError> {
-        if let Some(s) = self.master_sets.lock().unwrap().get(&v.digest) {
+        let probe = v.digest.is_empty();
+        if !probe && let Some(s) = self.master_sets.lock().unwrap().get(&v.digest) {
             return Ok(s.clone());
         }
         let set = Arc::new((self.load_masters)(v).map_err(|message| RegistryError::Masters { id: v.id, message })?);
-        self.master_sets.lock().unwrap().insert(v.digest.clone(), set.clone());
+        if !probe {
+            self.master_sets.lock().unwrap().insert(v.digest.clone(), set.clone());
+        }
         Ok(set)
     }
 

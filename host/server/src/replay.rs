@@ -40,28 +40,25 @@ pub fn replay(config: &Config, id: i64) -> anyhow::Result<ReplayOutcome> {
     let mut jobs: HashMap<(Vec<String>, i64), (Arc<Checker>, Arc<tenken_check::FileJob>)> = HashMap::new();
     let mut out = ReplayOutcome { chunks: 0, findings: 0, mismatches: Vec::new() };
     for (idx, decision) in store.decisions(id)? {
-        let d: serde_json::Value = serde_json::from_str(&decision).context("decision record unreadable")?;
         let mut got: Vec<Finding> = Vec::new();
         if idx == 0 {
             got.extend(claim.parse_findings.iter().cloned());
         }
-        for e in d["sets"].as_array().into_iter().flatten() {
-            let mv =
-                e["master_version"].as_i64().with_context(|| format!("chunk {idx}: no master version recorded"))?;
+        for e in entries(idx, &decision)? {
+            let mv = e.master_version;
             if !master_sets.contains_key(&mv) {
                 let v = versions
                     .iter()
                     .find(|v| v.id == mv)
-                    .with_context(|| format!("master version {mv} is not in the store"))?;
-                let set = loader(v).map_err(anyhow::Error::msg)?;
-                if Some(set.digest().as_str()) != e["masters"].as_str() {
-                    bail!("master version {mv} no longer has the recorded digest {}", e["masters"]);
+                    .with_context(|| format!("chunk {idx}: master version {mv} is not in the store"))?;
+                let set = loader(v).map_err(|e| anyhow::anyhow!("chunk {idx}: master version {mv}: {e}"))?;
+                if set.digest() != e.masters {
+                    bail!("master version {mv} no longer has the recorded digest {}", e.masters);
                 }
                 master_sets.insert(mv, Arc::new(set));
             }
             let masters = master_sets[&mv].clone();
-            let digests: Vec<String> =
-                e["plugins"].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_owned)).collect();
+            let digests = e.plugins;
             let key = (digests.clone(), mv);
             if !jobs.contains_key(&key) {
                 let mut list = Vec::new();
@@ -82,19 +79,22 @@ pub fn replay(config: &Config, id: i64) -> anyhow::Result<ReplayOutcome> {
                 jobs.insert(key.clone(), (checker, job));
             }
             let (checker, job) = &jobs[&key];
-            match receipts(idx, e)? {
+            match e.receipts {
                 Some(r) => got.extend(checker.check_range(job, r)),
                 None => got.extend(checker.check_file_level(job)),
             }
         }
-        let want: Vec<Finding> = serde_json::from_str(stored.get(&idx).map(String::as_str).unwrap_or("[]"))?;
+        let want: Vec<Finding> = serde_json::from_str(stored.get(&idx).map(String::as_str).unwrap_or("[]"))
+            .with_context(|| format!("chunk {idx}: the stored findings are unreadable"))?;
         out.chunks += 1;
         out.findings += got.len();
-        if got != want {
-            let extra = got.iter().filter(|f| !want.contains(f)).count();
-            let missing = want.iter().filter(|f| !got.contains(f)).count();
-            out.mismatches
-                .push((idx, format!("{extra} finding(s) not stored, {missing} stored finding(s) not reproduced")));
+        // The same findings, counted (one definition of "the same finding": crate::delta).
+        let d = crate::delta::delta(&want, &got);
+        if !d.is_empty() {
+            out.mismatches.push((
+                idx,
+                format!("{} finding(s) not stored, {} stored finding(s) not reproduced", d.new.len(), d.vanished.len()),
+            ));
         }
     }
     if out.chunks == 0 {
@@ -103,13 +103,53 @@ pub fn replay(config: &Config, id: i64) -> anyhow::Result<ReplayOutcome> {
     Ok(out)
 }
 
-/// The receipt range a decision entry names (None: the file-level checks).
+/// One entry of a chunk's decision record: what to run on which receipts.
+#[derive(Debug)]
+struct Entry {
+    master_version: i64,
+    /// The master set's digest when the chunk ran.
+    masters: String,
+    plugins: Vec<String>,
+    /// None: the file-level checks (chunk 0).
+    receipts: Option<std::ops::Range<usize>>,
+}
+
+/// Reads a stored decision record. Stored data can be damaged or written by another
+/// version: anything missing or malformed is an error naming the chunk and the field,
+/// never a panic (and never silently skipped, which would "reproduce" nothing).
+fn entries(idx: u32, decision: &str) -> anyhow::Result<Vec<Entry>> {
+    let d: serde_json::Value =
+        serde_json::from_str(decision).with_context(|| format!("chunk {idx}: the decision record is not JSON"))?;
+    let sets = d["sets"].as_array().filter(|s| !s.is_empty()).with_context(|| {
+        format!("chunk {idx}: the decision record names no release set (\"sets\" is {})", d["sets"])
+    })?;
+    sets.iter()
+        .enumerate()
+        .map(|(n, e)| {
+            let field = |name: &str| format!("chunk {idx}: decision entry {n}: \"{name}\" is {}", e[name]);
+            let master_version = e["master_version"].as_i64().with_context(|| field("master_version"))?;
+            let masters = e["masters"].as_str().with_context(|| field("masters"))?.to_owned();
+            let plugins = e["plugins"]
+                .as_array()
+                .filter(|p| !p.is_empty())
+                .and_then(|p| p.iter().map(|d| d.as_str().map(str::to_owned)).collect::<Option<Vec<_>>>())
+                .with_context(|| field("plugins"))?;
+            Ok(Entry { master_version, masters, plugins, receipts: receipts(idx, e)? })
+        })
+        .collect()
+}
+
+/// The receipt range a decision entry names: `[start, end]` with start ≤ end, or null for
+/// the file-level checks.
 fn receipts(idx: u32, e: &serde_json::Value) -> anyhow::Result<Option<std::ops::Range<usize>>> {
-    let _ = idx;
-    Ok(match e["receipts"].as_array() {
-        Some(r) => Some(r[0].as_u64().unwrap_or(0) as usize..r[1].as_u64().unwrap_or(0) as usize),
-        None => None,
-    })
+    let r = &e["receipts"];
+    if r.is_null() {
+        return Ok(None);
+    }
+    match r.as_array().map(|a| a.iter().map(serde_json::Value::as_u64).collect::<Vec<_>>()).as_deref() {
+        Some(&[Some(a), Some(b)]) if a <= b => Ok(Some(a as usize..b as usize)),
+        _ => bail!("chunk {idx}: the decision record's \"receipts\" is {r}, not [start, end] with start ≤ end"),
+    }
 }
 
 #[cfg(test)]
@@ -137,5 +177,30 @@ mod tests {
         assert_eq!(receipts(1, &ok).unwrap(), Some(2..5));
         let file: serde_json::Value = serde_json::from_str(r#"{"receipts": null}"#).unwrap();
         assert_eq!(receipts(0, &file).unwrap(), None);
+    }
+
+    #[test]
+    fn a_decision_record_missing_what_to_replay_is_an_error_naming_it() {
+        let good = r#"{"master_version": 1, "masters": "ab", "plugins": ["sha256:1"], "receipts": [0, 4]}"#;
+        let e = entries(2, &format!(r#"{{"node": "n", "sets": [{good}]}}"#)).unwrap();
+        assert_eq!((e[0].master_version, e[0].receipts.clone()), (1, Some(0..4)));
+        for (bad, says) in [
+            ("not json".to_owned(), "not JSON"),
+            (r#"{"node": "n"}"#.to_owned(), "sets"),
+            (r#"{"sets": []}"#.to_owned(), "sets"),
+            (r#"{"sets": [{"masters": "ab", "plugins": ["x"], "receipts": null}]}"#.to_owned(), "master_version"),
+            (r#"{"sets": [{"master_version": 1, "plugins": ["x"]}]}"#.to_owned(), "masters"),
+            (r#"{"sets": [{"master_version": 1, "masters": "ab", "plugins": []}]}"#.to_owned(), "plugins"),
+            (r#"{"sets": [{"master_version": 1, "masters": "ab", "plugins": [3]}]}"#.to_owned(), "plugins"),
+            (
+                format!(
+                    r#"{{"sets": [{good}, {{"master_version": 1, "masters": "ab", "plugins": ["x"], "receipts": [9]}}]}}"#
+                ),
+                "receipts",
+            ),
+        ] {
+            let err = entries(2, &bad).expect_err(&bad).to_string();
+            assert!(err.contains("chunk 2") && err.contains(says), "{bad}: {err}");
+        }
     }
 }
