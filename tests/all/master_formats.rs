@@ -2,28 +2,11 @@
 //! stored as `ssk-csv`, while kokuho staff send 差分 in their own `kokuho-fixed`; a proposal
 //! with `base` mixes both, and every source must be decoded by its own format's converter.
 
-use std::time::Duration;
-
 use serde_json::{Value, json};
 use tenken_model::MasterKind;
 
 use crate::common;
 use crate::server_util::*;
-
-fn post_bytes(url: &str, token: &str, path: &str, bytes: &[u8]) -> (u16, Value) {
-    let mut r = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(60)))
-        .build()
-        .new_agent()
-        .post(format!("{url}{path}"))
-        .header("Authorization", format!("Bearer {token}"))
-        .send(bytes)
-        .unwrap();
-    let status = r.status().as_u16();
-    let text = r.body_mut().read_to_string().unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
-}
 
 /// A 差分 for the demo procedure master in kokuho's fixed-width format: the demo's revised
 /// procedure at `points` 点 (the demo diff has it at 28), named as SSK names 差分 files.

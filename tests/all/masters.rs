@@ -10,20 +10,6 @@ use tenken_model::Payer;
 use crate::common;
 use crate::server_util::*;
 
-fn post_bytes(url: &str, token: &str, path: &str, bytes: &[u8]) -> (u16, Value) {
-    let mut r = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .new_agent()
-        .post(format!("{url}{path}"))
-        .header("Authorization", format!("Bearer {token}"))
-        .send(bytes)
-        .unwrap();
-    let status = r.status().as_u16();
-    let text = r.body_mut().read_to_string().unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
-}
-
 fn claim(seed: u64, payer: Payer) -> Vec<u8> {
     let opts = tenken_gen::GenOptions { receipts: 40, institutions: 1, seed, payer: Some(payer), ..Default::default() };
     tenken_gen::generate(&opts, &common::demo_masters()).unwrap().remove(0).bytes

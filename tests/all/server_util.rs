@@ -206,6 +206,15 @@ pub fn submit(url: &str, token: &str, bytes: &[u8], key: Option<&str>) -> Resp {
     try_submit(url, token, "/v1/submissions", bytes, key).expect("server answers")
 }
 
+/// POST raw bytes (a master file, a plugin component) with a bearer token.
+pub fn post_bytes(url: &str, token: &str, path: &str, bytes: &[u8]) -> (u16, Value) {
+    let mut r =
+        agent().post(format!("{url}{path}")).header("Authorization", format!("Bearer {token}")).send(bytes).unwrap();
+    let status = r.status().as_u16();
+    let text = r.body_mut().read_to_string().unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
 pub fn get(url: &str, token: &str, path: &str) -> (u16, Value) {
     let r = finish(agent().get(format!("{url}{path}")).header("Authorization", format!("Bearer {token}")).call())
         .expect("server answers");
