@@ -55,7 +55,8 @@ pub trait SubmissionStore: Send + Sync {
     /// returning after idling does not jump), oldest first within one. A chunk is claimable
     /// when nobody holds it or its holder's lease has lapsed; each claim gets a new fence.
     fn claim_chunks(&self, node: NodeId, payer: Payer, n: u32, now_ms: i64) -> Result<Vec<ChunkClaim>, StoreError>;
-    /// Chunks of `payer` waiting for a worker (unclaimed, or held by a lapsed node).
+    /// Chunks of `payer` waiting for a worker: unclaimed ones (a lapsed node's claims are
+    /// counted once the next claim of that payer has released them).
     fn backlog(&self, payer: Payer, now_ms: i64) -> Result<u64, StoreError>;
     /// Records a chunk's findings if `result.fence` is the chunk's current claim and the
     /// claiming node's lease is valid.
