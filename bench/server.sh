@@ -168,7 +168,7 @@ start_server() {
     for code in "${CODES[@]}"; do
         TOKENS+=("$(env "${COMMON_ENV[@]}" "$@" "$BIN" token create --data-dir "$SERVER_DIR" --institution "$code" 2>/dev/null)")
     done
-    env "${COMMON_ENV[@]}" "$@" "$BIN" serve --listen 127.0.0.1:0 --data-dir "$SERVER_DIR" --windows always-open \
+    env "${COMMON_ENV[@]}" "$@" "$BIN" serve --listen 127.0.0.1:0 --data-dir "$SERVER_DIR" --demo-masters --windows always-open \
         >"$SERVER_DIR.out" 2>"$SERVER_DIR.log" &
     SERVER_PID=$!
     PIDS+=("$SERVER_PID")

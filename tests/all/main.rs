@@ -16,5 +16,6 @@ mod lifecycle;
 mod master_formats;
 mod masters;
 mod migrate;
+mod registry;
 mod server;
 mod server_util;

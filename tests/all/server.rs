@@ -558,3 +558,118 @@ fn tenken_submit_waits_and_prints_findings() {
     assert_eq!(out.status.code(), local_code);
     assert!(json["findings"].as_array().unwrap().iter().any(|f| f["rule"] == "diagnosis.missing"));
 }
+
+/// Defect 13: every connection over `connections_max` got its own task to be refused, with
+/// no bound. Now refusing is bounded too: beyond `refusals_inflight_max` a connection is
+/// closed at once, without an answer, and counted.
+#[test]
+fn refusing_connections_is_bounded_too() {
+    use std::io::{Read, Write};
+    let server = Server::start(&[
+        ("ADMISSION__CONNECTIONS_MAX", "1"),
+        ("ADMISSION__REFUSALS_INFLIGHT_MAX", "1"),
+        ("ADMISSION__REFUSAL_TIMEOUT_MS", "20000"),
+        ("ADMISSION__HEADER_READ_TIMEOUT_MS", "20000"),
+    ]);
+    let addr = server.url.trim_start_matches("http://").to_owned();
+    let connect = || {
+        let s = std::net::TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s
+    };
+    let request = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let answer = |s: &mut std::net::TcpStream| {
+        let mut buf = Vec::new();
+        let _ = s.read_to_end(&mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    };
+    // A holds the one connection slot (headers never finished); B holds the one refusal slot.
+    let mut a = connect();
+    a.write_all(b"GET /healthz HTTP/1.1\r\n").unwrap();
+    let b = connect();
+    // C is over both bounds: closed at once, with nothing written.
+    let t0 = Instant::now();
+    let mut c = connect();
+    let _ = c.write_all(request);
+    let got = answer(&mut c);
+    assert!(got.is_empty(), "a connection over the refusal bound got an answer instead of a close: {got:?}");
+    assert!(t0.elapsed() < Duration::from_secs(5), "dropping took {:?}", t0.elapsed());
+    // Once B goes, refusals are answered again (503 + Retry-After), not dropped.
+    drop(b);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut d = connect();
+        let _ = d.write_all(request);
+        let got = answer(&mut d);
+        if got.starts_with("HTTP/1.1 503") {
+            assert!(got.to_ascii_lowercase().contains("retry-after"), "{got}");
+            assert!(got.contains("too-many-connections"), "{got}");
+            break;
+        }
+        assert!(got.is_empty(), "unexpected answer {got:?}");
+        assert!(Instant::now() < deadline, "refusals never resumed after the refusing connection closed");
+    }
+    // A goes too: the server serves again, and counted the dropped connection.
+    let _ = a.write_all(b"\r\n");
+    drop(a);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let metrics = loop {
+        let r = get_raw(&server.url, &[], "/metrics");
+        if r.status == 200 {
+            break r.body.to_string();
+        }
+        assert!(Instant::now() < deadline, "server did not serve again: {}", r.status);
+    };
+    assert!(metrics.contains("connection-dropped"), "dropped connections are not counted:\n{metrics}");
+}
+
+/// `tenken_server::run(config, listener, shutdown)` runs in-process (mini-redis's shape):
+/// the caller binds the listener and decides when to stop.
+#[test]
+fn the_server_runs_in_process_and_stops_when_its_shutdown_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir_path = dir.path().to_path_buf();
+    let mut config = tenken_server::Config {
+        data_dir: dir.path().to_path_buf(),
+        cache_dir: Some(crate::common::cache_dir()),
+        ..tenken_server::Config::default()
+    };
+    config.windows.mode = tenken_server::config::WindowMode::AlwaysOpen;
+    // No --demo-masters: the server starts, names the payers it cannot check for, and
+    // refuses their claims with what to do, instead of checking against demo tariffs.
+    let file = claim(5, 91, Payer::Ssk);
+    let institution = institution_of(&file);
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(tenken_server::run(config, listener, async move {
+            let _ = stopped.await;
+        }));
+        // The connection waits in the backlog until the server serves: no polling.
+        let u = url.clone();
+        let health = tokio::task::spawn_blocking(move || get_raw(&u, &[], "/healthz")).await.unwrap();
+        assert_eq!(health.status, 200);
+        let u = url.clone();
+        let ready = tokio::task::spawn_blocking(move || get_raw(&u, &[], "/readyz")).await.unwrap();
+        assert_eq!(ready.status, 200, "{}", ready.body);
+        let text = ready.body.as_str().unwrap_or_default().to_owned();
+        assert!(text.contains("ssk: not ready") && text.contains("kokuho: not ready"), "{text}");
+        assert!(text.contains("tenken master import"), "readyz says what to do: {text}");
+        let u = url.clone();
+        let data_dir = dir_path.clone();
+        let refused = tokio::task::spawn_blocking(move || {
+            let token = token_in(&data_dir, &["--institution", &institution]);
+            submit(&u, &token, &file, None)
+        })
+        .await
+        .unwrap();
+        let msg = assert_error(refused.status, &refused.body, 503, "payer-not-ready");
+        assert!(msg.contains("no master files") && msg.contains("tenken master import --payer ssk"), "{msg}");
+        stop.send(()).unwrap();
+        server.await.unwrap().expect("a clean stop");
+        let addr = url.trim_start_matches("http://").to_owned();
+        assert!(std::net::TcpStream::connect(addr).is_err(), "the listener is closed after run returns");
+    });
+}

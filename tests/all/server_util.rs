@@ -36,6 +36,8 @@ impl Server {
             ("WINDOWS__MODE".to_string(), "always-open".to_string()),
             ("CACHE_DIR".to_string(), format!("{:?}", common::cache_dir().display().to_string())),
             ("SCHEDULE__LEASE_MS".to_string(), "3000".to_string()),
+            // The project's demo masters (a server without masters refuses claims).
+            ("DEMO_MASTERS".to_string(), "true".to_string()),
         ];
         for (k, v) in env {
             all.retain(|(a, _)| a != k);
@@ -117,15 +119,7 @@ impl Server {
 
     /// `tenken token create … --data-dir <dir>` → the secret.
     pub fn token(&self, role: &[&str]) -> String {
-        let out = Command::new(bin())
-            .args(["token", "create"])
-            .args(role)
-            .arg("--data-dir")
-            .arg(self.dir.path())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+        token_in(self.dir.path(), role)
     }
 
     pub fn institution_token(&self, code: &str) -> String {
@@ -191,6 +185,13 @@ fn finish(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Result<Re
     let text = r.body_mut().with_config().limit(1 << 30).read_to_string().unwrap_or_default();
     let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
     Ok(Resp { status, body, headers })
+}
+
+/// `tenken token create ROLE… --data-dir DIR` → the secret.
+pub fn token_in(dir: &std::path::Path, role: &[&str]) -> String {
+    let out = Command::new(bin()).args(["token", "create"]).args(role).arg("--data-dir").arg(dir).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
 /// POSTs claim bytes; `Err` only for transport errors (connection refused, reset).

@@ -41,6 +41,11 @@ pub struct ServeArgs {
     /// (demos and development).
     #[arg(long)]
     windows: Option<String>,
+    /// Install the project's demo masters (made-up tariffs) for a payer without masters:
+    /// for trying tenken out. Without it, claims to a payer without masters are refused
+    /// until `tenken master import` installs real ones.
+    #[arg(long)]
+    demo_masters: bool,
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     print_config: bool,
@@ -50,6 +55,9 @@ pub fn serve(args: ServeArgs) -> Result<()> {
     let mut config = args.config.load()?;
     if let Some(l) = args.listen {
         config.listen = l;
+    }
+    if args.demo_masters {
+        config.demo_masters = true;
     }
     if let Some(w) = &args.windows {
         config.windows.mode = match w.as_str() {
@@ -63,11 +71,16 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         return Ok(());
     }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("tenken-http").build()?;
-    rt.block_on(tenken_server::run(config, |addr| {
-        println!("tenken listening on http://{addr}");
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("listening on {} (is another server running there?)", config.listen))?;
+        // Connections wait in the backlog until the registry is built and serving starts.
+        println!("tenken starting on http://{}", listener.local_addr()?);
         use std::io::Write;
         let _ = std::io::stdout().flush();
-    }))
+        tenken_server::run(config, listener, tenken_server::shutdown_signal()).await
+    })
 }
 
 #[derive(clap::Subcommand)]

@@ -141,7 +141,15 @@ async fn healthz() -> &'static str {
 
 async fn readyz(State(app): AppState) -> Response {
     if app.ready.load(Ordering::SeqCst) {
-        "ready\n".into_response()
+        // Serving; a payer that cannot check claims yet is named (each payer is its own
+        // bulkhead, so the server is ready for the other one).
+        let mut text = String::from("ready\n");
+        for payer in Payer::ALL {
+            if let Some(why) = app.work.registry.table(payer).not_ready() {
+                text.push_str(&format!("{payer}: not ready: {}\n", why.message(payer)));
+            }
+        }
+        text.into_response()
     } else {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not-ready", "starting or shutting down")
             .retry_after(1)
@@ -395,6 +403,10 @@ async fn submit(
             "the IR record's 請求年月 (field 8) is missing or not a month, so the file cannot be placed in a billing window",
         )));
     };
+    if let Some(why) = app.work.registry.table(payer).not_ready() {
+        // Not retryable by the client: the operator (or staff) must act first.
+        return Err(app.refuse(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "payer-not-ready", why.message(payer))));
+    }
     let now = now_ms();
     check_window(&app, payer, &month, now).await?;
     let pw = app.work.payer(payer);

@@ -20,6 +20,10 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Where compiled plugin artifacts are cached; default `<data_dir>/artifacts`.
     pub cache_dir: Option<PathBuf>,
+    /// Install the project's demo masters (made-up tariffs, for trying tenken out) for a
+    /// payer that has none. Off by default: a server without masters refuses claims with a
+    /// message saying how to install them, instead of checking them against demo tariffs.
+    pub demo_masters: bool,
     pub windows: WindowConfig,
     pub admission: Admission,
     pub schedule: Schedule,
@@ -35,6 +39,7 @@ impl Default for Config {
             listen: "127.0.0.1:8080".parse().expect("literal address"),
             data_dir: PathBuf::from("tenken-data"),
             cache_dir: None,
+            demo_masters: false,
             windows: WindowConfig::default(),
             admission: Admission::default(),
             schedule: Schedule::default(),
@@ -80,6 +85,11 @@ pub struct Admission {
     pub uploads_inflight_max: u32,
     /// Open connections; beyond, a connection is answered 503 and closed.
     pub connections_max: u32,
+    /// Connections being refused (answered 503) at once; beyond, a connection is closed
+    /// without an answer, so a surge can never grow the server's task count unbounded.
+    pub refusals_inflight_max: u32,
+    /// Longest a refusal may take (reading the request, writing the 503), in milliseconds.
+    pub refusal_timeout_ms: u64,
     /// Bytes of an oversized body read and discarded before answering 413, so that an
     /// ordinary client that sends its whole body first gets the answer instead of a broken
     /// connection; larger bodies are answered at once and the connection closed.
@@ -111,6 +121,8 @@ impl Default for Admission {
             uploads_inflight_max: 512,
             body_drain_bytes_max: 16 * 1024 * 1024,
             connections_max: 4096,
+            refusals_inflight_max: 256,
+            refusal_timeout_ms: 2_000,
             header_read_timeout_ms: 10_000,
             body_read_timeout_ms: 60_000,
             submissions_per_institution_per_minute_max: 60,
@@ -152,6 +164,12 @@ pub struct Schedule {
     /// 19). Above 0, a CPU that both want goes to accepting submissions first: acceptance
     /// must stay quick under a surge, checking is asynchronous and catches up after.
     pub check_worker_nice: u8,
+    /// Loaded plugins (and, separately, converters) kept in memory beyond those in a live
+    /// release set, entries (least recently used go first).
+    pub registry_plugins_idle_max: u32,
+    /// Decoded master sets kept beyond those in force, entries (each is tens of MB for the
+    /// real masters).
+    pub registry_master_sets_idle_max: u32,
 }
 
 impl Default for Schedule {
@@ -167,6 +185,8 @@ impl Default for Schedule {
             auto_rollback_failure_rate_max: 0.5,
             store_group_commit_max: 512,
             check_worker_nice: 5,
+            registry_plugins_idle_max: 32,
+            registry_master_sets_idle_max: 4,
         }
     }
 }

@@ -69,6 +69,7 @@ impl From<StoreError> for ApiError {
                     tenken_store::Refusal::SelfApproval => "self-approval",
                     tenken_store::Refusal::OtherPayer { .. } => "other-payer",
                     tenken_store::Refusal::NotApprovable { .. } => "not-validated",
+                    tenken_store::Refusal::InUse { .. } => "in-use",
                     tenken_store::Refusal::NotApproved { .. } | tenken_store::Refusal::MasterNotApproved { .. } => {
                         "not-approved"
                     }

@@ -34,6 +34,7 @@ use tenken_store::Store;
 use tenken_store_sqlite::{SqliteStore, StoreOptions};
 
 pub use config::Config;
+pub use serve::shutdown_signal;
 
 /// The masters directory of a payer.
 pub fn masters_dir(config: &Config, payer: Payer) -> PathBuf {
@@ -56,14 +57,19 @@ pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     Ok(Arc::new(store))
 }
 
-/// First start: the demo masters for each payer whose masters directory is the default.
-fn seed(config: &Config) -> anyhow::Result<()> {
+/// With `demo_masters`: the project's demo masters for each payer whose masters directory is
+/// the default and does not exist yet (first start). Without it nothing is written: a payer
+/// without masters refuses claims (see `Releases::not_ready`).
+pub fn seed(config: &Config) -> anyhow::Result<()> {
+    if !config.demo_masters {
+        return Ok(());
+    }
     for payer in Payer::ALL {
         let dir = masters_dir(config, payer);
         if config.payer(payer).masters_dir.is_none() && !dir.exists() {
             tenken_master::demo::write_demo_masters(&dir)
                 .with_context(|| format!("writing the demo masters to {}", dir.display()))?;
-            tracing::info!(%payer, dir = %dir.display(), "installed the demo masters (replace with `tenken master import`)");
+            tracing::warn!(%payer, dir = %dir.display(), "installed the DEMO masters (made-up tariffs; replace with `tenken master import`)");
         }
     }
     Ok(())
@@ -72,7 +78,7 @@ fn seed(config: &Config) -> anyhow::Result<()> {
 /// Loads each payer's masters, registers the bundled plugins (and `plugins_extra`) as
 /// approved system plugins, activates them as the first release set when the payer has
 /// none, and builds the live registry.
-fn build_registry(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<registry::Registry> {
+pub fn build_registry(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<registry::Registry> {
     let cache = config.cache_dir.clone().unwrap_or_else(|| config.data_dir.join("artifacts"));
     let runtime = Arc::new(tenken_runtime::Runtime::new(&config.limits, Some(&cache))?);
     let now = work::now_ms();
@@ -87,8 +93,20 @@ fn build_registry(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<regi
     let converters = Arc::new(converters);
     let loader = master_loader(store.clone(), converters.clone());
     for payer in Payer::ALL {
-        if !store.master_versions(payer)?.iter().any(|v| v.state == "active") {
-            let dir = masters_dir(config, payer);
+        let dir = masters_dir(config, payer);
+        let configured = config.payer(payer).masters_dir.is_some();
+        anyhow::ensure!(
+            !configured || dir.exists(),
+            "{payer}.masters_dir {} does not exist; fix the setting or remove it",
+            dir.display()
+        );
+        if !store.master_versions(payer)?.iter().any(|v| v.state == "active") && !dir.exists() {
+            tracing::warn!(
+                %payer,
+                dir = %dir.display(),
+                "no masters: claims to {payer} are refused until `tenken master import --payer {payer} DIR` installs them (or start with --demo-masters to try tenken out)"
+            );
+        } else if !store.master_versions(payer)?.iter().any(|v| v.state == "active") {
             let v = install_masters_dir(
                 &*store,
                 &dir,
@@ -133,7 +151,12 @@ fn build_registry(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<regi
         store.activate(payer, None, &digests, 0, "bundled defaults (first start)", now)?;
         tracing::info!(%payer, plugins = digests.len(), "first release set activated");
     }
-    let reg = registry::Registry::new(store, runtime, config.limits.clone(), Box::new(loader), converters)?;
+    let cache_limits = registry::CacheLimits {
+        plugins_idle_max: config.schedule.registry_plugins_idle_max as usize,
+        master_sets_idle_max: config.schedule.registry_master_sets_idle_max as usize,
+    };
+    let reg =
+        registry::Registry::new(store, runtime, config.limits.clone(), Box::new(loader), converters, cache_limits)?;
     for payer in Payer::ALL {
         let t = reg.table(payer);
         tracing::info!(%payer, sets = t.sets.len(), masters = t.masters.len(), "rules ready");
@@ -229,8 +252,14 @@ pub fn install_masters_dir(
     Ok(store.install_master(payer, None, &set.digest(), &sources, actor, reason, now)?)
 }
 
-/// Runs the server until SIGINT/SIGTERM. `on_listening` gets the bound address.
-pub async fn run(config: Config, on_listening: impl FnOnce(SocketAddr)) -> anyhow::Result<()> {
+/// Runs the server on `listener` until `shutdown` completes (mini-redis's `server::run`
+/// shape: `tenken serve` passes [`shutdown_signal`], a test a channel). `config.listen` is
+/// not used here: the caller bound the listener.
+pub async fn run(
+    config: Config,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     seed(&config)?;
@@ -302,7 +331,7 @@ pub async fn run(config: Config, on_listening: impl FnOnce(SocketAddr)) -> anyho
         boot,
         config: config.clone(),
     });
-    let result = serve::serve(app, on_listening).await;
+    let result = serve::serve(app, listener, shutdown).await;
     tracing::info!("stopping workers; queued chunks stay pending for the next start");
     tokio::task::spawn_blocking(move || {
         work.shutdown();
@@ -319,7 +348,8 @@ fn seed_regression(limits: &tenken_limits::Limits, work: &work::Work, store: &Ar
         if !store.regression(payer)?.is_empty() {
             continue;
         }
-        let masters = work.registry.table(payer).current_masters().clone();
+        // A payer without masters gets its seeds once masters are installed (next start).
+        let Some(masters) = work.registry.table(payer).masters_now().cloned() else { continue };
         let opts = tenken_gen::GenOptions {
             receipts: 120,
             institutions: 2,

@@ -8,7 +8,7 @@
 //! memory by digest so activation and rollback never compile.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -46,6 +46,9 @@ pub struct Releases {
     pub cause: Option<SwapCause>,
     /// Set by the first unit of work that takes this table.
     first_used: AtomicBool,
+    /// The reload ticket this table was built under (0 for the table built at start): a
+    /// table is published only over one with a lower ticket, see `Registry::reload`.
+    ticket: u64,
 }
 
 /// What asked for a table swap, and when: to measure activation-to-first-use.
@@ -108,9 +111,51 @@ impl Releases {
         (self.index_for(month), self.master_for(month))
     }
 
-    /// The newest master version (for tools that need "the current master").
+    /// The newest master version (for tools that need "the current master"); None while
+    /// the payer has no masters (`not_ready`).
+    pub fn masters_now(&self) -> Option<&Arc<tenken_master::MasterSet>> {
+        self.masters.last().map(|m| &m.set)
+    }
+
+    /// The newest master version. Callers check `not_ready` first (a payer without masters
+    /// accepts no claims, so no check or proposal reaches here).
     pub fn current_masters(&self) -> &Arc<tenken_master::MasterSet> {
         &self.masters.last().expect("at least one master version").set
+    }
+
+    /// Why this payer cannot check claims yet, if it cannot: no master version or no
+    /// release set is active. Claims to it are refused with this message.
+    pub fn not_ready(&self) -> Option<NotReady> {
+        if self.masters.is_empty() {
+            Some(NotReady::NoMasters)
+        } else if self.sets.is_empty() {
+            Some(NotReady::NoRules)
+        } else {
+            None
+        }
+    }
+}
+
+/// Why a payer's table cannot check claims.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotReady {
+    NoMasters,
+    NoRules,
+}
+
+impl NotReady {
+    /// What the payer's clients and operator are told.
+    pub fn message(self, payer: Payer) -> String {
+        match self {
+            NotReady::NoMasters => format!(
+                "{payer} has no master files installed, so its claims cannot be checked; the operator installs them with \
+                 `tenken master import --payer {payer} DIR` and restarts the server (or starts it with --demo-masters to try tenken out)"
+            ),
+            NotReady::NoRules => format!(
+                "{payer} has no active rule set, so its claims cannot be checked; {payer} staff activate one \
+                 (`tenken plugin activate`)"
+            ),
+        }
     }
 }
 
@@ -118,10 +163,10 @@ pub struct Registry {
     pub store: Arc<dyn Store>,
     pub runtime: Arc<Runtime>,
     pub limits: Limits,
-    loaded: Mutex<HashMap<String, Arc<Plugin>>>,
-    loaded_converters: Mutex<HashMap<String, Arc<tenken_runtime::Converter>>>,
+    loaded: Mutex<Cache<Plugin>>,
+    loaded_converters: Mutex<Cache<tenken_runtime::Converter>>,
     /// Master sets by digest, loaded once.
-    master_sets: Mutex<HashMap<String, Arc<tenken_master::MasterSet>>>,
+    master_sets: Mutex<Cache<tenken_master::MasterSet>>,
     /// Decodes a master version's sources (through the converter plugins).
     load_masters: Box<MasterLoader>,
     pub converters: Arc<HashMap<String, Arc<tenken_runtime::Converter>>>,
@@ -129,6 +174,93 @@ pub struct Registry {
     swaps: HashMap<Payer, Mutex<VecDeque<SwapRecord>>>,
     /// Observes activation-to-first-use (seconds), per payer.
     pub on_first_use: Option<Box<dyn Fn(Payer, f64) + Send + Sync>>,
+    /// Reload tickets, taken before a reload reads the store.
+    tickets: AtomicU64,
+    /// Called by `reload` after building a table and before publishing it: a fault
+    /// injection point, so a test can hold one reload back while another one completes.
+    pub before_publish: Option<Box<dyn Fn(Payer, &SwapCause) + Send + Sync>>,
+}
+
+/// What a reload did with the table it built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reloaded {
+    /// The table is live.
+    Published,
+    /// A reload that started later had already published: its table was read after this
+    /// one's and so holds at least this one's change; this one was dropped.
+    Superseded,
+}
+
+/// How many loaded things the registry keeps beyond those the live tables use.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheLimits {
+    /// Loaded plugins and converters (each kind) not in a live table, entries.
+    pub plugins_idle_max: usize,
+    /// Decoded master sets not in a live table, entries (a real master set is tens of MB).
+    pub master_sets_idle_max: usize,
+}
+
+impl Default for CacheLimits {
+    fn default() -> CacheLimits {
+        CacheLimits { plugins_idle_max: 32, master_sets_idle_max: 4 }
+    }
+}
+
+/// How many entries each registry cache holds now (`GET /metrics` and tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheSizes {
+    pub plugins: usize,
+    pub converters: usize,
+    pub master_sets: usize,
+}
+
+/// Loaded things by digest. Bounded by what is *idle*: an entry that something else still
+/// holds (a live table's checker, a validation in progress) is in use and never evicted, so
+/// the cache is at most the live tables' contents plus `idle_max` entries; over that, the
+/// least recently used idle entries go first.
+struct Cache<T> {
+    entries: HashMap<String, (Arc<T>, u64)>,
+    clock: u64,
+    idle_max: usize,
+}
+
+impl<T> Cache<T> {
+    fn new(idle_max: usize) -> Cache<T> {
+        Cache { entries: HashMap::new(), clock: 0, idle_max }
+    }
+
+    fn get(&mut self, key: &str) -> Option<Arc<T>> {
+        self.clock += 1;
+        let clock = self.clock;
+        self.entries.get_mut(key).map(|(v, used)| {
+            *used = clock;
+            v.clone()
+        })
+    }
+
+    /// Inserts `value` (which the caller keeps using) and evicts idle entries over the bound.
+    fn insert(&mut self, key: String, value: Arc<T>) {
+        self.clock += 1;
+        // The new entry counts as idle (its caller lets go soon) but is never the one evicted.
+        let mut idle: Vec<(u64, String)> = self
+            .entries
+            .iter()
+            .filter(|(k, (v, _))| Arc::strong_count(v) == 1 && **k != key)
+            .map(|(k, (_, used))| (*used, k.clone()))
+            .collect();
+        self.entries.insert(key, (value, self.clock));
+        let keep = self.idle_max.saturating_sub(1);
+        if idle.len() > keep {
+            idle.sort();
+            for (_, k) in idle.drain(..idle.len() - keep) {
+                self.entries.remove(&k);
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
 }
 
 /// Builds the master set of a version from its stored sources.
@@ -142,8 +274,6 @@ pub enum RegistryError {
     Store(#[from] tenken_store::StoreError),
     #[error("plugin {digest} could not be loaded: {source}")]
     Load { digest: String, source: tenken_runtime::RuntimeError },
-    #[error("{payer} has no active release set or master version")]
-    NoRelease { payer: Payer },
 }
 
 impl Registry {
@@ -153,22 +283,25 @@ impl Registry {
         limits: Limits,
         load_masters: Box<MasterLoader>,
         converters: Arc<HashMap<String, Arc<tenken_runtime::Converter>>>,
+        cache: CacheLimits,
     ) -> Result<Registry, RegistryError> {
         let mut r = Registry {
             store,
             runtime,
             limits,
-            loaded: Mutex::new(HashMap::new()),
-            loaded_converters: Mutex::new(HashMap::new()),
-            master_sets: Mutex::new(HashMap::new()),
+            loaded: Mutex::new(Cache::new(cache.plugins_idle_max)),
+            loaded_converters: Mutex::new(Cache::new(cache.plugins_idle_max)),
+            master_sets: Mutex::new(Cache::new(cache.master_sets_idle_max)),
             load_masters,
             converters,
             tables: HashMap::new(),
             swaps: HashMap::new(),
             on_first_use: None,
+            tickets: AtomicU64::new(0),
+            before_publish: None,
         };
         for payer in Payer::ALL {
-            let t = r.build(payer, None)?;
+            let t = r.build(payer, None, 0)?;
             r.tables.insert(payer, ArcSwap::from_pointee(t));
             r.swaps.insert(payer, Mutex::new(VecDeque::new()));
         }
@@ -198,6 +331,15 @@ impl Registry {
             }
         }
         t
+    }
+
+    /// How many entries each cache holds now.
+    pub fn cache_sizes(&self) -> CacheSizes {
+        CacheSizes {
+            plugins: self.loaded.lock().unwrap().len(),
+            converters: self.loaded_converters.lock().unwrap().len(),
+            master_sets: self.master_sets.lock().unwrap().len(),
+        }
     }
 
     /// The payer's recent swaps, oldest first.
@@ -265,7 +407,7 @@ impl Registry {
         self.checker_with(plugins, self.table(payer).current_masters().clone())
     }
 
-    fn build(&self, payer: Payer, cause: Option<SwapCause>) -> Result<Releases, RegistryError> {
+    fn build(&self, payer: Payer, cause: Option<SwapCause>, ticket: u64) -> Result<Releases, RegistryError> {
         let mut masters: Vec<LiveMaster> = Vec::new();
         for v in self.store.master_versions(payer)?.iter().filter(|v| v.state == "active") {
             masters.push(LiveMaster {
@@ -285,34 +427,45 @@ impl Registry {
                 .collect::<Result<Vec<_>, _>>()?;
             sets.push(LiveSet { id: s.id, from: s.from_month, plugins: s.plugins.clone(), checkers });
         }
-        if sets.is_empty() || masters.is_empty() {
-            return Err(RegistryError::NoRelease { payer });
-        }
+        // An empty table is kept (not an error): the payer's claims are refused with
+        // `Releases::not_ready` until masters and rules are installed.
         sets.sort_by_key(|s| (s.from, s.id));
-        Ok(Releases { sets, masters, cause, first_used: AtomicBool::new(false) })
+        Ok(Releases { sets, masters, cause, first_used: AtomicBool::new(false), ticket })
     }
 
     /// Rebuilds the payer's table from the store and swaps it in. Everything is loaded
     /// before the swap, so a failure leaves the old table serving. `cause` says what asked
     /// for it (recorded, see `swaps`).
-    pub fn reload(&self, payer: Payer, cause: SwapCause) -> Result<(), RegistryError> {
-        let t = self.build(payer, Some(cause.clone()))?;
+    ///
+    /// Two reloads of one payer may run at once (two staff activating, an auto-rollback):
+    /// each takes a ticket before it reads the store and publishes only over a table with a
+    /// lower ticket. Every change reloads after it commits, so the reload with the highest
+    /// ticket read every committed change; an older table finishing last is dropped
+    /// (`Reloaded::Superseded`) instead of undoing a newer activation.
+    pub fn reload(&self, payer: Payer, cause: SwapCause) -> Result<Reloaded, RegistryError> {
+        let ticket = self.tickets.fetch_add(1, Ordering::SeqCst) + 1;
+        let t = self.build(payer, Some(cause.clone()), ticket)?;
+        if let Some(hook) = &self.before_publish {
+            hook(payer, &cause);
+        }
+        // The ring's lock serializes publishing: the ticket check and the store are one step.
         // Recorded before the swap (a pointer store, so "live" is now), so that the first use
         // always finds its record and never precedes it.
-        {
-            let mut ring = self.swaps[&payer].lock().unwrap();
-            if ring.len() >= SWAPS_KEPT_MAX {
-                ring.pop_front();
-            }
-            ring.push_back(SwapRecord {
-                action: cause.action.to_owned(),
-                subject: cause.subject,
-                requested_ms: cause.requested_ms,
-                swapped_after_ms: cause.requested.elapsed().as_secs_f64() * 1000.0,
-                first_use_after_ms: None,
-            });
+        let mut ring = self.swaps[&payer].lock().unwrap();
+        if self.tables[&payer].load().ticket > ticket {
+            return Ok(Reloaded::Superseded);
         }
+        if ring.len() >= SWAPS_KEPT_MAX {
+            ring.pop_front();
+        }
+        ring.push_back(SwapRecord {
+            action: cause.action.to_owned(),
+            subject: cause.subject,
+            requested_ms: cause.requested_ms,
+            swapped_after_ms: cause.requested.elapsed().as_secs_f64() * 1000.0,
+            first_use_after_ms: None,
+        });
         self.tables[&payer].store(Arc::new(t));
-        Ok(())
+        Ok(Reloaded::Published)
     }
 }

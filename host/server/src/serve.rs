@@ -2,7 +2,12 @@
 //!
 //! Why not `axum::serve`: it has no header read timeout and no connection bound. Over
 //! `connections_max`, a connection is still answered (503 + Retry-After, then closed)
-//! rather than reset, so a surge gets a clear answer instead of network errors.
+//! rather than reset, so a surge gets a clear answer instead of network errors. Refusing
+//! is bounded too (`refusals_inflight_max`, each within `refusal_timeout_ms`): beyond, the
+//! connection is closed at once, so a flood never grows the task count.
+//!
+//! The shape is mini-redis's `server::run(listener, shutdown)`: the caller binds the
+//! listener and decides what shutdown is (a signal for `tenken serve`, a channel in tests).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -16,12 +21,17 @@ use hyper_util::service::TowerToHyperService;
 use crate::api::{App, router};
 use crate::error::ApiError;
 
-pub async fn serve(app: Arc<App>, on_listening: impl FnOnce(std::net::SocketAddr)) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(app.config.listen).await?;
+pub async fn serve(
+    app: Arc<App>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     crate::write_addr_file(&app.config.data_dir, addr)?;
     let adm = app.config.admission.clone();
     let conns = Arc::new(tokio::sync::Semaphore::new(adm.connections_max.max(1) as usize));
+    let refusals = Arc::new(tokio::sync::Semaphore::new(adm.refusals_inflight_max.max(1) as usize));
+    let refusal_timeout = Duration::from_millis(adm.refusal_timeout_ms.max(1));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -30,9 +40,7 @@ pub async fn serve(app: Arc<App>, on_listening: impl FnOnce(std::net::SocketAddr
     let routes = router(app.clone());
     app.ready.store(true, Ordering::SeqCst);
     tracing::info!(%addr, "listening");
-    on_listening(addr);
 
-    let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -58,6 +66,11 @@ pub async fn serve(app: Arc<App>, on_listening: impl FnOnce(std::net::SocketAddr
                         });
                     }
                     Err(_) => {
+                        let Ok(refusing) = refusals.clone().try_acquire_owned() else {
+                            // Even refusing is at its bound: close (dropping the stream).
+                            app.metrics.refused("connection-dropped");
+                            continue;
+                        };
                         let retry = app.retry_after();
                         app.metrics.refused("too-many-connections");
                         let svc = tower::service_fn(move |_req: axum::extract::Request<hyper::body::Incoming>| async move {
@@ -72,10 +85,13 @@ pub async fn serve(app: Arc<App>, on_listening: impl FnOnce(std::net::SocketAddr
                             Ok::<_, std::convert::Infallible>(r)
                         });
                         let mut once = hyper::server::conn::http1::Builder::new();
-                        once.timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(2)).keep_alive(false);
+                        once.timer(TokioTimer::new()).header_read_timeout(refusal_timeout).keep_alive(false);
                         let conn = once.serve_connection(io, TowerToHyperService::new(svc));
                         tokio::spawn(async move {
-                            let _ = conn.await;
+                            // A client that sends its headers but never reads the answer
+                            // must not hold the slot either.
+                            let _ = tokio::time::timeout(refusal_timeout, conn).await;
+                            drop(refusing);
                         });
                     }
                 }
@@ -92,7 +108,8 @@ pub async fn serve(app: Arc<App>, on_listening: impl FnOnce(std::net::SocketAddr
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// SIGINT or SIGTERM: what `tenken serve` stops on.
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

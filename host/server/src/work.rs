@@ -268,7 +268,12 @@ impl Work {
         let idle = Duration::from_millis(self.options.idle_poll_ms.max(1));
         while !self.shutdown.load(Ordering::SeqCst) {
             let seen = *pw.wake.0.lock().unwrap();
-            let claim = match self.store.claim_chunks(self.node(), pw.payer, 1, now_ms()) {
+            // A payer without masters or rules claims nothing: its work waits (a data
+            // directory from before, or one whose masters an operator is installing).
+            let ready = self.registry.table(pw.payer).not_ready().is_none();
+            let claimed =
+                if ready { self.store.claim_chunks(self.node(), pw.payer, 1, now_ms()) } else { Ok(Vec::new()) };
+            let claim = match claimed {
                 Ok(mut c) => c.pop(),
                 Err(e) => {
                     tracing::warn!(payer = %pw.payer, error = %e, "claiming chunks failed; retrying");

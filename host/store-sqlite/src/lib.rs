@@ -1462,6 +1462,16 @@ impl RegistryStore for SqliteStore {
         let (digest, reason) = (digest.to_owned(), reason.to_owned());
         self.write(move |conn| {
             must_plugin(conn, payer, &digest)?;
+            if state == PluginState::Retired {
+                let sets: Vec<i64> = load_sets(conn, "WHERE payer = ?1 AND state = 'active'", [payer.as_str()])?
+                    .into_iter()
+                    .filter(|s| s.plugins.contains(&digest))
+                    .map(|s| s.id)
+                    .collect();
+                if !sets.is_empty() {
+                    return Err(StoreError::Refused(Refusal::InUse { digest: digest.clone(), sets }));
+                }
+            }
             conn.execute(
                 "UPDATE plugins SET state = ?3, validation = COALESCE(?4, validation) WHERE payer = ?1 AND digest = ?2",
                 params![payer.as_str(), digest, state.as_str(), validation],
@@ -1588,6 +1598,17 @@ impl RegistryStore for SqliteStore {
             let target = load_sets(conn, "WHERE id = ?1 AND payer = ?2", params![to, payer.as_str()])?
                 .pop()
                 .ok_or_else(|| StoreError::Corrupt(format!("{payer} has no release set {to}")))?;
+            // A plugin retired since the target set was live does not come back with it.
+            for d in &target.plugins {
+                if let Some(r) = load_plugins(conn, "WHERE payer = ?1 AND digest = ?2", params![payer.as_str(), d])?.pop()
+                    && r.state != PluginState::Approved
+                {
+                    return Err(StoreError::Refused(Refusal::NotApproved {
+                        digest: d.clone(),
+                        state: r.state.as_str().to_owned(),
+                    }));
+                }
+            }
             conn.execute(
                 "UPDATE release_sets SET state = 'rolled-back' WHERE payer = ?1 AND from_month = ?2 AND state = 'active' AND id != ?3",
                 params![payer.as_str(), month_to_sql(target.from_month), to],

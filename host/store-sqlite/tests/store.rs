@@ -329,3 +329,95 @@ fn months_stored_in_two_spellings_are_merged_by_the_migration() {
     assert_eq!(active.len(), 1, "{sets:?}");
     assert_eq!(active[0].reason, "new");
 }
+
+fn approved_plugin(store: &SqliteStore, payer: Payer, name: &str) -> String {
+    let digest = d_of(name.as_bytes());
+    store
+        .put_plugin(NewPlugin {
+            payer,
+            digest: digest.clone(),
+            bytes: name.as_bytes().to_vec(),
+            name: name.into(),
+            version: "1.0.0".into(),
+            contract: "tenken:check@1".into(),
+            info_json: "{}".into(),
+            uploaded_by: 1,
+            signed_by: None,
+            state: PluginState::Validated,
+            now_ms: 0,
+        })
+        .unwrap();
+    store.approve_plugin(payer, &digest, 2, payer, 1, 0).unwrap();
+    digest
+}
+
+fn is_live(store: &SqliteStore, payer: Payer, digest: &str) -> bool {
+    store
+        .release_sets(payer)
+        .unwrap()
+        .iter()
+        .any(|s| s.state == ReleaseState::Active && s.plugins.iter().any(|p| p == digest))
+}
+
+/// The retire-vs-activation race: the "in use" check used to live in the HTTP handler, so a
+/// retire could pass it, an activation of the plugin commit, and the retire commit after:
+/// a retired plugin checking claims. Both checks are in the store's transactions now.
+#[test]
+fn a_retire_racing_an_activation_never_leaves_a_retired_plugin_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path(), StoreOptions::default()).unwrap());
+    let payer = Payer::Ssk;
+    let base = approved_plugin(&store, payer, "base");
+
+    // In order, each way round.
+    let x = approved_plugin(&store, payer, "x-in-order");
+    store.activate(payer, None, &[base.clone(), x.clone()], 2, "with x", 1).unwrap();
+    let err = store.set_plugin_state(payer, &x, PluginState::Retired, None, 2, "retire", 2).unwrap_err();
+    assert!(matches!(err, StoreError::Refused(Refusal::InUse { .. })), "{err}");
+    store.activate(payer, None, std::slice::from_ref(&base), 2, "without x", 3).unwrap();
+    store.set_plugin_state(payer, &x, PluginState::Retired, None, 2, "retire", 4).unwrap();
+    let err = store.activate(payer, None, &[base.clone(), x.clone()], 2, "x again", 5).unwrap_err();
+    assert!(matches!(err, StoreError::Refused(Refusal::NotApproved { .. })), "{err}");
+    // Rolling back to the set that had x does not bring the retired plugin back either.
+    let with_x = store.release_sets(payer).unwrap().into_iter().find(|s| s.plugins.contains(&x)).unwrap();
+    let err = store.rollback(payer, with_x.id, 2, "back", 6).unwrap_err();
+    assert!(matches!(err, StoreError::Refused(Refusal::NotApproved { .. })), "{err}");
+    assert!(!is_live(&store, payer, &x));
+
+    // Raced: the two start together, many times; whichever commits first, the other is refused.
+    let (mut retired_first, mut activated_first) = (0, 0);
+    for round in 0..40 {
+        let x = approved_plugin(&store, payer, &format!("x-raced-{round}"));
+        let barrier = Arc::new(std::sync::Barrier::new(2));
+        let activation = {
+            let (store, barrier, set) = (store.clone(), barrier.clone(), vec![base.clone(), x.clone()]);
+            std::thread::spawn(move || {
+                barrier.wait();
+                store.activate(payer, None, &set, 2, "with x", 10)
+            })
+        };
+        let retire = {
+            let (store, barrier, x) = (store.clone(), barrier.clone(), x.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                store.set_plugin_state(payer, &x, PluginState::Retired, None, 3, "retire", 10)
+            })
+        };
+        let (activated, retired) = (activation.join().unwrap(), retire.join().unwrap());
+        assert!(activated.is_ok() != retired.is_ok(), "exactly one wins: {activated:?} / {retired:?}");
+        let state = store.plugin(payer, &x).unwrap().unwrap().state;
+        if retired.is_ok() {
+            retired_first += 1;
+            assert_eq!(state, PluginState::Retired);
+            assert!(!is_live(&store, payer, &x), "round {round}: a retired plugin is live");
+        } else {
+            activated_first += 1;
+            assert!(matches!(retired.unwrap_err(), StoreError::Refused(Refusal::InUse { .. })));
+            assert_eq!(state, PluginState::Approved);
+            assert!(is_live(&store, payer, &x));
+            // Back to the base set so that the next round starts alike.
+            store.activate(payer, None, std::slice::from_ref(&base), 2, "without x", 11).unwrap();
+        }
+    }
+    eprintln!("race: retire first {retired_first}, activation first {activated_first}");
+}

@@ -55,4 +55,6 @@ pub enum Refusal {
     MasterNotApproved { id: i64, needed: String },
     #[error("release set {id} is {state}; it cannot be rolled back to")]
     ReleaseState { id: i64, state: String },
+    #[error("plugin {digest} is in live release set(s) {sets:?}; activate sets without it first")]
+    InUse { digest: String, sets: Vec<i64> },
 }

@@ -124,6 +124,9 @@ pub trait RegistryStore: Send + Sync {
     fn put_plugin(&self, p: NewPlugin) -> Result<(PluginRecord, bool), StoreError>;
     fn plugin(&self, payer: Payer, digest: &str) -> Result<Option<PluginRecord>, StoreError>;
     fn plugins(&self, payer: Payer) -> Result<Vec<PluginRecord>, StoreError>;
+    /// Moves a plugin to `state`. Retiring is refused (in the transaction, so a racing
+    /// activation either commits first and the retire is refused, or after and is refused
+    /// itself) while an active release set uses the plugin: `Refusal::InUse`.
     #[allow(clippy::too_many_arguments)]
     fn set_plugin_state(
         &self,
