@@ -623,53 +623,99 @@ fn refusing_connections_is_bounded_too() {
     assert!(metrics.contains("connection-dropped"), "dropped connections are not counted:\n{metrics}");
 }
 
-/// `tenken_server::run(config, listener, shutdown)` runs in-process (mini-redis's shape):
-/// the caller binds the listener and decides when to stop.
-#[test]
-fn the_server_runs_in_process_and_stops_when_its_shutdown_completes() {
-    let dir = tempfile::tempdir().unwrap();
-    let dir_path = dir.path().to_path_buf();
-    let mut config = tenken_server::Config {
-        data_dir: dir.path().to_path_buf(),
-        cache_dir: Some(crate::common::cache_dir()),
-        ..tenken_server::Config::default()
-    };
-    config.windows.mode = tenken_server::config::WindowMode::AlwaysOpen;
-    // No --demo-masters: the server starts, names the payers it cannot check for, and
-    // refuses their claims with what to do, instead of checking against demo tariffs.
-    let file = claim(5, 91, Payer::Ssk);
-    let institution = institution_of(&file);
+/// A server in this process (`tenken_server::run_with`, mini-redis's `run(listener,
+/// shutdown)` shape) on `clock`, for the duration of `f(url)`; then it is stopped and must
+/// stop cleanly, with its listener closed.
+fn in_process<T: Send + 'static>(
+    config: tenken_server::Config,
+    clock: std::sync::Arc<dyn tenken_server::clock::Clock>,
+    f: impl FnOnce(String) -> T + Send + 'static,
+) -> T {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(tenken_server::run(config, listener, async move {
-            let _ = stopped.await;
-        }));
-        // The connection waits in the backlog until the server serves: no polling.
+        let server = tokio::spawn(tenken_server::run_with(
+            config,
+            listener,
+            async move {
+                let _ = stopped.await;
+            },
+            clock,
+        ));
+        // Blocking HTTP calls off the runtime; a connection made before the server serves
+        // waits in the listen backlog, so there is nothing to poll for.
         let u = url.clone();
-        let health = tokio::task::spawn_blocking(move || get_raw(&u, &[], "/healthz")).await.unwrap();
-        assert_eq!(health.status, 200);
-        let u = url.clone();
-        let ready = tokio::task::spawn_blocking(move || get_raw(&u, &[], "/readyz")).await.unwrap();
-        assert_eq!(ready.status, 200, "{}", ready.body);
-        let text = ready.body.as_str().unwrap_or_default().to_owned();
-        assert!(text.contains("ssk: not ready") && text.contains("kokuho: not ready"), "{text}");
-        assert!(text.contains("tenken master import"), "readyz says what to do: {text}");
-        let u = url.clone();
-        let data_dir = dir_path.clone();
-        let refused = tokio::task::spawn_blocking(move || {
-            let token = token_in(&data_dir, &["--institution", &institution]);
-            submit(&u, &token, &file, None)
-        })
-        .await
-        .unwrap();
-        let msg = assert_error(refused.status, &refused.body, 503, "payer-not-ready");
-        assert!(msg.contains("no master files") && msg.contains("tenken master import --payer ssk"), "{msg}");
+        let out = tokio::task::spawn_blocking(move || f(u)).await;
         stop.send(()).unwrap();
         server.await.unwrap().expect("a clean stop");
         let addr = url.trim_start_matches("http://").to_owned();
         assert!(std::net::TcpStream::connect(addr).is_err(), "the listener is closed after run returns");
+        out.unwrap()
+    })
+}
+
+fn in_process_config(dir: &std::path::Path) -> tenken_server::Config {
+    tenken_server::Config {
+        data_dir: dir.to_path_buf(),
+        cache_dir: Some(crate::common::cache_dir()),
+        ..tenken_server::Config::default()
+    }
+}
+
+/// Without `--demo-masters` the server starts, names the payers it cannot check for, and
+/// refuses their claims saying what to do, instead of checking them against demo tariffs.
+#[test]
+fn a_server_without_masters_refuses_claims_and_says_how_to_install_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = in_process_config(dir.path());
+    config.windows.mode = tenken_server::config::WindowMode::AlwaysOpen;
+    let file = claim(5, 91, Payer::Ssk);
+    let institution = institution_of(&file);
+    let data_dir = dir.path().to_path_buf();
+    in_process(config, std::sync::Arc::new(tenken_server::clock::SystemClock), move |url| {
+        assert_eq!(get_raw(&url, &[], "/healthz").status, 200);
+        let ready = get_raw(&url, &[], "/readyz");
+        assert_eq!(ready.status, 200, "{}", ready.body);
+        let text = ready.body.as_str().unwrap_or_default().to_owned();
+        assert!(text.contains("ssk: not ready") && text.contains("kokuho: not ready"), "{text}");
+        assert!(text.contains("tenken master import"), "readyz says what to do: {text}");
+        let token = token_in(&data_dir, &["--institution", &institution]);
+        let refused = submit(&url, &token, &file, None);
+        let msg = assert_error(refused.status, &refused.body, 503, "payer-not-ready");
+        assert!(msg.contains("no master files") && msg.contains("tenken master import --payer ssk"), "{msg}");
+    });
+}
+
+/// The acceptance window follows the injected clock: the test sets the time to either side
+/// of 2021-11-05 00:00 JST and 2021-11-10 24:00 JST instead of waiting for them.
+#[test]
+fn the_window_opens_and_closes_on_the_injected_clock() {
+    const OPENS_MS: i64 = 1_636_038_000_000; // 2021-11-05T00:00+09:00
+    const CLOSES_MS: i64 = 1_636_556_400_000; // 2021-11-11T00:00+09:00
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = in_process_config(dir.path());
+    config.demo_masters = true;
+    let clock = std::sync::Arc::new(tenken_server::clock::ManualClock::new(OPENS_MS - 1));
+    let file = claim(5, 92, Payer::Ssk); // billing month 2021-11
+    let institution = institution_of(&file);
+    let data_dir = dir.path().to_path_buf();
+    let c = clock.clone();
+    in_process(config, clock, move |url| {
+        let token = token_in(&data_dir, &["--institution", &institution]);
+        let r = submit(&url, &token, &file, Some("w-1"));
+        let msg = assert_error(r.status, &r.body, 403, "window-closed");
+        assert!(msg.contains("not open yet") && msg.contains("2021-11-05 00:00"), "{msg}");
+        c.set(OPENS_MS);
+        let r = submit(&url, &token, &file, Some("w-2"));
+        assert_eq!(r.status, 202, "{}", r.body);
+        assert!(r.body["submission"]["accepted_at"].as_str().unwrap().starts_with("2021-11-05T00:00:00"), "{}", r.body);
+        c.set(CLOSES_MS - 1);
+        assert_eq!(submit(&url, &token, &file, Some("w-3")).status, 202);
+        c.set(CLOSES_MS);
+        let r = submit(&url, &token, &file, Some("w-4"));
+        let msg = assert_error(r.status, &r.body, 403, "window-closed");
+        assert!(msg.contains("closed at 2021-11-10 24:00"), "{msg}");
     });
 }

@@ -120,7 +120,7 @@ pub fn token(cmd: TokenCommand) -> Result<()> {
         TokenCommand::Create(a) => {
             let role = match (&a.institution, a.staff, a.admin) {
                 (Some(i), _, _) => {
-                    tenken_server::api::parse_role("institution", Some(i), None).map_err(anyhow::Error::msg)?
+                    tenken_server::access::parse_role("institution", Some(i), None).map_err(anyhow::Error::msg)?
                 }
                 (_, Some(p), _) => Role::Staff { payer: p },
                 _ => Role::Admin,

@@ -12,7 +12,6 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use tenken_model::Payer;
 use tenken_store::{Role, Store, TokenInfo};
@@ -122,17 +121,5 @@ impl Authenticator for TokenAuth {
                 }
             }
         })
-    }
-}
-
-impl FromRequestParts<Arc<crate::api::App>> for Principal {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, app: &Arc<crate::api::App>) -> Result<Self, Self::Rejection> {
-        let result = app.auth.authenticate(parts).await;
-        if let Err(e) = &result {
-            tracing::warn!(code = e.code, path = %parts.uri.path(), "request refused: {}", e.message);
-        }
-        result
     }
 }

@@ -291,13 +291,15 @@ mod tests {
     #[test]
     fn handlers_call_the_store_only_inside_blocking() {
         let files = [
-            ("host/server/src/api.rs", include_str!("api.rs")),
+            ("host/server/src/submissions.rs", include_str!("submissions.rs")),
+            ("host/server/src/access.rs", include_str!("access.rs")),
             ("host/server/src/auth.rs", include_str!("auth.rs")),
+            ("host/server/src/extract.rs", include_str!("extract.rs")),
             ("host/server/src/masters.rs", include_str!("masters.rs")),
             ("host/server/src/plugins.rs", include_str!("plugins.rs")),
         ];
         // The scan saw the handlers (a scan that finds nothing proves nothing).
-        for (name, src) in files.iter().filter(|(n, _)| !n.ends_with("auth.rs")) {
+        for (name, src) in files.iter().filter(|(n, _)| !n.ends_with("auth.rs") && !n.ends_with("extract.rs")) {
             let code = scan::code_only(src);
             let fns = scan::functions(&code);
             assert!(fns.iter().filter(|f| f.is_async).count() >= 5, "{name}: too few async fns found");

@@ -6,19 +6,24 @@
 //! (bounded by `shutdown_grace_ms`), let running chunks finish, leave queued ones pending
 //! for the next start.
 
-pub mod api;
+pub mod access;
+pub mod app;
 pub mod auth;
 mod blocking;
+pub mod clock;
 pub mod config;
 pub mod delta;
 pub mod error;
+pub mod extract;
 pub mod masters;
 pub mod metrics;
 pub mod openapi;
 pub mod plugins;
 pub mod registry;
 pub mod replay;
+pub mod routes;
 mod serve;
+pub mod submissions;
 pub mod window;
 pub mod work;
 
@@ -260,6 +265,16 @@ pub async fn run(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    run_with(config, listener, shutdown, Arc::new(clock::SystemClock)).await
+}
+
+/// `run` on the given clock (tests move a [`clock::ManualClock`] instead of waiting).
+pub async fn run_with(
+    config: Config,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()>,
+    clock: Arc<dyn clock::Clock>,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     seed(&config)?;
@@ -276,7 +291,7 @@ pub async fn run(
         Arc::new(r)
     };
     let lease = config.schedule.lease_ms as i64;
-    let node = dyn_store.register_node(&config.schedule.node_name, work::now_ms(), lease)?;
+    let node = dyn_store.register_node(&config.schedule.node_name, clock.now_ms(), lease)?;
     let pools = Payer::ALL
         .into_iter()
         .map(|payer| {
@@ -301,6 +316,7 @@ pub async fn run(
             worker_nice: config.schedule.check_worker_nice.min(19),
         },
         node,
+        clock.clone(),
     );
     seed_regression(&config.limits, &work, &dyn_store)?;
     let resumed = work.recover()?;
@@ -314,7 +330,7 @@ pub async fn run(
     let burst = std::num::NonZeroU32::new(adm.submissions_per_institution_burst_max.max(1)).unwrap();
     let limiter = governor::RateLimiter::keyed(governor::Quota::per_minute(per_minute).allow_burst(burst));
     let boot = (work::now_ms() as u64) & 0xffff_ffff;
-    let app = Arc::new(api::App {
+    let app = Arc::new(app::App {
         auth: Box::new(auth::TokenAuth::new(
             dyn_store.clone(),
             Duration::from_millis(adm.token_cache_ms),
@@ -330,6 +346,7 @@ pub async fn run(
         next_request: AtomicU64::new(0),
         boot,
         config: config.clone(),
+        clock,
     });
     let result = serve::serve(app, listener, shutdown).await;
     tracing::info!("stopping workers; queued chunks stay pending for the next start");

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use tenken_model::Payer;
 use tenken_store::MasterVersion;
 
-use crate::api::App;
+use crate::app::App;
 use crate::auth::Principal;
 use crate::blocking::blocking;
 use crate::error::ApiError;

@@ -9,7 +9,8 @@ use utoipa::openapi::{
     ResponseBuilder,
 };
 
-use crate::api::*;
+use crate::access::*;
+use crate::submissions::*;
 
 /// (method, path, summary, request body, success status, success schema)
 const ROUTES: &[(HttpMethod, &str, &str, Body, &str, Option<&str>)] = &[

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use tenken_model::{Finding, Payer};
 use tenken_store::{AuditEvent, NewPlugin, PluginRecord, PluginState, RegressionCase, ReleaseSet};
 
-use crate::api::App;
+use crate::app::App;
 use crate::auth::Principal;
 use crate::blocking::blocking;
 use crate::error::ApiError;
@@ -712,7 +712,7 @@ async fn decisions(
     who: Principal,
     Path(id): Path<i64>,
 ) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
-    crate::api::visible(&app, &who, id).await?;
+    crate::submissions::visible(&app, &who, id).await?;
     let store = app.store.clone();
     let rows = blocking(move || store.decisions(id)).await?;
     Ok(Json(

@@ -18,8 +18,9 @@ use axum::response::IntoResponse;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 
-use crate::api::{App, router};
+use crate::app::App;
 use crate::error::ApiError;
+use crate::routes::router;
 
 pub async fn serve(
     app: Arc<App>,

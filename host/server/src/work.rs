@@ -25,9 +25,8 @@ use tenken_store::{
 
 use crate::metrics::{FailureLabel, Metrics, PayerLabel, WorkerLabel};
 
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
+/// The wall clock (code without a handed-in clock; handlers use `App::now_ms`).
+pub use crate::clock::system_now_ms as now_ms;
 
 /// A file being checked: parsed once, prepared once per release set.
 struct Active {
@@ -95,6 +94,8 @@ struct Health {
 }
 
 pub struct Work {
+    /// "Now" for leases, claims and records (injected: see `crate::clock`).
+    clock: Arc<dyn crate::clock::Clock>,
     store: Arc<dyn Store>,
     pub registry: Arc<crate::registry::Registry>,
     health: Mutex<HashMap<i64, Health>>,
@@ -114,6 +115,7 @@ impl Work {
         payers: Vec<(Payer, u32, u32)>,
         options: WorkOptions,
         node: NodeId,
+        clock: Arc<dyn crate::clock::Clock>,
     ) -> Arc<Work> {
         let payers = payers
             .into_iter()
@@ -129,6 +131,7 @@ impl Work {
             })
             .collect();
         Arc::new(Work {
+            clock,
             store,
             registry,
             health: Mutex::new(HashMap::new()),
@@ -215,7 +218,7 @@ impl Work {
         }
         let mut waiting = 0;
         for pw in &self.payers {
-            let n = self.store.backlog(pw.payer, now_ms())?;
+            let n = self.store.backlog(pw.payer, self.clock.now_ms())?;
             pw.backlog.store(n, Ordering::Relaxed);
             self.metrics.queue_chunks.get_or_create(&PayerLabel { payer: pw.payer.to_string() }).set(n as i64);
             waiting += n as usize;
@@ -233,13 +236,13 @@ impl Work {
                 continue;
             }
             last = Instant::now();
-            match self.store.renew_node(self.node(), now_ms(), lease) {
+            match self.store.renew_node(self.node(), self.clock.now_ms(), lease) {
                 Ok(true) => {}
                 Ok(false) => {
                     // Our lease lapsed (a long pause): our claims are fenced and may be
                     // running elsewhere. Take a new lease; what is left is claimed again.
                     tracing::error!(node = %self.node(), "node lease lapsed; registering again");
-                    if let Ok(n) = self.store.register_node(&self.options.node_name, now_ms(), lease) {
+                    if let Ok(n) = self.store.register_node(&self.options.node_name, self.clock.now_ms(), lease) {
                         self.node.store(n.0, Ordering::SeqCst);
                     }
                 }
@@ -271,8 +274,11 @@ impl Work {
             // A payer without masters or rules claims nothing: its work waits (a data
             // directory from before, or one whose masters an operator is installing).
             let ready = self.registry.table(pw.payer).not_ready().is_none();
-            let claimed =
-                if ready { self.store.claim_chunks(self.node(), pw.payer, 1, now_ms()) } else { Ok(Vec::new()) };
+            let claimed = if ready {
+                self.store.claim_chunks(self.node(), pw.payer, 1, self.clock.now_ms())
+            } else {
+                Ok(Vec::new())
+            };
             let claim = match claimed {
                 Ok(mut c) => c.pop(),
                 Err(e) => {
@@ -344,7 +350,7 @@ impl Work {
         let active = self.active(pw, &s)?;
         // The table in force when this chunk started: kept for the whole chunk (hot swap).
         let table = self.registry.table_for_work(pw.payer);
-        let started_ms = now_ms();
+        let started_ms = self.clock.now_ms();
         let claim = &active.claim;
         let mut findings: Vec<Finding> = Vec::new();
         let mut receipts = 0usize;
@@ -403,7 +409,7 @@ impl Work {
             findings: json,
             decision: serde_json::json!({ "node": self.options.node_name, "sets": decision }).to_string(),
             counts,
-            now_ms: now_ms(),
+            now_ms: self.clock.now_ms(),
         };
         let outcome = self.record(result).map_err(|e| e.to_string())?;
         self.metrics.chunks_checked.get_or_create(&PayerLabel { payer: payer.clone() }).inc();
@@ -426,7 +432,7 @@ impl Work {
     fn record(&self, result: ChunkResult) -> Result<ChunkOutcome, StoreError> {
         let mut backoff = Duration::from_millis(5);
         loop {
-            let r = ChunkResult { now_ms: now_ms(), ..result.clone() };
+            let r = ChunkResult { now_ms: self.clock.now_ms(), ..result.clone() };
             match self.store.complete_chunk(r) {
                 Err(StoreError::Busy { .. }) if !self.shutdown.load(Ordering::SeqCst) => {
                     std::thread::sleep(backoff);
@@ -453,7 +459,7 @@ impl Work {
             let dropped = all.len().saturating_sub(max) as u64;
             all.truncate(max);
             let json = serde_json::to_string(&all).map_err(|e| e.to_string())?;
-            let now = now_ms();
+            let now = self.clock.now_ms();
             self.store.finalize(s.id, json, counts, dropped, now).map_err(|e| e.to_string())?;
             self.metrics
                 .check_latency
@@ -556,7 +562,7 @@ impl Work {
             rate * 100.0,
             self.options.auto_rollback_window_receipts
         );
-        self.store.rollback(payer, good.id, 0, &reason, now_ms()).map_err(|e| e.to_string())?;
+        self.store.rollback(payer, good.id, 0, &reason, self.clock.now_ms()).map_err(|e| e.to_string())?;
         let cause = crate::registry::SwapCause::now("auto-rollback", good.id);
         self.registry.reload(payer, cause).map_err(|e| e.to_string())?;
         let _ = self.store.add_notice(
@@ -564,7 +570,7 @@ impl Work {
             tenken_store::Audience::Staff,
             &format!("release set {set} was rolled back automatically to {}: {reason}", good.id),
             0,
-            now_ms(),
+            self.clock.now_ms(),
         );
         tracing::error!(%payer, from = set, to = good.id, "{reason}");
         Ok(())

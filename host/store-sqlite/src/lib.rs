@@ -279,16 +279,20 @@ fn open_conn(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
+/// Runs the migrations not applied yet. Each step reads the schema version inside its own
+/// IMMEDIATE transaction: two processes opening a new data directory at once (`tenken serve`
+/// and `tenken token create`) take turns, and the second finds the step done instead of
+/// running it again ("table submissions already exists").
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(db)?;
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-        let tx = conn.transaction().map_err(db)?;
+    loop {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(db)?;
+        let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(db)?;
+        let Some(sql) = MIGRATIONS.get(version as usize) else { return Ok(()) };
         tx.execute_batch(sql).map_err(db)?;
-        tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(db)?;
+        tx.pragma_update(None, "user_version", version + 1).map_err(db)?;
         tx.commit().map_err(db)?;
-        tracing::info!(version = i + 1, "store schema migrated");
+        tracing::info!(version = version + 1, "store schema migrated");
     }
-    Ok(())
 }
 
 impl SqliteStore {

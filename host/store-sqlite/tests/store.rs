@@ -421,3 +421,27 @@ fn a_retire_racing_an_activation_never_leaves_a_retired_plugin_live() {
     }
     eprintln!("race: retire first {retired_first}, activation first {activated_first}");
 }
+
+/// Two processes opening a new data directory at once (`tenken serve` and `tenken token
+/// create`) both used to run the first migration: "table submissions already exists".
+#[test]
+fn concurrent_opens_of_a_new_directory_migrate_once() {
+    for _ in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let barrier = Arc::new(std::sync::Barrier::new(4));
+        let opens: Vec<_> = (0..4)
+            .map(|_| {
+                let (path, barrier) = (dir.path().to_path_buf(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    SqliteStore::open(&path, StoreOptions::default()).map(|_| ())
+                })
+            })
+            .collect();
+        for o in opens {
+            o.join().unwrap().expect("every concurrent open succeeds");
+        }
+        let store = SqliteStore::open(dir.path(), StoreOptions::default()).unwrap();
+        assert!(store.list_tokens().unwrap().is_empty(), "a usable, empty store");
+    }
+}

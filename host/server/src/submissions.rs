@@ -1,170 +1,27 @@
-//! The HTTP API (`/v1`, JSON): submissions for institutions, windows and notices for staff,
-//! tokens for admins, and the operations endpoints. Only this crate knows HTTP.
+//! Submissions: what institutions send and act on (submit, status, findings, confirm,
+//! withdraw), and what staff read of them.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
 use tenken_model::{Finding, Payer, Severity};
-use tenken_store::{
-    Accepted, ListFilter, NewSubmission, Notice, Role, State as SubState, Store, Submission, SubmissionId,
-    WindowOverride,
-};
-use tokio::sync::Semaphore;
-use tracing::Instrument;
+use tenken_store::{Accepted, ListFilter, NewSubmission, Role, State as SubState, Submission, SubmissionId};
 
-use crate::auth::{Authenticator, Principal};
+use crate::access::{NoticeView, effective_window, notice_view};
+use crate::app::{App, AppState};
+use crate::auth::Principal;
 use crate::blocking::blocking;
-use crate::config::Config;
-use crate::error::{ApiError, ErrorCode};
-use crate::metrics::{Metrics, OutcomeLabel, StatusLabel};
+use crate::error::ApiError;
+use crate::extract::PayerPath;
+use crate::metrics::OutcomeLabel;
 use crate::window;
-use crate::work::{Work, now_ms};
 use tenken_store::{Audience, chunk_count};
-
-type Limiter = governor::DefaultKeyedRateLimiter<String>;
-
-pub struct App {
-    pub config: Config,
-    pub store: Arc<dyn Store>,
-    pub work: Arc<Work>,
-    pub auth: Box<dyn Authenticator>,
-    pub metrics: Arc<Metrics>,
-    pub uploads: Arc<Semaphore>,
-    pub limiter: Limiter,
-    pub ready: AtomicBool,
-    /// The bundled master-format converters by format name.
-    pub converters: Arc<std::collections::HashMap<String, Arc<tenken_runtime::Converter>>>,
-    pub next_request: AtomicU64,
-    pub boot: u64,
-}
-
-impl App {
-    /// Retry-After with jitter, so refused clients spread out instead of returning together.
-    pub fn retry_after(&self) -> u64 {
-        let base = self.config.admission.retry_after_s.max(1);
-        base + rand::random_range(0..=base)
-    }
-
-    fn refuse(&self, e: ApiError) -> ApiError {
-        self.metrics.refused(e.code);
-        e
-    }
-}
-
-type AppState = State<Arc<App>>;
-
-/// The request id given to every request (`x-request-id`).
-#[derive(Debug, Clone)]
-pub struct RequestId(pub String);
-
-pub fn router(app: Arc<App>) -> axum::Router {
-    axum::Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/v1/openapi.json", get(openapi))
-        .route("/v1/submissions", post(submit_any).get(list_submissions))
-        .route("/v1/payers/{payer}/submissions", post(submit_to_payer))
-        .route("/v1/submissions/{id}", get(status))
-        .route("/v1/submissions/{id}/findings", get(findings))
-        .route("/v1/submissions/{id}/findings.csv", get(findings_csv))
-        .route("/v1/submissions/{id}/history", get(history))
-        .route("/v1/submissions/{id}/confirm", post(confirm))
-        .route("/v1/submissions/{id}/withdraw", post(withdraw))
-        .route("/v1/submissions/{id}/receipts/{number}/withdraw", post(withdraw_receipt))
-        .route("/v1/notices", get(list_notices))
-        .route("/v1/payers/{payer}/notices", post(post_notice))
-        .route("/v1/payers/{payer}/windows/{month}", get(get_window).put(put_window))
-        .route("/v1/tokens", post(create_token).get(list_tokens))
-        .route("/v1/tokens/{id}/revoke", post(revoke_token))
-        .merge(crate::plugins::routes())
-        .merge(crate::masters::routes())
-        .fallback(|| async { ApiError::not_found("no such endpoint; the API is under /v1 (see /v1/openapi.json)") })
-        .layer(axum::middleware::from_fn_with_state(app.clone(), request_context))
-        .with_state(app)
-}
-
-/// Request id, tracing span, metrics, and one JSON error shape for every error (also the
-/// rejections axum produces itself, e.g. a malformed path).
-async fn request_context(State(app): AppState, mut req: Request, next: Next) -> Response {
-    let id = format!("{:x}-{}", app.boot, app.next_request.fetch_add(1, Ordering::Relaxed));
-    req.extensions_mut().insert(RequestId(id.clone()));
-    let span = tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path());
-    let mut resp = next.run(req).instrument(span.clone()).await;
-    let status = resp.status();
-    app.metrics.responses.get_or_create(&StatusLabel { status: status.as_u16().to_string() }).inc();
-    if status.is_client_error() || status.is_server_error() {
-        let code = resp.extensions().get::<ErrorCode>().map(|c| c.0);
-        let (parts, body) = resp.into_parts();
-        let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-        let mut json: serde_json::Value = match code {
-            Some(_) => serde_json::from_slice(&bytes).unwrap_or_default(),
-            None => serde_json::json!({"error": {
-                "code": if status == StatusCode::NOT_FOUND { "not-found" } else { "bad-request" },
-                "message": String::from_utf8_lossy(&bytes),
-            }}),
-        };
-        json["error"]["request_id"] = serde_json::Value::String(id.clone());
-        // Overload refusals are counted in /metrics; logging each one at info would turn a
-        // surge into a logging surge.
-        span.in_scope(|| {
-            if matches!(status.as_u16(), 503 | 429) {
-                tracing::debug!(status = status.as_u16(), code = ?json["error"]["code"], "refused")
-            } else {
-                tracing::info!(status = status.as_u16(), code = ?json["error"]["code"], "refused")
-            }
-        });
-        let mut r = Response::from_parts(parts, Body::from(json.to_string()));
-        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        r.headers_mut().remove(header::CONTENT_LENGTH);
-        resp = r;
-    }
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        resp.headers_mut().insert("x-request-id", v);
-    }
-    resp
-}
-
-async fn healthz() -> &'static str {
-    "ok\n"
-}
-
-async fn readyz(State(app): AppState) -> Response {
-    if app.ready.load(Ordering::SeqCst) {
-        // Serving; a payer that cannot check claims yet is named (each payer is its own
-        // bulkhead, so the server is ready for the other one).
-        let mut text = String::from("ready\n");
-        for payer in Payer::ALL {
-            if let Some(why) = app.work.registry.table(payer).not_ready() {
-                text.push_str(&format!("{payer}: not ready: {}\n", why.message(payer)));
-            }
-        }
-        text.into_response()
-    } else {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not-ready", "starting or shutting down")
-            .retry_after(1)
-            .into_response()
-    }
-}
-
-async fn metrics(State(app): AppState) -> Response {
-    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], app.metrics.encode())
-        .into_response()
-}
-
-async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], crate::openapi::document()).into_response()
-}
 
 // ---------------------------------------------------------------------------------------
 // Submissions
@@ -208,7 +65,7 @@ pub struct CountsView {
     pub info: u64,
 }
 
-fn rfc3339(ms: i64) -> String {
+pub(crate) fn rfc3339(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
         .to_offset(window::jst())
@@ -252,35 +109,17 @@ pub struct SubmitResponse {
     pub notices: Vec<NoticeView>,
 }
 
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct NoticeView {
-    pub id: i64,
-    pub payer: Option<String>,
-    pub message: String,
-    pub posted_at: String,
-}
-
-fn notice_view(n: &Notice) -> NoticeView {
-    NoticeView {
-        id: n.id,
-        payer: n.payer.map(|p| p.to_string()),
-        message: n.message.clone(),
-        posted_at: rfc3339(n.created_ms),
-    }
-}
-
-async fn submit_any(app: AppState, who: Principal, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+pub async fn submit_any(app: AppState, who: Principal, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     submit(app, who, None, headers, body).await
 }
 
-async fn submit_to_payer(
+pub async fn submit_to_payer(
     app: AppState,
     who: Principal,
-    Path(payer): Path<String>,
+    PayerPath(payer): PayerPath,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let payer: Payer = payer.parse().map_err(|e: String| ApiError::new(StatusCode::NOT_FOUND, "unknown-payer", e))?;
     submit(app, who, Some(payer), headers, body).await
 }
 
@@ -407,7 +246,7 @@ async fn submit(
         // Not retryable by the client: the operator (or staff) must act first.
         return Err(app.refuse(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "payer-not-ready", why.message(payer))));
     }
-    let now = now_ms();
+    let now = app.now_ms();
     check_window(&app, payer, &month, now).await?;
     let pw = app.work.payer(payer);
     let chunks = chunk_count(scan.receipts, app.config.schedule.chunk_receipts);
@@ -540,16 +379,6 @@ fn admit(app: &App, who: &Principal) -> Result<(String, tokio::sync::OwnedSemaph
     Ok((institution, permit))
 }
 
-async fn effective_window(app: &App, payer: Payer, month: &str) -> Result<Option<window::Window>, ApiError> {
-    let store = app.store.clone();
-    let m = month.to_owned();
-    let over = blocking(move || store.window(payer, &m)).await?;
-    Ok(match over {
-        Some(o) => Some(window::Window { opens_ms: o.opens_ms, closes_ms: o.closes_ms, extended: true }),
-        None => window::default_window(&app.config.windows, month),
-    })
-}
-
 async fn check_window(app: &App, payer: Payer, month: &str, now: i64) -> Result<(), ApiError> {
     let w = effective_window(app, payer, month).await?;
     if window::is_open(&app.config.windows, w, now) {
@@ -601,7 +430,7 @@ async fn owned(app: &App, who: &Principal, id: SubmissionId) -> Result<Submissio
     Ok(s)
 }
 
-async fn status(
+pub async fn status(
     State(app): AppState,
     who: Principal,
     Path(id): Path<SubmissionId>,
@@ -610,13 +439,13 @@ async fn status(
 }
 
 #[derive(Debug, Deserialize)]
-struct ListQuery {
-    before: Option<SubmissionId>,
-    limit: Option<u32>,
-    institution: Option<String>,
+pub struct ListQuery {
+    pub before: Option<SubmissionId>,
+    pub limit: Option<u32>,
+    pub institution: Option<String>,
 }
 
-async fn list_submissions(
+pub async fn list_submissions(
     State(app): AppState,
     who: Principal,
     Query(q): Query<ListQuery>,
@@ -635,7 +464,7 @@ async fn list_submissions(
     Ok(Json(list.iter().map(view).collect()))
 }
 
-async fn history(
+pub async fn history(
     State(app): AppState,
     who: Principal,
     Path(id): Path<SubmissionId>,
@@ -669,10 +498,10 @@ async fn load_findings(app: &App, s: &Submission) -> Result<Vec<Finding>, ApiErr
 }
 
 #[derive(Debug, Deserialize)]
-struct PageQuery {
-    offset: Option<usize>,
-    limit: Option<usize>,
-    severity: Option<String>,
+pub struct PageQuery {
+    pub offset: Option<usize>,
+    pub limit: Option<usize>,
+    pub severity: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
@@ -685,7 +514,7 @@ pub struct FindingsPage {
     pub findings: Vec<Finding>,
 }
 
-async fn findings(
+pub async fn findings(
     State(app): AppState,
     who: Principal,
     Path(id): Path<SubmissionId>,
@@ -704,7 +533,7 @@ async fn findings(
     Ok(Json(FindingsPage { submission: id, total, offset, limit, findings: page }))
 }
 
-async fn findings_csv(
+pub async fn findings_csv(
     State(app): AppState,
     who: Principal,
     Path(id): Path<SubmissionId>,
@@ -797,7 +626,7 @@ fn confirm_gate(
     Ok(())
 }
 
-async fn confirm(
+pub async fn confirm(
     State(app): AppState,
     who: Principal,
     Path(id): Path<SubmissionId>,
@@ -820,24 +649,26 @@ async fn confirm(
         app.config.limits.check_findings_per_file_max,
     )?;
     let store = app.store.clone();
-    let s = blocking(move || store.confirm(id, now_ms())).await?;
+    let now = app.now_ms();
+    let s = blocking(move || store.confirm(id, now)).await?;
     tracing::info!(submission = id, "confirmed");
     Ok(Json(view(&s)))
 }
 
-async fn withdraw(
+pub async fn withdraw(
     State(app): AppState,
     who: Principal,
     Path(id): Path<SubmissionId>,
 ) -> Result<Json<SubmissionView>, ApiError> {
     owned(&app, &who, id).await?;
     let store = app.store.clone();
-    let s = blocking(move || store.withdraw(id, now_ms())).await?;
+    let now = app.now_ms();
+    let s = blocking(move || store.withdraw(id, now)).await?;
     app.work.forget(s.payer, id);
     Ok(Json(view(&s)))
 }
 
-async fn withdraw_receipt(
+pub async fn withdraw_receipt(
     State(app): AppState,
     who: Principal,
     Path((id, number)): Path<(SubmissionId, u32)>,
@@ -849,229 +680,6 @@ async fn withdraw_receipt(
     let store = app.store.clone();
     let s = blocking(move || store.withdraw_receipt(id, number)).await?;
     Ok(Json(view(&s)))
-}
-
-// ---------------------------------------------------------------------------------------
-// Notices, windows, tokens
-
-fn staff_of(who: &Principal, payer: Payer) -> Result<(), ApiError> {
-    if who.is_admin() || who.staff_payer() == Some(payer) {
-        Ok(())
-    } else {
-        tracing::warn!(who = %who.describe(), %payer, "refused: not this payer's staff");
-        Err(ApiError::forbidden(format!("only {payer} staff may do this; {} may not", who.describe())))
-    }
-}
-
-async fn list_notices(State(app): AppState, who: Principal) -> Result<Json<Vec<NoticeView>>, ApiError> {
-    // Institutions see what was posted for institutions; a payer's staff also see the
-    // notices meant for them (an automatic rollback), newest first.
-    let payer = who.staff_payer();
-    let store = app.store.clone();
-    let list = blocking(move || -> Result<_, tenken_store::StoreError> {
-        let mut list = store.notices(payer, Audience::Institutions, 100)?;
-        if payer.is_some() {
-            list.extend(store.notices(payer, Audience::Staff, 100)?);
-            list.sort_by(|a, b| b.id.cmp(&a.id));
-            list.truncate(100);
-        }
-        Ok(list)
-    })
-    .await?;
-    Ok(Json(list.iter().map(notice_view).collect()))
-}
-
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-pub struct NoticeRequest {
-    pub message: String,
-}
-
-async fn post_notice(
-    State(app): AppState,
-    who: Principal,
-    Path(payer): Path<String>,
-    Json(req): Json<NoticeRequest>,
-) -> Result<(StatusCode, Json<NoticeView>), ApiError> {
-    let payer: Payer = payer.parse().map_err(|e: String| ApiError::new(StatusCode::NOT_FOUND, "unknown-payer", e))?;
-    staff_of(&who, payer)?;
-    let msg = req.message.trim().to_owned();
-    if msg.is_empty() || msg.chars().count() > 2000 {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad-notice", "a notice is 1–2000 characters"));
-    }
-    let store = app.store.clone();
-    let by = who.token_id;
-    let n = blocking(move || store.add_notice(Some(payer), Audience::Institutions, &msg, by, now_ms())).await?;
-    Ok((StatusCode::CREATED, Json(notice_view(&n))))
-}
-
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct WindowView {
-    pub payer: String,
-    pub billing_month: String,
-    pub opens_at: Option<String>,
-    pub closes_at: Option<String>,
-    /// People's form: `2026-11-10 24:00 JST`.
-    pub opens: Option<String>,
-    pub closes: Option<String>,
-    pub extended: bool,
-    pub open_now: bool,
-}
-
-async fn window_view(app: &App, payer: Payer, month: &str) -> Result<WindowView, ApiError> {
-    if window::parse_month(month).is_none() {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad-month",
-            format!("{month:?} is not a month; use YYYY-MM"),
-        ));
-    }
-    let w = effective_window(app, payer, month).await?;
-    Ok(WindowView {
-        payer: payer.to_string(),
-        billing_month: month.to_owned(),
-        opens_at: w.map(|w| rfc3339(w.opens_ms)),
-        closes_at: w.map(|w| rfc3339(w.closes_ms)),
-        opens: w.map(|w| window::format_jst(w.opens_ms)),
-        closes: w.map(|w| window::format_jst_close(w.closes_ms)),
-        extended: w.is_some_and(|w| w.extended),
-        open_now: window::is_open(&app.config.windows, w, now_ms()),
-    })
-}
-
-async fn get_window(
-    State(app): AppState,
-    _who: Principal,
-    Path((payer, month)): Path<(String, String)>,
-) -> Result<Json<WindowView>, ApiError> {
-    let payer: Payer = payer.parse().map_err(|e: String| ApiError::new(StatusCode::NOT_FOUND, "unknown-payer", e))?;
-    Ok(Json(window_view(&app, payer, &month).await?))
-}
-
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-pub struct WindowRequest {
-    /// `YYYY-MM-DDTHH:MM` (JST, `24:00` allowed) or RFC 3339; default: unchanged.
-    pub opens_at: Option<String>,
-    pub closes_at: String,
-    /// Posted as a notice to the payer's institutions when given.
-    pub notice: Option<String>,
-}
-
-async fn put_window(
-    State(app): AppState,
-    who: Principal,
-    Path((payer, month)): Path<(String, String)>,
-    Json(req): Json<WindowRequest>,
-) -> Result<Json<WindowView>, ApiError> {
-    let payer: Payer = payer.parse().map_err(|e: String| ApiError::new(StatusCode::NOT_FOUND, "unknown-payer", e))?;
-    staff_of(&who, payer)?;
-    let current = window_view(&app, payer, &month).await?;
-    let bad = |what: &str, v: &str| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad-time",
-            format!("{what} {v:?} is not a time; use 2026-11-12T21:00 (JST)"),
-        )
-    };
-    let closes = window::parse_time(&req.closes_at).ok_or_else(|| bad("closes_at", &req.closes_at))?;
-    let opens = match &req.opens_at {
-        Some(o) => window::parse_time(o).ok_or_else(|| bad("opens_at", o))?,
-        None => current.opens_at.as_deref().and_then(window::parse_time).unwrap_or(closes),
-    };
-    if closes <= opens {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad-window", "closes_at must be after opens_at"));
-    }
-    let store = app.store.clone();
-    let by = who.token_id;
-    let m = month.clone();
-    let notice = req.notice.clone();
-    blocking(move || -> Result<_, tenken_store::StoreError> {
-        let now = now_ms();
-        store.set_window(WindowOverride {
-            payer,
-            billing_month: m,
-            opens_ms: opens,
-            closes_ms: closes,
-            updated_by: by,
-            updated_ms: now,
-        })?;
-        if let Some(n) = notice.filter(|n| !n.trim().is_empty()) {
-            store.add_notice(Some(payer), Audience::Institutions, n.trim(), by, now)?;
-        }
-        Ok(())
-    })
-    .await?;
-    tracing::info!(%payer, month, "window changed");
-    Ok(Json(window_view(&app, payer, &month).await?))
-}
-
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-pub struct TokenRequest {
-    /// `institution`, `staff` or `admin`.
-    pub role: String,
-    pub institution: Option<String>,
-    pub payer: Option<String>,
-    #[serde(default)]
-    pub label: String,
-}
-
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct TokenCreated {
-    pub id: i64,
-    /// Shown once; only its hash is stored.
-    pub token: String,
-}
-
-pub fn parse_role(role: &str, institution: Option<&str>, payer: Option<&str>) -> Result<Role, String> {
-    match role {
-        "institution" => {
-            let i = institution.ok_or("an institution token needs `institution` (the 7-digit 医療機関コード)")?;
-            if i.len() != 7 || !i.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(format!("institution {i:?} is not a 7-digit 医療機関コード"));
-            }
-            Ok(Role::Institution { institution: i.to_owned() })
-        }
-        "staff" => Ok(Role::Staff { payer: payer.ok_or("a staff token needs `payer` (ssk or kokuho)")?.parse()? }),
-        "admin" => Ok(Role::Admin),
-        other => Err(format!("unknown role {other:?}: expected institution, staff or admin")),
-    }
-}
-
-fn admin_only(who: &Principal) -> Result<(), ApiError> {
-    if who.is_admin() {
-        Ok(())
-    } else {
-        tracing::warn!(who = %who.describe(), "refused: admin only");
-        Err(ApiError::forbidden(format!("only admins manage tokens; {} may not", who.describe())))
-    }
-}
-
-async fn create_token(
-    State(app): AppState,
-    who: Principal,
-    Json(req): Json<TokenRequest>,
-) -> Result<(StatusCode, Json<TokenCreated>), ApiError> {
-    admin_only(&who)?;
-    let role = parse_role(&req.role, req.institution.as_deref(), req.payer.as_deref())
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad-token-request", e))?;
-    let store = app.store.clone();
-    let (id, token) = blocking(move || store.create_token(role, &req.label, now_ms())).await?;
-    Ok((StatusCode::CREATED, Json(TokenCreated { id, token })))
-}
-
-async fn list_tokens(State(app): AppState, who: Principal) -> Result<Json<Vec<tenken_store::TokenInfo>>, ApiError> {
-    admin_only(&who)?;
-    let store = app.store.clone();
-    Ok(Json(blocking(move || store.list_tokens()).await?))
-}
-
-async fn revoke_token(State(app): AppState, who: Principal, Path(id): Path<i64>) -> Result<StatusCode, ApiError> {
-    admin_only(&who)?;
-    let store = app.store.clone();
-    if blocking(move || store.revoke_token(id)).await? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::not_found(format!("token {id} not found")))
-    }
 }
 
 #[cfg(test)]
