@@ -115,7 +115,7 @@ pub struct Runtime {
     /// as the plugin's fault, so callers wait for a slot instead.
     pub(crate) slots: Slots,
     /// Compile slots (`plugin_compiles_max`): see `compile.rs`.
-    pub(crate) compiles: Arc<crate::compile::CompileSlots>,
+    pub(crate) compiles: Arc<crate::compile_slots::CompileSlots>,
 }
 
 /// A counting semaphore sized to the pooling allocator's instance count.
@@ -209,7 +209,7 @@ impl Runtime {
             cache_dir: cache_dir.map(Path::to_path_buf),
             ticker_stop: stop,
             slots: Slots::new(instances),
-            compiles: crate::compile::CompileSlots::new(limits.plugin_compiles_max),
+            compiles: crate::compile_slots::CompileSlots::new(limits.plugin_compiles_max),
         })
     }
 

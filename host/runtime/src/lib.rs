@@ -11,6 +11,7 @@
 //! that a replay gives the same findings).
 
 mod compile;
+mod compile_slots;
 mod contract;
 mod convert;
 mod converter;

@@ -12,7 +12,6 @@ use crate::auth::Principal;
 use crate::blocking::blocking;
 use crate::error::ApiError;
 use crate::extract::{Admin, PayerPath, StaffOrAdmin};
-use crate::submissions::rfc3339;
 use crate::window;
 
 // ---------------------------------------------------------------------------------------
@@ -31,7 +30,7 @@ pub(crate) fn notice_view(n: &Notice) -> NoticeView {
         id: n.id,
         payer: n.payer.map(|p| p.to_string()),
         message: n.message.clone(),
-        posted_at: rfc3339(n.created_ms),
+        posted_at: window::rfc3339(n.created_ms),
     }
 }
 
@@ -112,8 +111,8 @@ async fn window_view(app: &App, payer: Payer, month: &str) -> Result<WindowView,
     Ok(WindowView {
         payer: payer.to_string(),
         billing_month: month.to_owned(),
-        opens_at: w.map(|w| rfc3339(w.opens_ms)),
-        closes_at: w.map(|w| rfc3339(w.closes_ms)),
+        opens_at: w.map(|w| window::rfc3339(w.opens_ms)),
+        closes_at: w.map(|w| window::rfc3339(w.closes_ms)),
         opens: w.map(|w| window::format_jst(w.opens_ms)),
         closes: w.map(|w| window::format_jst_close(w.closes_ms)),
         extended: w.is_some_and(|w| w.extended),

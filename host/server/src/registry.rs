@@ -65,7 +65,7 @@ pub struct SwapCause {
 impl SwapCause {
     /// A change asked for now.
     pub fn now(action: &'static str, subject: i64) -> SwapCause {
-        SwapCause::since(action, subject, Instant::now(), crate::work::now_ms())
+        SwapCause::since(action, subject, Instant::now(), crate::clock::system_now_ms())
     }
 
     /// A change asked for at `requested` (`requested_ms` on the wall clock).

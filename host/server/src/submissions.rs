@@ -65,14 +65,6 @@ pub struct CountsView {
     pub info: u64,
 }
 
-pub(crate) fn rfc3339(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
-        .to_offset(window::jst())
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
-
 pub fn view(s: &Submission) -> SubmissionView {
     SubmissionView {
         id: s.id,
@@ -91,9 +83,9 @@ pub fn view(s: &Submission) -> SubmissionView {
         },
         counts: CountsView { error: s.counts.error, warning: s.counts.warning, info: s.counts.info },
         findings_dropped: s.findings_dropped,
-        accepted_at: rfc3339(s.accepted_ms),
-        checked_at: s.checked_ms.map(rfc3339),
-        confirmed_at: s.confirmed_ms.map(rfc3339),
+        accepted_at: window::rfc3339(s.accepted_ms),
+        checked_at: s.checked_ms.map(window::rfc3339),
+        confirmed_at: s.confirmed_ms.map(window::rfc3339),
         supersedes: s.supersedes,
         superseded_by: s.superseded_by,
         withdrawn_receipts: s.withdrawn_receipts.clone(),

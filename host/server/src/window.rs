@@ -101,3 +101,12 @@ mod tests {
         assert!(!is_open(&cfg, Some(w), w.opens_ms - 1));
     }
 }
+
+/// An RFC 3339 time in JST (`2026-11-10T09:00:00+09:00`), as the API writes times.
+pub fn rfc3339(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+        .to_offset(jst())
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}

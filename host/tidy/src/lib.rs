@@ -12,12 +12,14 @@
 //! - [`routes`]: the axum router and the OpenAPI route table list the same (method, path)s.
 //! - [`links`]: relative markdown links in the docs point at files (and headings) that exist.
 //! - [`testfns`]: every `#[test]` asserts something, and no assertion is trivially true.
+//! - [`modules`]: within a crate, no two modules import each other, directly or round about.
 
 #![forbid(unsafe_code)]
 
 pub mod deps;
 pub mod lex;
 pub mod links;
+pub mod modules;
 pub mod routes;
 pub mod testfns;
 

@@ -1,7 +1,7 @@
 //! The tidy checks on this repository: one test per rule (the rules themselves, and their
 //! limits, are documented in the modules of `tenken-tidy`).
 
-use tenken_tidy::{Violation, deps, links, render, routes, testfns, workspace_root};
+use tenken_tidy::{Violation, deps, links, modules, render, routes, testfns, workspace_root};
 
 /// Violations that exist today and belong to another crate's owner to fix: (check, file, a
 /// substring of the message). They are listed, not hidden: each test prints the ones it
@@ -76,4 +76,14 @@ fn every_test_asserts_something_that_could_be_false() {
     let crates = testfns::crates(&root);
     assert!(crates.len() >= 10, "only {} crates found under {}", crates.len(), root.display());
     enforce("testfns", testfns::check(&root));
+}
+
+#[test]
+fn no_crate_has_a_module_cycle() {
+    let all = modules::all_edges(&workspace_root());
+    // The scan saw the server's modules and their uses, or it proves nothing.
+    let server = all.iter().find(|(dir, _)| dir == "host/server").map(|(_, e)| e.clone()).unwrap_or_default();
+    let from: std::collections::BTreeSet<&str> = server.iter().map(|e| e.from.as_str()).collect();
+    assert!(from.len() >= 10 && server.iter().any(|e| e.from == "routes" && e.to == "app"), "{server:?}");
+    enforce("modules", all.iter().flat_map(|(_, e)| modules::violations(e)).collect());
 }
