@@ -84,25 +84,21 @@ fn component_proof(
     kind: MasterKind,
     rows: &[CanonRow],
 ) -> Result<()> {
-    let (encoded, t_enc) = timed(|| target.encode(kind, rows));
-    let encoded = encoded.with_context(|| format!("encoding with {}", target.info.name))?;
-    let (back, t_dec) = timed(|| target.decode(kind, &encoded));
-    let back = back.with_context(|| format!("decoding the output of {} again", target.info.name))?;
     // The server's limit on reported differences (5 or 20) does not matter when there are
     // none: every field of every row is compared either way.
-    let (diffs, t_cmp) = timed(|| canon::compare(rows, &back, 20));
-    if let Some(d) = diffs.first() {
+    let proof = tenken_lifecycle::round_trip_through(target, kind, rows, 20)?;
+    if let Some(d) = proof.diffs.first() {
         bail!(
             "round trip through {} NOT proven: {} difference(s), first {} {}: expected {:?}, got {:?}",
             target.info.name,
-            diffs.len(),
+            proof.diffs.len(),
             d.code,
             d.field,
             d.expected,
             d.got
         );
     }
-    for (label, t) in labels.into_iter().zip([t_enc, t_dec, t_cmp]) {
+    for (label, t) in labels.into_iter().zip(proof.timings) {
         steps.add(label, t);
     }
     Ok(())
@@ -190,15 +186,15 @@ pub fn run(args: BenchMastersArgs) -> Result<()> {
         let (rows, t) = timed(|| canon::decode_ssk(kind, &name, &bytes));
         let rows = rows?;
         steps.add("native decode_ssk", t);
-        let (encoded, t) = timed(|| canon::encode_ssk(&rows));
-        let encoded = encoded.map_err(anyhow::Error::msg)?;
-        steps.add("  native proof: encode_ssk", t);
-        let (back, t) = timed(|| canon::decode_ssk(kind, &name, &encoded));
-        let back = back?;
-        steps.add("  native proof: decode_ssk again", t);
-        let (diffs, t) = timed(|| canon::compare(&rows, &back, 20));
-        ensure!(diffs.is_empty(), "native round trip NOT proven: {:?}", diffs.first());
-        steps.add("  native proof: compare", t);
+        let oracle = |b: &[u8]| canon::decode_ssk(kind, &name, b).map_err(|e| e.to_string());
+        let proof = tenken_lifecycle::round_trip("native ssk-csv", &rows, canon::encode_ssk, oracle, 20)?;
+        ensure!(proof.proven(), "native round trip NOT proven: {:?}", proof.diffs.first());
+        for (label, t) in ["  native proof: encode_ssk", "  native proof: decode_ssk again", "  native proof: compare"]
+            .into_iter()
+            .zip(proof.timings)
+        {
+            steps.add(label, t);
+        }
     }
 
     // Totals per run (then their median), not sums of medians.

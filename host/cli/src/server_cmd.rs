@@ -569,7 +569,7 @@ fn master_impact(
         let fb = b.check_bytes(&bytes, None)?.findings;
         // The server's impact check compares the same way (one definition of the same
         // finding, counted as multisets).
-        let d = tenken_server::delta::delta(&fa, &fb);
+        let d = tenken_lifecycle::delta(&fa, &fb);
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("?").to_owned();
         for f in d.new {
             let e = by_rule.entry(f.rule.clone()).or_default();
@@ -651,7 +651,7 @@ fn master_convert(a: ConvertArgs) -> Result<std::process::ExitCode> {
         .with_context(|| format!("--kind {:?}: expected one of s y t c b z", a.kind))?;
     let runtime = std::sync::Arc::new(tenken_runtime::Runtime::new(&tenken_limits::Limits::default(), None)?);
     let (src, dst) = (converter(&runtime, &a.from)?, converter(&runtime, &a.to)?);
-    let bar = indicatif::ProgressBar::new(4);
+    let bar = indicatif::ProgressBar::new(2);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{spinner} {msg} [{bar:20}] {pos}/{len} {elapsed}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
@@ -660,30 +660,26 @@ fn master_convert(a: ConvertArgs) -> Result<std::process::ExitCode> {
     let input = std::fs::read(&a.input).with_context(|| format!("reading {}", a.input.display()))?;
     let rows = src.decode(kind, &input)?;
     bar.inc(1);
-    bar.set_message(format!("encoding {} rows with {}", rows.len(), dst.info.name));
-    let out = dst.encode(kind, &rows)?;
-    bar.inc(1);
-    bar.set_message("proving: decoding the output again");
-    let back = dst.decode(kind, &out)?;
-    bar.inc(1);
-    let report = tenken_master::canon::compare(&rows, &back, 50);
+    bar.set_message(format!("encoding {} rows with {} and proving the round trip", rows.len(), dst.info.name));
+    let proof = tenken_lifecycle::round_trip_through(&dst, kind, &rows, 50)?;
     bar.inc(1);
     bar.finish_and_clear();
+    let (report, out) = (&proof.diffs, &proof.encoded);
     if !report.is_empty() {
         eprintln!("conversion NOT proven: {} difference(s) (first {}):", report.len(), report.len().min(50));
         println!("{:14} {:14} {:30} {:30}", "CODE", "FIELD", "EXPECTED", "GOT");
-        for d in &report {
+        for d in report {
             println!("{:14} {:14} {:30} {:30}", d.code, d.field, d.expected, d.got);
         }
         return Ok(std::process::ExitCode::from(1));
     }
-    std::fs::write(&a.output, &out).with_context(|| format!("writing {}", a.output.display()))?;
+    std::fs::write(&a.output, out).with_context(|| format!("writing {}", a.output.display()))?;
     eprintln!(
         "converted and proven: {} rows, {} → {}, sha256 {}",
         rows.len(),
         src.info.name,
         dst.info.name,
-        tenken_store::digest(&out)
+        tenken_store::digest(out)
     );
     Ok(std::process::ExitCode::SUCCESS)
 }

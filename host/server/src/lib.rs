@@ -12,7 +12,6 @@ pub mod auth;
 mod blocking;
 pub mod clock;
 pub mod config;
-pub mod delta;
 pub mod error;
 pub mod extract;
 pub mod masters;

@@ -160,7 +160,7 @@ fn impact_report(app: &App, payer: Payer, new: &Arc<tenken_master::MasterSet>) -
         let a = old_checker.check_bytes(&bytes, Some(payer)).map_err(ApiError::internal)?.findings;
         let b = new_checker.check_bytes(&bytes, Some(payer)).map_err(ApiError::internal)?.findings;
         // Counted as multisets: one of two identical findings vanishing is a change too.
-        let d = crate::delta::delta(&a, &b);
+        let d = tenken_lifecycle::delta(&a, &b);
         for f in d.new {
             let e = by_rule.entry(f.rule.clone()).or_default();
             e.0 += 1;
@@ -443,26 +443,24 @@ async fn convert_for(
         };
         let sources: Vec<serde_json::Value> = serde_json::from_str(&v.sources).map_err(ApiError::internal)?;
         let mut converted = Vec::new();
-        let mut proof = Vec::new();
+        let mut proven = Vec::new();
         for s in &sources {
             let name = s["name"].as_str().unwrap_or_default();
             let kind = kind_of(name).ok_or_else(|| ApiError::internal(format!("{name}: unknown master kind")))?;
             let source = conv(s["format"].as_str().unwrap_or("ssk-csv"))?;
             let bytes = app2.store.bytes(s["blob"].as_str().unwrap_or_default())?;
             let rows = source.decode(kind, &bytes).map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "master-refused", format!("{name}: {e}")))?;
-            let encoded = target.encode(kind, &rows).map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "conversion-failed", format!("{name}: {e}")))?;
-            let back = target.decode(kind, &encoded).map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "conversion-failed", format!("{name}: {e}")))?;
-            let diffs = tenken_master::canon::compare(&rows, &back, 20);
-            if !diffs.is_empty() {
-                let shown: Vec<String> = diffs.iter().map(|d| format!("{} {}: expected {:?}, got {:?}", d.code, d.field, d.expected, d.got)).collect();
+            let proof = tenken_lifecycle::round_trip_through(&target, kind, &rows, 20)
+                .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "conversion-failed", format!("{name}: {e}")))?;
+            if !proof.proven() {
                 return Err(ApiError::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     "conversion-not-proven",
-                    format!("{name}: the round trip through {} differs in {} place(s): {}", target.info.name, diffs.len(), shown.join("; ")),
+                    format!("{name}: the round trip through {} differs in {} place(s): {}", target.info.name, proof.diffs.len(), proof.describe()),
                 ));
             }
-            let blob = app2.store.put_file(&encoded)?;
-            proof.push(serde_json::json!({"name": name, "rows": rows.len(), "source_blob": s["blob"], "blob": blob}));
+            let blob = app2.store.put_file(&proof.encoded)?;
+            proven.push(serde_json::json!({"name": name, "rows": rows.len(), "source_blob": s["blob"], "blob": blob}));
             converted.push(serde_json::json!({"name": name, "blob": blob, "format": target.info.name}));
         }
         let sources = serde_json::to_string(&converted).map_err(ApiError::internal)?;
@@ -471,7 +469,7 @@ async fn convert_for(
         let probe = MasterVersion { sources: sources.clone(), payer: other, digest: String::new(), ..v.clone() };
         let set = app2.work.registry.master_set(&probe).map_err(ApiError::internal)?;
         let impact = impact_report(&app2, other, &set)?;
-        let report = serde_json::json!({"proof": proof, "from_version": v.id, "diff": diff_report(&app2, other, &set), "impact": impact}).to_string();
+        let report = serde_json::json!({"proof": proven, "from_version": v.id, "diff": diff_report(&app2, other, &set), "impact": impact}).to_string();
         let reason = q.reason.unwrap_or_else(|| format!("converted from {payer} master version {}", v.id));
         Ok(app2.store.add_master_version(other, v.from_month, &set.digest(), &sources, Some(payer), &report, by, &reason, now_ms())?)
     })

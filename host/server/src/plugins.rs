@@ -83,11 +83,10 @@ fn run_converter_validation(app: &App, payer: Payer, candidate: &PluginRecord) -
             let bytes = app.store.bytes(src["blob"].as_str().unwrap_or_default())?;
             let rows = source.decode(kind, &bytes).map_err(ApiError::internal)?;
             report.cases += 1;
-            let result = conv.encode(kind, &rows).and_then(|b| conv.decode(kind, &b));
-            match result {
+            match tenken_lifecycle::round_trip_through(&conv, kind, &rows, 5) {
                 Err(e) => failures.push(format!("{name}: {e}")),
-                Ok(back) => {
-                    for d in tenken_master::canon::compare(&rows, &back, 5) {
+                Ok(proof) => {
+                    for d in proof.diffs {
                         let e = report.by_rule.entry(format!("field {}", d.field)).or_default();
                         e.new += 1;
                         if e.examples.len() < 3 {
@@ -352,7 +351,7 @@ pub fn run_validation(app: &App, payer: Payer, candidate: &PluginRecord) -> Resu
         let got = checker.check_bytes(&bytes, Some(payer)).map_err(ApiError::internal)?.findings;
         let want: Vec<Finding> = serde_json::from_str(&case.expected).map_err(ApiError::internal)?;
         report.plugin_failures += got.iter().filter(|f| f.rule.starts_with("plugin.")).count();
-        let delta = crate::delta::delta(&want, &got);
+        let delta = tenken_lifecycle::delta(&want, &got);
         let changes = delta.new.iter().map(|f| (true, *f)).chain(delta.vanished.iter().map(|f| (false, *f)));
         for (is_new, f) in changes {
             let d = report.by_rule.entry(f.rule.clone()).or_default();

@@ -89,7 +89,7 @@ pub fn replay(config: &Config, id: i64) -> anyhow::Result<ReplayOutcome> {
         out.chunks += 1;
         out.findings += got.len();
         // The same findings, counted (one definition of "the same finding": crate::delta).
-        let d = crate::delta::delta(&want, &got);
+        let d = tenken_lifecycle::delta(&want, &got);
         if !d.is_empty() {
             out.mismatches.push((
                 idx,
