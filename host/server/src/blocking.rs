@@ -165,7 +165,11 @@ mod scan {
             let name = ident_after(code, name_at).to_owned();
             let before = std::str::from_utf8(&code[..at]).unwrap_or("").trim_end();
             let is_async = before.ends_with("async") && !before.ends_with("_async");
-            let Some(open) = code[name_at..].iter().position(|&c| c == b'{' || c == b';').map(|p| name_at + p) else {
+            // The body starts after the parameter list, whose patterns may hold braces
+            // (`Staff { payer, who }: Staff`).
+            let Some(params) = code[name_at..].iter().position(|&c| c == b'(').map(|p| name_at + p) else { continue };
+            let after = matching(code, params);
+            let Some(open) = code[after..].iter().position(|&c| c == b'{' || c == b';').map(|p| after + p) else {
                 continue;
             };
             if code[open] == b';' {

@@ -97,8 +97,9 @@ impl FromRequestParts<Arc<App>> for Admin {
 /// The path's payer and the caller, who must be that payer's staff (or, when
 /// `admin_too`, an admin).
 async fn payer_and_caller(parts: &mut Parts, app: &Arc<App>, admin_too: bool) -> Result<(Payer, Principal), ApiError> {
-    let PayerPath(payer) = PayerPath::from_request_parts(parts, app).await?;
+    // Who first: an unauthenticated caller learns nothing about the path (401 before 404).
     let who = Principal::from_request_parts(parts, app).await?;
+    let PayerPath(payer) = PayerPath::from_request_parts(parts, app).await?;
     if who.staff_payer() == Some(payer) || (admin_too && who.is_admin()) {
         return Ok((payer, who));
     }

@@ -18,33 +18,10 @@ use crate::app::App;
 use crate::auth::Principal;
 use crate::blocking::blocking;
 use crate::error::ApiError;
+use crate::extract::{PayerPath, Staff, StaffOrAdmin};
 use crate::work::now_ms;
 
 type AppState = State<Arc<App>>;
-
-pub fn routes() -> axum::Router<Arc<App>> {
-    use axum::routing::{get, post};
-    axum::Router::new()
-        .route("/v1/payers/{payer}/masters", get(list).post(propose))
-        .route("/v1/payers/{payer}/masters/files", post(upload_file))
-        .route("/v1/payers/{payer}/masters/{id}/approve", post(approve))
-        .route("/v1/payers/{payer}/masters/{id}/activate", post(activate))
-        .route("/v1/payers/{payer}/masters/{id}/rollback", post(rollback))
-        .route("/v1/payers/{payer}/masters/{id}/convert-for/{other}", post(convert_for))
-        .route("/v1/payers/{payer}/masters/{id}/files/{name}", get(download))
-}
-
-fn payer_of(s: &str) -> Result<Payer, ApiError> {
-    s.parse().map_err(|e: String| ApiError::new(StatusCode::NOT_FOUND, "unknown-payer", e))
-}
-
-fn staff(who: &Principal, payer: Payer) -> Result<(), ApiError> {
-    if who.staff_payer() == Some(payer) {
-        return Ok(());
-    }
-    tracing::warn!(who = %who.describe(), %payer, "refused: not this payer's staff");
-    Err(ApiError::forbidden(format!("only {payer} staff manage {payer}'s masters; {} may not", who.describe())))
-}
 
 /// A master version of the payer (a store read, so on the blocking pool).
 async fn version(app: &App, payer: Payer, id: i64) -> Result<MasterVersion, ApiError> {
@@ -59,27 +36,19 @@ async fn version(app: &App, payer: Payer, id: i64) -> Result<MasterVersion, ApiE
     .await
 }
 
-async fn list(
+pub async fn list(
     State(app): AppState,
-    who: Principal,
-    Path(payer): Path<String>,
+    StaffOrAdmin { payer, .. }: StaffOrAdmin,
 ) -> Result<Json<Vec<MasterVersion>>, ApiError> {
-    let payer = payer_of(&payer)?;
-    if !who.is_admin() {
-        staff(&who, payer)?;
-    }
     let store = app.store.clone();
     Ok(Json(blocking(move || store.master_versions(payer)).await?))
 }
 
-async fn upload_file(
+pub async fn upload_file(
     State(app): AppState,
-    who: Principal,
-    Path(payer): Path<String>,
+    _staff: Staff,
     body: Body,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let payer = payer_of(&payer)?;
-    staff(&who, payer)?;
     let bytes = axum::body::to_bytes(body, app.config.admission.submission_bytes_max as usize)
         .await
         .map_err(|_| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body-too-large", "the master file is too large"))?;
@@ -202,14 +171,11 @@ fn diff_report(app: &App, payer: Payer, new: &tenken_master::MasterSet) -> serde
     })).collect::<Vec<_>>())
 }
 
-async fn propose(
+pub async fn propose(
     State(app): AppState,
-    who: Principal,
-    Path(payer): Path<String>,
+    Staff { payer, who }: Staff,
     Json(req): Json<ProposeRequest>,
 ) -> Result<(StatusCode, Json<MasterVersion>), ApiError> {
-    let payer = payer_of(&payer)?;
-    staff(&who, payer)?;
     let from = crate::error::month_param(req.from.as_deref())?;
     let format = app.config.payer(payer).master_format.clone();
     let mut sources: Vec<serde_json::Value> = match req.base {
@@ -319,14 +285,14 @@ fn impact_gate(id: i64, report: &str, req: &ApproveRequest) -> Result<String, Ap
     Ok(note)
 }
 
-async fn approve(
+pub async fn approve(
     State(app): AppState,
     who: Principal,
-    Path((payer, id)): Path<(String, i64)>,
+    PayerPath(payer): PayerPath,
+    Path((_, id)): Path<(String, i64)>,
     body: Option<Json<ApproveRequest>>,
 ) -> Result<Json<MasterVersion>, ApiError> {
     let req = body.map(|b| b.0).unwrap_or_default();
-    let payer = payer_of(&payer)?;
     let v = version(&app, payer, id).await?;
     // The payer's own staff, or — for a master it provided — the providing payer's staff.
     let Some(approver_payer) = who.staff_payer().filter(|p| *p == payer || Some(*p) == v.provided_by) else {
@@ -342,13 +308,11 @@ async fn approve(
     Ok(Json(blocking(move || store.approve_master(payer, id, by, approver_payer, &note, now_ms())).await?))
 }
 
-async fn activate(
+pub async fn activate(
     State(app): AppState,
-    who: Principal,
-    Path((payer, id)): Path<(String, i64)>,
+    Staff { payer, who }: Staff,
+    Path((_, id)): Path<(String, i64)>,
 ) -> Result<Json<MasterVersion>, ApiError> {
-    let payer = payer_of(&payer)?;
-    staff(&who, payer)?;
     let v = version(&app, payer, id).await?;
     let own = v.approvals.iter().any(|(_, p)| *p == payer);
     let provider = v.provided_by.is_none_or(|q| v.approvals.iter().any(|(_, p)| *p == q));
@@ -367,13 +331,11 @@ async fn activate(
     swap(&app, payer, id, who.token_id, false).await
 }
 
-async fn rollback(
+pub async fn rollback(
     State(app): AppState,
-    who: Principal,
-    Path((payer, id)): Path<(String, i64)>,
+    Staff { payer, who }: Staff,
+    Path((_, id)): Path<(String, i64)>,
 ) -> Result<Json<MasterVersion>, ApiError> {
-    let payer = payer_of(&payer)?;
-    staff(&who, payer)?;
     let v = version(&app, payer, id).await?;
     if v.state == "proposed" {
         return Err(ApiError::new(
@@ -412,14 +374,13 @@ pub struct ConvertQuery {
 /// converter, encoded with `other`'s, decoded again and compared field by field. Any
 /// difference blocks the conversion (422 with the report); a proven one becomes a proposed
 /// version of `other`, provided by `payer`, needing both payers' approval.
-async fn convert_for(
+pub async fn convert_for(
     State(app): AppState,
-    who: Principal,
-    Path((payer, id, other)): Path<(String, i64, String)>,
+    Staff { payer, who }: Staff,
+    Path((_, id, other)): Path<(String, i64, String)>,
     Query(q): Query<ConvertQuery>,
 ) -> Result<(StatusCode, Json<MasterVersion>), ApiError> {
-    let (payer, other) = (payer_of(&payer)?, payer_of(&other)?);
-    staff(&who, payer)?;
+    let other: Payer = other.parse().map_err(|e: String| ApiError::new(StatusCode::NOT_FOUND, "unknown-payer", e))?;
     let v = version(&app, payer, id).await?;
     let app2 = app.clone();
     let by = who.token_id;
@@ -483,13 +444,11 @@ fn kind_of(name: &str) -> Option<tenken_model::MasterKind> {
 }
 
 /// The receiving payer's staff download a converted file (with its digest).
-async fn download(
+pub async fn download(
     State(app): AppState,
-    who: Principal,
-    Path((payer, id, name)): Path<(String, i64, String)>,
+    Staff { payer, .. }: Staff,
+    Path((_, id, name)): Path<(String, i64, String)>,
 ) -> Result<Response, ApiError> {
-    let payer = payer_of(&payer)?;
-    staff(&who, payer)?;
     let v = version(&app, payer, id).await?;
     let sources: Vec<serde_json::Value> = serde_json::from_str(&v.sources).map_err(ApiError::internal)?;
     let s = sources

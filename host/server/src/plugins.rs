@@ -18,26 +18,10 @@ use crate::app::App;
 use crate::auth::Principal;
 use crate::blocking::blocking;
 use crate::error::ApiError;
+use crate::extract::{Staff, StaffOrAdmin};
 use crate::work::now_ms;
 
 type AppState = State<Arc<App>>;
-
-pub fn routes() -> axum::Router<Arc<App>> {
-    use axum::routing::{get, post};
-    axum::Router::new()
-        .route("/v1/payers/{payer}/plugins", post(upload).get(list))
-        .route("/v1/payers/{payer}/plugins/{digest}", get(show))
-        .route("/v1/payers/{payer}/plugins/{digest}/validate", post(validate))
-        .route("/v1/payers/{payer}/plugins/{digest}/approve", post(approve))
-        .route("/v1/payers/{payer}/plugins/{digest}/retire", post(retire))
-        .route("/v1/payers/{payer}/releases", get(releases).post(activate))
-        .route("/v1/payers/{payer}/releases/{id}/rollback", post(rollback))
-        .route("/v1/payers/{payer}/swaps", get(swaps))
-        .route("/v1/payers/{payer}/audit", get(audit))
-        .route("/v1/payers/{payer}/signing-keys", post(add_key))
-        .route("/v1/payers/{payer}/regression", post(add_regression).get(list_regression))
-        .route("/v1/submissions/{id}/decisions", get(decisions))
-}
 
 pub fn converter_json(c: &tenken_runtime::Converter) -> String {
     serde_json::json!({
@@ -121,23 +105,6 @@ pub fn info_json(p: &tenken_runtime::Plugin) -> String {
         .to_string()
 }
 
-fn payer_of(s: &str) -> Result<Payer, ApiError> {
-    s.parse().map_err(|e: String| ApiError::new(StatusCode::NOT_FOUND, "unknown-payer", e))
-}
-
-/// Payer staff only (admins manage tokens, not rules).
-fn staff(who: &Principal, payer: Payer) -> Result<(), ApiError> {
-    if who.staff_payer() == Some(payer) {
-        return Ok(());
-    }
-    tracing::warn!(who = %who.describe(), %payer, "refused: not this payer's staff");
-    Err(ApiError::forbidden(format!("only {payer} staff manage {payer}'s rules; {} may not", who.describe())))
-}
-
-fn staff_or_admin(who: &Principal, payer: Payer) -> Result<(), ApiError> {
-    if who.is_admin() { Ok(()) } else { staff(who, payer) }
-}
-
 fn bad(code: &'static str, msg: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, msg)
 }
@@ -163,15 +130,12 @@ pub fn verify_signature(keys: &[String], digest: &str, signature_hex: &str) -> O
         .cloned()
 }
 
-async fn upload(
+pub async fn upload(
     State(app): AppState,
-    who: Principal,
-    Path(payer): Path<String>,
+    Staff { payer, who }: Staff,
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<PluginRecord>), ApiError> {
-    let payer = payer_of(&payer)?;
-    staff(&who, payer)?;
     let pc = app.config.payer(payer).clone();
     let max = pc.plugin_upload_bytes_max.min(app.config.limits.plugin_component_bytes_max);
     let bytes = axum::body::to_bytes(body, max as usize).await.map_err(|_| {
@@ -262,24 +226,19 @@ async fn upload(
     Ok((if new { StatusCode::CREATED } else { StatusCode::OK }, Json(rec)))
 }
 
-async fn list(
+pub async fn list(
     State(app): AppState,
-    who: Principal,
-    Path(payer): Path<String>,
+    StaffOrAdmin { payer, .. }: StaffOrAdmin,
 ) -> Result<Json<Vec<PluginRecord>>, ApiError> {
-    let payer = payer_of(&payer)?;
-    staff_or_admin(&who, payer)?;
     let store = app.store.clone();
     Ok(Json(blocking(move || store.plugins(payer)).await?))
 }
 
-async fn show(
+pub async fn show(
     State(app): AppState,
-    who: Principal,
-    Path((payer, digest)): Path<(String, String)>,
+    StaffOrAdmin { payer, .. }: StaffOrAdmin,
+    Path((_, digest)): Path<(String, String)>,
 ) -> Result<Json<PluginRecord>, ApiError> {
-    let payer = payer_of(&payer)?;
-    staff_or_admin(&who, payer)?;
     Ok(Json(must_plugin(&app, payer, &digest).await?))
 }
 
@@ -403,13 +362,11 @@ pub fn run_validation(app: &App, payer: Payer, candidate: &PluginRecord) -> Resu
     Ok(report)
 }
 
-async fn validate(
+pub async fn validate(
     State(app): AppState,
-    who: Principal,
-    Path((payer, digest)): Path<(String, String)>,
+    Staff { payer, who }: Staff,
+    Path((_, digest)): Path<(String, String)>,
 ) -> Result<Json<ValidationReport>, ApiError> {
-    let payer = payer_of(&payer)?;
-    staff(&who, payer)?;
     let rec = must_plugin(&app, payer, &digest).await?;
     if rec.state == PluginState::Retired {
         return Err(ApiError::new(StatusCode::CONFLICT, "wrong-state", format!("plugin {digest} is retired")));
@@ -437,13 +394,11 @@ async fn validate(
     Ok(Json(report))
 }
 
-async fn approve(
+pub async fn approve(
     State(app): AppState,
-    who: Principal,
-    Path((payer, digest)): Path<(String, String)>,
+    Staff { payer, who }: Staff,
+    Path((_, digest)): Path<(String, String)>,
 ) -> Result<Json<PluginRecord>, ApiError> {
-    let payer = payer_of(&payer)?;
-    staff(&who, payer)?;
     let rec = must_plugin(&app, payer, &digest).await?;
     if rec.uploaded_by == who.token_id {
         return Err(ApiError::forbidden(
@@ -471,13 +426,11 @@ async fn approve(
 }
 
 /// Retires a plugin version that no live release set uses; it can no longer be activated.
-async fn retire(
+pub async fn retire(
     State(app): AppState,
-    who: Principal,
-    Path((payer, digest)): Path<(String, String)>,
+    Staff { payer, who }: Staff,
+    Path((_, digest)): Path<(String, String)>,
 ) -> Result<Json<PluginRecord>, ApiError> {
-    let payer = payer_of(&payer)?;
-    staff(&who, payer)?;
     let rec = must_plugin(&app, payer, &digest).await?;
     let (store, by) = (app.store.clone(), who.token_id);
     // The store refuses (409 in-use) in the same transaction while a live set uses it, so a
@@ -489,26 +442,20 @@ async fn retire(
     Ok(Json(rec))
 }
 
-async fn releases(
+pub async fn releases(
     State(app): AppState,
-    who: Principal,
-    Path(payer): Path<String>,
+    StaffOrAdmin { payer, .. }: StaffOrAdmin,
 ) -> Result<Json<Vec<ReleaseSet>>, ApiError> {
-    let payer = payer_of(&payer)?;
-    staff_or_admin(&who, payer)?;
     let store = app.store.clone();
     Ok(Json(blocking(move || store.release_sets(payer)).await?))
 }
 
 /// The payer's recent hot swaps (this process): when each activation or rollback was asked
 /// for, when its table went live, and when the first chunk started on it.
-async fn swaps(
+pub async fn swaps(
     State(app): AppState,
-    who: Principal,
-    Path(payer): Path<String>,
+    StaffOrAdmin { payer, .. }: StaffOrAdmin,
 ) -> Result<Json<Vec<crate::registry::SwapRecord>>, ApiError> {
-    let payer = payer_of(&payer)?;
-    staff_or_admin(&who, payer)?;
     Ok(Json(app.work.registry.swaps(payer)))
 }
 
@@ -521,15 +468,12 @@ pub struct ActivateRequest {
     pub reason: String,
 }
 
-async fn activate(
+pub async fn activate(
     State(app): AppState,
-    who: Principal,
-    Path(payer): Path<String>,
+    Staff { payer, who }: Staff,
     Json(req): Json<ActivateRequest>,
 ) -> Result<(StatusCode, Json<ReleaseSet>), ApiError> {
     let (requested, requested_ms) = (std::time::Instant::now(), now_ms());
-    let payer = payer_of(&payer)?;
-    staff(&who, payer)?;
     let from = crate::error::month_param(req.from.as_deref())?;
     if req.plugins.is_empty() || req.plugins.len() > 64 {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad-release", "a release set has 1–64 plugins"));
@@ -579,14 +523,12 @@ pub struct RollbackRequest {
     pub reason: String,
 }
 
-async fn rollback(
+pub async fn rollback(
     State(app): AppState,
-    who: Principal,
-    Path((payer, id)): Path<(String, i64)>,
+    Staff { payer, who }: Staff,
+    Path((_, id)): Path<(String, i64)>,
     body: Option<Json<RollbackRequest>>,
 ) -> Result<Json<ReleaseSet>, ApiError> {
-    let payer = payer_of(&payer)?;
-    staff(&who, payer)?;
     let reason = body.map(|b| b.0.reason).unwrap_or_default();
     let app2 = app.clone();
     let by = who.token_id;
@@ -609,14 +551,11 @@ pub struct AuditQuery {
     pub limit: Option<u32>,
 }
 
-async fn audit(
+pub async fn audit(
     State(app): AppState,
-    who: Principal,
-    Path(payer): Path<String>,
+    StaffOrAdmin { payer, .. }: StaffOrAdmin,
     Query(q): Query<AuditQuery>,
 ) -> Result<Json<Vec<AuditEvent>>, ApiError> {
-    let payer = payer_of(&payer)?;
-    staff_or_admin(&who, payer)?;
     let store = app.store.clone();
     Ok(Json(blocking(move || store.audit(payer, q.limit.unwrap_or(200))).await?))
 }
@@ -627,14 +566,11 @@ pub struct KeyRequest {
     pub public_key: String,
 }
 
-async fn add_key(
+pub async fn add_key(
     State(app): AppState,
-    who: Principal,
-    Path(payer): Path<String>,
+    Staff { payer, who }: Staff,
     Json(req): Json<KeyRequest>,
 ) -> Result<StatusCode, ApiError> {
-    let payer = payer_of(&payer)?;
-    staff(&who, payer)?;
     let k = req.public_key.trim().to_ascii_lowercase();
     let ok = hex::decode(&k)
         .ok()
@@ -659,15 +595,12 @@ pub struct CaseQuery {
 
 /// Adds a claim file to the regression corpus; its expected findings are what the payer's
 /// release set in force finds today (the baseline candidates are compared against).
-async fn add_regression(
+pub async fn add_regression(
     State(app): AppState,
-    who: Principal,
-    Path(payer): Path<String>,
+    Staff { payer, who }: Staff,
     Query(q): Query<CaseQuery>,
     body: Body,
 ) -> Result<(StatusCode, Json<RegressionCase>), ApiError> {
-    let payer = payer_of(&payer)?;
-    staff(&who, payer)?;
     let max = app.config.admission.submission_bytes_max as usize;
     let bytes = axum::body::to_bytes(body, max)
         .await
@@ -689,13 +622,10 @@ pub fn add_case(app: &App, payer: Payer, name: &str, bytes: &[u8], by: i64) -> R
     Ok(app.store.add_regression(payer, name, bytes, &expected, by, now_ms())?)
 }
 
-async fn list_regression(
+pub async fn list_regression(
     State(app): AppState,
-    who: Principal,
-    Path(payer): Path<String>,
+    StaffOrAdmin { payer, .. }: StaffOrAdmin,
 ) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
-    let payer = payer_of(&payer)?;
-    staff_or_admin(&who, payer)?;
     let store = app.store.clone();
     let cases = blocking(move || store.regression(payer)).await?;
     Ok(Json(
@@ -706,7 +636,7 @@ async fn list_regression(
     ))
 }
 
-async fn decisions(
+pub async fn decisions(
     State(app): AppState,
     who: Principal,
     Path(id): Path<i64>,

@@ -19,6 +19,7 @@ use crate::app::{App, AppState};
 use crate::error::{ApiError, ErrorCode};
 use crate::metrics::StatusLabel;
 use crate::submissions::*;
+use crate::{masters, plugins};
 
 /// The request id given to every request (`x-request-id`).
 #[derive(Debug, Clone)]
@@ -44,8 +45,27 @@ pub fn router(app: Arc<App>) -> axum::Router {
         .route("/v1/payers/{payer}/windows/{month}", get(get_window).put(put_window))
         .route("/v1/tokens", post(create_token).get(list_tokens))
         .route("/v1/tokens/{id}/revoke", post(revoke_token))
-        .merge(crate::plugins::routes())
-        .merge(crate::masters::routes())
+        // Rules: plugins, release sets, audit, regression corpus (staff of the payer).
+        .route("/v1/payers/{payer}/plugins", post(plugins::upload).get(plugins::list))
+        .route("/v1/payers/{payer}/plugins/{digest}", get(plugins::show))
+        .route("/v1/payers/{payer}/plugins/{digest}/validate", post(plugins::validate))
+        .route("/v1/payers/{payer}/plugins/{digest}/approve", post(plugins::approve))
+        .route("/v1/payers/{payer}/plugins/{digest}/retire", post(plugins::retire))
+        .route("/v1/payers/{payer}/releases", get(plugins::releases).post(plugins::activate))
+        .route("/v1/payers/{payer}/releases/{id}/rollback", post(plugins::rollback))
+        .route("/v1/payers/{payer}/swaps", get(plugins::swaps))
+        .route("/v1/payers/{payer}/audit", get(plugins::audit))
+        .route("/v1/payers/{payer}/signing-keys", post(plugins::add_key))
+        .route("/v1/payers/{payer}/regression", post(plugins::add_regression).get(plugins::list_regression))
+        .route("/v1/submissions/{id}/decisions", get(plugins::decisions))
+        // Masters: versions, proposals, approvals, conversion (staff of the payer).
+        .route("/v1/payers/{payer}/masters", get(masters::list).post(masters::propose))
+        .route("/v1/payers/{payer}/masters/files", post(masters::upload_file))
+        .route("/v1/payers/{payer}/masters/{id}/approve", post(masters::approve))
+        .route("/v1/payers/{payer}/masters/{id}/activate", post(masters::activate))
+        .route("/v1/payers/{payer}/masters/{id}/rollback", post(masters::rollback))
+        .route("/v1/payers/{payer}/masters/{id}/convert-for/{other}", post(masters::convert_for))
+        .route("/v1/payers/{payer}/masters/{id}/files/{name}", get(masters::download))
         .fallback(|| async { ApiError::not_found("no such endpoint; the API is under /v1 (see /v1/openapi.json)") })
         .layer(axum::middleware::from_fn_with_state(app.clone(), request_context))
         .with_state(app)
