@@ -44,11 +44,7 @@ pub async fn list(
     Ok(Json(blocking(move || store.master_versions(payer)).await?))
 }
 
-pub async fn upload_file(
-    State(app): AppState,
-    _staff: Staff,
-    body: Body,
-) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn upload_file(State(app): AppState, _staff: Staff, body: Body) -> Result<Json<serde_json::Value>, ApiError> {
     let bytes = axum::body::to_bytes(body, app.config.admission.submission_bytes_max as usize)
         .await
         .map_err(|_| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body-too-large", "the master file is too large"))?;
