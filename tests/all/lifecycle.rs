@@ -54,7 +54,7 @@ fn upload(url: &str, token: &str, payer: &str, bytes: &[u8], sig: Option<&str>) 
 }
 
 fn digest_of(bytes: &[u8]) -> String {
-    format!("sha256:{}", tenken_store::digest(bytes))
+    tenken_store::digest(bytes).to_string()
 }
 
 fn first_set(url: &str, staff: &str, payer: &str) -> Value {

@@ -38,7 +38,7 @@ fn a_kokuho_diff_in_kokuho_fixed_applies_onto_the_first_start_master_in_ssk_csv(
     assert_eq!(st, 200, "{versions}");
     let first =
         versions.as_array().unwrap().iter().find(|v| v["state"] == "active").expect("an active version").clone();
-    let base: Vec<Value> = serde_json::from_str(first["sources"].as_str().unwrap()).unwrap();
+    let base: Vec<Value> = serde_json::from_value(first["sources"].clone()).unwrap();
     assert!(base.iter().all(|s| s["format"] == "ssk-csv"), "{base:?}");
 
     // The 差分 goes in as kokuho's own format (the server labels it with master_format).
@@ -54,12 +54,12 @@ fn a_kokuho_diff_in_kokuho_fixed_applies_onto_the_first_start_master_in_ssk_csv(
         json!({"from": "2026-06", "base": first["id"], "files": [{"name": name, "blob": b["blob"]}], "reason": "点数改定 (差分)"}),
     );
     assert_eq!(st, 201, "a kokuho 差分 onto the ssk-csv base: {v}\n{}", server.log_tail());
-    let sources: Vec<Value> = serde_json::from_str(v["sources"].as_str().unwrap()).unwrap();
+    let sources: Vec<Value> = serde_json::from_value(v["sources"].clone()).unwrap();
     let formats: Vec<&str> = sources.iter().map(|s| s["format"].as_str().unwrap()).collect();
     assert!(formats.contains(&"ssk-csv") && formats.contains(&"kokuho-fixed"), "{formats:?}");
 
     // The diff against the version in force names exactly the revised procedure, 28 → 31.
-    let report: Value = serde_json::from_str(v["report"].as_str().unwrap()).unwrap();
+    let report: Value = serde_json::from_value(v["report"].clone()).unwrap();
     let procedure = report["diff"].as_array().unwrap().iter().find(|d| d["kind"] == "procedure").unwrap().clone();
     assert_eq!(procedure["changed"], 1, "{report}");
     let example = procedure["examples"][0].to_string();
@@ -81,7 +81,7 @@ fn a_kokuho_diff_in_kokuho_fixed_applies_onto_the_first_start_master_in_ssk_csv(
     );
     assert_eq!(st, 201, "{v2}");
     assert_ne!(v2["digest"], v["digest"], "two different 差分, two different master sets");
-    let report2: Value = serde_json::from_str(v2["report"].as_str().unwrap()).unwrap();
+    let report2: Value = serde_json::from_value(v2["report"].clone()).unwrap();
     let example2 = report2["diff"].as_array().unwrap().iter().find(|d| d["kind"] == "procedure").unwrap()["examples"]
         [0]
     .to_string();

@@ -54,7 +54,7 @@ fn a_master_provided_by_ssk_is_converted_proven_approved_jointly_and_swapped_wit
         send_json(&url, &s1, "POST", "/v1/payers/ssk/masters", json!({"files": files, "reason": "点数改定"}));
     assert_eq!(st, 201, "{ssk_v}");
     assert_eq!(ssk_v["state"], "proposed");
-    let report: Value = serde_json::from_str(ssk_v["report"].as_str().unwrap()).unwrap();
+    let report: Value = serde_json::from_value(ssk_v["report"].clone()).unwrap();
     let procedure = report["diff"].as_array().unwrap().iter().find(|d| d["kind"] == "procedure").unwrap().clone();
     assert!(procedure["changed"].as_u64().unwrap() > 0, "{report}");
     // The impact check re-ran the regression corpus: the points rule now fires, flagged.
@@ -110,7 +110,7 @@ fn a_master_provided_by_ssk_is_converted_proven_approved_jointly_and_swapped_wit
     assert_eq!(kv["provided_by"], "ssk");
     assert_eq!(kv["payer"], "kokuho");
     let kid = kv["id"].as_i64().unwrap();
-    let sources: Vec<Value> = serde_json::from_str(kv["sources"].as_str().unwrap()).unwrap();
+    let sources: Vec<Value> = serde_json::from_value(kv["sources"].clone()).unwrap();
     assert!(sources.iter().all(|s| s["format"] == "kokuho-fixed"), "{sources:?}");
     // The receiving payer's staff download the converted file with its digest.
     let name = sources[0]["name"].as_str().unwrap();
@@ -139,7 +139,7 @@ fn a_master_provided_by_ssk_is_converted_proven_approved_jointly_and_swapped_wit
 
     // The impact check flagged it (points +3 make the points rule fire), so an approval
     // without accepting the impact is refused, and accepting needs a reason.
-    let kreport: Value = serde_json::from_str(kv["report"].as_str().unwrap()).unwrap();
+    let kreport: Value = serde_json::from_value(kv["report"].clone()).unwrap();
     assert_eq!(kreport["impact"]["flagged"], true, "{kreport}");
     let approve = format!("/v1/payers/kokuho/masters/{kid}/approve");
     let (st, b) = post(&url, &k1, &approve);

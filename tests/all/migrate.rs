@@ -53,6 +53,23 @@ fn a_data_directory_of_the_previous_release_opens_and_migrates() {
     let (status, versions) = get(&server.url, &staff, "/v1/payers/ssk/masters");
     assert_eq!(status, 200, "{versions}");
     assert!(!versions.as_array().map(|v| v.is_empty()).unwrap_or(true), "{versions}");
+    // Stored documents now have their types: master sources name blobs in the one digest
+    // spelling (the old release stored bare hex), plugins say their kind, decision records
+    // and submission digests read back typed.
+    for v in versions.as_array().unwrap() {
+        for src in v["sources"].as_array().expect("sources are a list, not a string") {
+            let blob = src["blob"].as_str().unwrap();
+            assert!(blob.parse::<tenken_model::Digest>().is_ok(), "{blob}");
+        }
+    }
+    let (status, plugins) = get(&server.url, &staff, "/v1/payers/ssk/plugins");
+    assert_eq!(status, 200, "{plugins}");
+    assert!(plugins.as_array().unwrap().iter().all(|p| p["described"]["kind"] == "checker"), "{plugins}");
+    assert!(list[0]["digest"].as_str().unwrap().starts_with("sha256:"), "{}", list[0]);
+    let id0 = list[0]["id"].as_i64().unwrap();
+    let (status, decisions) = get(&server.url, &staff, &format!("/v1/submissions/{id0}/decisions"));
+    assert_eq!(status, 200, "{decisions}");
+    assert!(decisions.as_array().unwrap().iter().all(|d| d["sets"][0]["masters"].as_str().is_some()), "{decisions}");
 
     // And it works on: a new file for the same institution is claimed, checked and listed.
     let out = std::process::Command::new(crate::server_util::bin())

@@ -93,7 +93,7 @@ fn loaded_plugins_beyond_the_live_tables_are_bounded() {
                 name: p.info.name.clone(),
                 version: p.info.version.clone(),
                 contract: p.contract.clone(),
-                info_json: tenken_server::plugins::info_json(&p),
+                described: tenken_server::plugins::described(&p),
                 uploaded_by: 1,
                 signed_by: None,
                 state: tenken_store::PluginState::Uploaded,

@@ -67,7 +67,7 @@ impl Engine {
                 .map(|p| PluginRef {
                     name: p.info.name.clone(),
                     version: p.info.version.clone(),
-                    digest: p.digest.clone(),
+                    digest: p.digest.to_string(),
                 })
                 .collect(),
             Engine::Native { packs } => packs

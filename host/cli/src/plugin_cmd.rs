@@ -142,7 +142,7 @@ pub fn run(cmd: PluginCmd) -> Result<ExitCode> {
         }
         Action::Upload { file, sign_key } => {
             let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-            let digest = format!("sha256:{}", tenken_store::digest(&bytes));
+            let digest = tenken_store::digest(&bytes).to_string();
             let mut req = agent()
                 .post(format!("{}/v1/payers/{p}/plugins", c.server))
                 .header("Authorization", format!("Bearer {}", c.token));

@@ -64,7 +64,7 @@ fn mib(bytes: u64) -> String {
 }
 
 fn sha256(bytes: &[u8]) -> String {
-    format!("sha256:{}", tenken_store::digest(bytes))
+    tenken_store::digest(bytes).to_string()
 }
 
 /// `tenken plugin describe FILE`: exit 0 when the component fits this host, 1 when not.

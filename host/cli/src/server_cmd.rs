@@ -479,7 +479,7 @@ fn master_export(
     let digest = r.headers().get("x-tenken-digest").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     let bytes = r.body_mut().with_config().limit(1 << 31).read_to_vec()?;
     anyhow::ensure!(
-        format!("sha256:{}", tenken_store::digest(&bytes)) == digest,
+        tenken_store::digest(&bytes).to_string() == digest,
         "the download does not match its digest {digest}"
     );
     std::fs::write(out, &bytes)?;
@@ -553,7 +553,6 @@ fn master_impact(
     threshold: usize,
     json: bool,
 ) -> Result<std::process::ExitCode> {
-    use std::collections::BTreeMap;
     let limits = tenken_limits::Limits::default();
     let runtime = std::sync::Arc::new(tenken_runtime::Runtime::new(&limits, None)?);
     let checker = |dir: &std::path::Path| -> Result<tenken_check::Checker> {
@@ -561,56 +560,34 @@ fn master_impact(
         Ok(tenken_check::Checker::new(engine, std::sync::Arc::new(load_master_dir(dir)?), limits.clone()))
     };
     let (a, b) = (checker(old)?, checker(new)?);
-    // rule → (new, vanished, receipts)
-    let mut by_rule: BTreeMap<String, (usize, usize, Vec<String>)> = BTreeMap::new();
+    // The server's impact check, on the files given (every changed receipt listed).
+    let mut impact = tenken_lifecycle::Impact::new(tenken_lifecycle::ExampleLimits::ALL);
     for path in claims {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         let fa = a.check_bytes(&bytes, None)?.findings;
         let fb = b.check_bytes(&bytes, None)?.findings;
-        // The server's impact check compares the same way (one definition of the same
-        // finding, counted as multisets).
-        let d = tenken_lifecycle::delta(&fa, &fb);
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("?").to_owned();
-        for f in d.new {
-            let e = by_rule.entry(f.rule.clone()).or_default();
-            e.0 += 1;
-            e.2.push(format!("{name}#{}", f.receipt.map(|r| r.to_string()).unwrap_or("-".into())));
-        }
-        for f in d.vanished {
-            let e = by_rule.entry(f.rule.clone()).or_default();
-            e.1 += 1;
-            e.2.push(format!("{name}#{}", f.receipt.map(|r| r.to_string()).unwrap_or("-".into())));
-        }
+        impact.add(path.file_name().and_then(|n| n.to_str()).unwrap_or("?"), &fa, &fb);
     }
-    let total: usize = by_rule.values().map(|(n, v, _)| n + v).sum();
-    let flagged = total > threshold;
+    let report = impact.report(claims.len(), 0, 0, threshold);
     if json {
-        let v: Vec<serde_json::Value> = by_rule
-            .iter()
-            .map(|(rule, (n, v, r))| serde_json::json!({"rule": rule, "new": n, "vanished": v, "receipts": r}))
-            .collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(
-                &serde_json::json!({"rules": v, "changed": total, "threshold": threshold, "flagged": flagged})
-            )?
-        );
+        println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!("{:40} {:>6} {:>9}  RECEIPTS", "RULE", "NEW", "VANISHED");
-        for (rule, (n, v, r)) in &by_rule {
-            let mut shown: Vec<String> = r.iter().take(8).cloned().collect();
-            if r.len() > 8 {
-                shown.push(format!("… {} more", r.len() - 8));
+        for r in &report.rules {
+            let mut shown: Vec<String> = r.receipts.iter().take(8).cloned().collect();
+            if r.receipts.len() > 8 {
+                shown.push(format!("… {} more", r.receipts.len() - 8));
             }
-            println!("{rule:40} {n:>6} {v:>9}  {}", shown.join(", "));
+            println!("{:40} {:>6} {:>9}  {}", r.rule, r.new, r.vanished, shown.join(", "));
         }
         println!(
-            "{total} finding(s) changed over {} claim file(s); threshold {threshold}: {}",
+            "{} finding(s) changed over {} claim file(s); threshold {threshold}: {}",
+            report.changed,
             claims.len(),
-            if flagged { "FLAGGED — look before approving this master" } else { "within" }
+            if report.flagged { "FLAGGED — look before approving this master" } else { "within" }
         );
     }
-    Ok(if flagged { std::process::ExitCode::from(1) } else { std::process::ExitCode::SUCCESS })
+    Ok(if report.flagged { std::process::ExitCode::from(1) } else { std::process::ExitCode::SUCCESS })
 }
 
 #[derive(clap::Args)]

@@ -198,8 +198,8 @@ pub struct Source {
     pub kind: MasterKind,
     pub name: String,
     pub role: SourceRole,
-    /// SHA-256 of the file's bytes, lower-case hex.
-    pub sha256: String,
+    /// SHA-256 of the file's bytes.
+    pub sha256: tenken_model::Digest,
     pub rows: usize,
 }
 
@@ -380,7 +380,7 @@ impl MasterSet {
     }
 
     fn record_source(&mut self, kind: MasterKind, name: &str, bytes: &[u8], role: SourceRole, rows: usize) {
-        let sha256 = hex::encode(Sha256::digest(bytes));
+        let sha256 = tenken_model::Digest::from_sha256(Sha256::digest(bytes).into());
         self.sources.push(Source { kind, name: name.to_string(), role, sha256, rows });
     }
 
@@ -524,16 +524,17 @@ impl MasterSet {
     }
 
     /// The master version id: `sha256:` over the source files' digests, in order.
-    pub fn digest(&self) -> String {
+    pub fn digest(&self) -> tenken_model::Digest {
         let mut h = Sha256::new();
         for s in &self.sources {
             let role = match s.role {
                 SourceRole::Full => "full",
                 SourceRole::Diff => "diff",
             };
-            h.update(format!("{}:{}:{}\n", s.kind.letter(), role, s.sha256).as_bytes());
+            // The hex spelling of each file's digest: what versions were always keyed by.
+            h.update(format!("{}:{}:{}\n", s.kind.letter(), role, s.sha256.hex()).as_bytes());
         }
-        format!("sha256:{}", hex::encode(h.finalize()))
+        tenken_model::Digest::from_sha256(h.finalize().into())
     }
 
     /// Current rows (the latest version of every code not 抹消), in file order.

@@ -52,7 +52,7 @@ fn full_files_load_with_expected_row_counts() {
         assert_eq!(set.rows(kind).count(), n);
     }
     assert!(set.sources().iter().all(|s| s.role == SourceRole::Full));
-    assert!(set.digest().starts_with("sha256:"));
+    assert!(set.digest().to_string().starts_with("sha256:"));
     assert_eq!(set.digest(), full_set(&c).digest(), "digest is deterministic");
 
     // Column layouts as verified by hand (see lib.rs).

@@ -9,12 +9,14 @@
 
 mod claim;
 mod date;
+mod digest;
 mod finding;
 mod master;
 mod plugin_failure;
 
 pub use claim::*;
 pub use date::*;
+pub use digest::*;
 pub use finding::*;
 pub use master::*;
 pub use plugin_failure::*;

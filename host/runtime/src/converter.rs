@@ -47,7 +47,7 @@ pub enum ConvertError {
 
 pub struct Converter {
     pub info: FormatInfo,
-    pub digest: String,
+    pub digest: tenken_model::Digest,
     pub contract: String,
     pre: MasterFormatPre<HostState>,
     runtime: Arc<Runtime>,
@@ -143,8 +143,8 @@ impl Converter {
         if bytes.len() as u64 > max {
             return Err(RuntimeError::TooLarge { size: bytes.len() as u64, max });
         }
-        let digest = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
-        let component = runtime.compile(bytes, &digest, deadline)?;
+        let digest = tenken_model::Digest::from_sha256(Sha256::digest(bytes).into());
+        let component = runtime.compile(bytes, &digest.to_string(), deadline)?;
         let contract = check_contract(runtime, &component, "converter")?;
         let instance_pre =
             runtime.linker.instantiate_pre(&component).map_err(|e| RuntimeError::Link(format!("{e:#}")))?;

@@ -22,7 +22,7 @@ pub const CONTRACT_VERSION: &str = "1.0.0";
 pub struct Plugin {
     pub info: m::PluginInfo,
     /// `sha256:<hex>` of the component bytes.
-    pub digest: String,
+    pub digest: tenken_model::Digest,
     /// The contract version the component was built for.
     pub contract: String,
     pre: OfficeCheckPre<HostState>,
@@ -113,8 +113,8 @@ impl Runtime {
         if bytes.len() as u64 > max {
             return Err(RuntimeError::TooLarge { size: bytes.len() as u64, max });
         }
-        let digest = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
-        let ty = self.compile(bytes, &digest, None)?.component_type();
+        let digest = tenken_model::Digest::from_sha256(Sha256::digest(bytes).into());
+        let ty = self.compile(bytes, &digest.to_string(), None)?.component_type();
         let imports = ty.imports(&self.engine).map(|(n, _)| n.to_string()).collect();
         let exports = ty.exports(&self.engine).map(|(n, _)| n.to_string()).collect();
         Ok((imports, exports))
@@ -145,8 +145,8 @@ impl Plugin {
         if bytes.len() as u64 > max {
             return Err(RuntimeError::TooLarge { size: bytes.len() as u64, max });
         }
-        let digest = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
-        let component = runtime.compile(bytes, &digest, deadline)?;
+        let digest = tenken_model::Digest::from_sha256(Sha256::digest(bytes).into());
+        let component = runtime.compile(bytes, &digest.to_string(), deadline)?;
         let contract = check_contract(runtime, &component, "checker")?;
         let instance_pre =
             runtime.linker.instantiate_pre(&component).map_err(|e| RuntimeError::Link(format!("{e:#}")))?;

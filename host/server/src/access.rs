@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use tenken_model::Payer;
+use tenken_model::{Payer, YearMonth};
 use tenken_store::{Audience, Notice, Role, WindowOverride};
 
 use crate::app::{App, AppState};
@@ -89,28 +89,24 @@ pub struct WindowView {
 // ---------------------------------------------------------------------------------------
 // Acceptance windows
 
-pub(crate) async fn effective_window(app: &App, payer: Payer, month: &str) -> Result<Option<window::Window>, ApiError> {
+pub(crate) async fn effective_window(
+    app: &App,
+    payer: Payer,
+    month: YearMonth,
+) -> Result<Option<window::Window>, ApiError> {
     let store = app.store.clone();
-    let m = month.to_owned();
-    let over = blocking(move || store.window(payer, &m)).await?;
+    let over = blocking(move || store.window(payer, month)).await?;
     Ok(match over {
         Some(o) => Some(window::Window { opens_ms: o.opens_ms, closes_ms: o.closes_ms, extended: true }),
         None => window::default_window(&app.config.windows, month),
     })
 }
 
-async fn window_view(app: &App, payer: Payer, month: &str) -> Result<WindowView, ApiError> {
-    if window::parse_month(month).is_none() {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad-month",
-            format!("{month:?} is not a month; use YYYY-MM"),
-        ));
-    }
+async fn window_view(app: &App, payer: Payer, month: YearMonth) -> Result<WindowView, ApiError> {
     let w = effective_window(app, payer, month).await?;
     Ok(WindowView {
         payer: payer.to_string(),
-        billing_month: month.to_owned(),
+        billing_month: month.to_string(),
         opens_at: w.map(|w| window::rfc3339(w.opens_ms)),
         closes_at: w.map(|w| window::rfc3339(w.closes_ms)),
         opens: w.map(|w| window::format_jst(w.opens_ms)),
@@ -126,7 +122,7 @@ pub async fn get_window(
     PayerPath(payer): PayerPath,
     Path((_, month)): Path<(String, String)>,
 ) -> Result<Json<WindowView>, ApiError> {
-    Ok(Json(window_view(&app, payer, &month).await?))
+    Ok(Json(window_view(&app, payer, crate::error::month_required(&month)?).await?))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -144,7 +140,8 @@ pub async fn put_window(
     Path((_, month)): Path<(String, String)>,
     Json(req): Json<WindowRequest>,
 ) -> Result<Json<WindowView>, ApiError> {
-    let current = window_view(&app, payer, &month).await?;
+    let month = crate::error::month_required(&month)?;
+    let current = window_view(&app, payer, month).await?;
     let bad = |what: &str, v: &str| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -162,7 +159,7 @@ pub async fn put_window(
     }
     let store = app.store.clone();
     let by = who.token_id;
-    let m = month.clone();
+    let m = month;
     let notice = req.notice.clone();
     let now = app.now_ms();
     blocking(move || -> Result<_, tenken_store::StoreError> {
@@ -180,8 +177,8 @@ pub async fn put_window(
         Ok(())
     })
     .await?;
-    tracing::info!(%payer, month, "window changed");
-    Ok(Json(window_view(&app, payer, &month).await?))
+    tracing::info!(%payer, %month, "window changed");
+    Ok(Json(window_view(&app, payer, month).await?))
 }
 
 // ---------------------------------------------------------------------------------------

@@ -122,6 +122,17 @@ pub struct ErrorCode(pub &'static str);
 /// A `from` month of a request: absent or empty = from the beginning; otherwise exactly
 /// `YYYY-MM` (`2024-6`, `+2024-06`, `2024-13` are refused with the expected form), so the
 /// store never sees two spellings of one month.
+/// A required `YYYY-MM` (a path segment): 400 `bad-month` naming the expected form.
+pub fn month_required(s: &str) -> Result<tenken_model::YearMonth, ApiError> {
+    s.parse().map_err(|e: tenken_model::MonthError| ApiError::new(StatusCode::BAD_REQUEST, "bad-month", e.to_string()))
+}
+
+/// A `Digest` from a path or body: 400 `bad-digest` naming the expected form.
+pub fn digest_param(s: &str) -> Result<tenken_model::Digest, ApiError> {
+    s.parse()
+        .map_err(|e: tenken_model::DigestError| ApiError::new(StatusCode::BAD_REQUEST, "bad-digest", e.to_string()))
+}
+
 pub fn month_param(s: Option<&str>) -> Result<Option<tenken_model::YearMonth>, ApiError> {
     match s {
         None | Some("") => Ok(None),

@@ -104,13 +104,14 @@ pub fn build_registry(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<
             "{payer}.masters_dir {} does not exist; fix the setting or remove it",
             dir.display()
         );
-        if !store.master_versions(payer)?.iter().any(|v| v.state == "active") && !dir.exists() {
+        let has_masters = store.master_versions(payer)?.iter().any(|v| v.state == tenken_store::MasterState::Active);
+        if !has_masters && !dir.exists() {
             tracing::warn!(
                 %payer,
                 dir = %dir.display(),
                 "no masters: claims to {payer} are refused until `tenken master import --payer {payer} DIR` installs them (or start with --demo-masters to try tenken out)"
             );
-        } else if !store.master_versions(payer)?.iter().any(|v| v.state == "active") {
+        } else if !has_masters {
             let v = install_masters_dir(
                 &*store,
                 &dir,
@@ -139,18 +140,18 @@ pub fn build_registry(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<
                 .with_context(|| format!("loading plugin {name} for {payer}"))?;
             store.put_plugin(tenken_store::NewPlugin {
                 payer,
-                digest: plugin.digest.clone(),
+                digest: plugin.digest,
                 bytes,
                 name: plugin.info.name.clone(),
                 version: plugin.info.version.clone(),
                 contract: plugin.contract.clone(),
-                info_json: plugins::info_json(&plugin),
+                described: plugins::described(&plugin),
                 uploaded_by: 0,
                 signed_by: None,
                 state: tenken_store::PluginState::Approved,
                 now_ms: now,
             })?;
-            digests.push(plugin.digest.clone());
+            digests.push(plugin.digest);
         }
         store.activate(payer, None, &digests, 0, "bundled defaults (first start)", now)?;
         tracing::info!(%payer, plugins = digests.len(), "first release set activated");
@@ -168,22 +169,21 @@ pub fn build_registry(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<
     Ok(reg)
 }
 
-/// Builds a master version's set from its stored sources, each decoded by the converter
-/// plugin of its format.
+/// Builds a master set from a version's source files, each decoded by the converter plugin
+/// of its format.
 pub fn master_loader(
     store: Arc<dyn Store>,
     converters: Arc<std::collections::HashMap<String, Arc<tenken_runtime::Converter>>>,
-) -> impl Fn(&tenken_store::MasterVersion) -> Result<tenken_master::MasterSet, String> + Send + Sync + 'static {
-    move |v: &tenken_store::MasterVersion| {
-        let sources: Vec<serde_json::Value> = serde_json::from_str(&v.sources).map_err(|e| e.to_string())?;
+) -> impl Fn(&[tenken_store::MasterSource]) -> Result<tenken_master::MasterSet, String> + Send + Sync + 'static {
+    move |sources: &[tenken_store::MasterSource]| {
         let mut files = Vec::new();
         // Each source keeps its own format: a version proposed with `base` holds the base's
         // files (e.g. the first-start ssk-csv files) next to 差分 in the payer's own format.
         let mut decoders: Vec<Arc<tenken_runtime::Converter>> = Vec::new();
-        for src in &sources {
-            let name = src["name"].as_str().unwrap_or_default().to_owned();
-            let bytes = store.bytes(src["blob"].as_str().unwrap_or_default()).map_err(|e| format!("{name}: {e}"))?;
-            let format = src["format"].as_str().unwrap_or("ssk-csv");
+        for src in sources {
+            let name = src.name.clone();
+            let bytes = store.bytes(&src.blob).map_err(|e| format!("{name}: {e}"))?;
+            let format = &src.format;
             let converter =
                 converters.get(format).ok_or_else(|| format!("{name}: no converter for format {format:?}"))?.clone();
             decoders.push(converter);
@@ -213,7 +213,7 @@ pub fn install_masters_dir(
     store: &dyn Store,
     dir: &Path,
     payer: Payer,
-    loader: &dyn Fn(&tenken_store::MasterVersion) -> Result<tenken_master::MasterSet, String>,
+    loader: &dyn Fn(&[tenken_store::MasterSource]) -> Result<tenken_master::MasterSet, String>,
     actor: i64,
     reason: &str,
     now: i64,
@@ -232,26 +232,11 @@ pub fn install_masters_dir(
                 let bytes = std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?;
                 let blob = store.put_file(&bytes)?;
                 let name = e.file_name().to_string_lossy().into_owned();
-                sources.push(serde_json::json!({"name": name, "blob": blob, "format": "ssk-csv"}));
+                sources.push(tenken_store::MasterSource { name, blob, format: "ssk-csv".into() });
             }
         }
     }
-    let sources = serde_json::to_string(&sources)?;
-    let probe = tenken_store::MasterVersion {
-        id: 0,
-        payer,
-        from_month: None,
-        digest: String::new(),
-        sources: sources.clone(),
-        state: "proposed".into(),
-        provided_by: None,
-        report: String::new(),
-        created_by: actor,
-        created_ms: now,
-        reason: reason.into(),
-        approvals: Vec::new(),
-    };
-    let set = loader(&probe).map_err(|e| anyhow::anyhow!("{payer} masters in {}: {e}", dir.display()))?;
+    let set = loader(&sources).map_err(|e| anyhow::anyhow!("{payer} masters in {}: {e}", dir.display()))?;
     anyhow::ensure!(!set.is_empty(), "no master rows in {}", dir.display());
     Ok(store.install_master(payer, None, &set.digest(), &sources, actor, reason, now)?)
 }
@@ -388,8 +373,14 @@ fn seed_regression(limits: &tenken_limits::Limits, work: &work::Work, store: &Ar
             let billing = claim.file.header.as_ref().and_then(|h| h.billing_month);
             let (k, m) = table.pick(billing);
             let report = table.sets[k].checkers[m].check_claim(claim, Some(payer))?;
-            let expected = serde_json::to_string(&report.findings)?;
-            store.add_regression(payer, &format!("generated-{}", i + 1), &f.bytes, &expected, 0, work::now_ms())?;
+            store.add_regression(
+                payer,
+                &format!("generated-{}", i + 1),
+                &f.bytes,
+                &report.findings,
+                0,
+                work::now_ms(),
+            )?;
         }
         tracing::info!(%payer, cases = files.len(), "seeded the regression corpus");
     }

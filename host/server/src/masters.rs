@@ -11,8 +11,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use tenken_model::Payer;
-use tenken_store::MasterVersion;
+use tenken_model::{Digest, Payer};
+use tenken_store::{ImpactReport, MasterReport, MasterSource, MasterState, MasterVersion, ProvenFile};
 
 use crate::app::App;
 use crate::auth::Principal;
@@ -28,9 +28,7 @@ async fn version(app: &App, payer: Payer, id: i64) -> Result<MasterVersion, ApiE
     let store = app.store.clone();
     blocking(move || -> Result<_, ApiError> {
         store
-            .master_versions(payer)?
-            .into_iter()
-            .find(|v| v.id == id)
+            .master_version(payer, id)?
             .ok_or_else(|| ApiError::not_found(format!("{payer} has no master version {id}")))
     })
     .await
@@ -57,21 +55,12 @@ pub async fn upload_file(State(app): AppState, _staff: Staff, body: Body) -> Res
 pub struct ProposeRequest {
     /// First 診療年月 (`YYYY-MM`); omitted = from the beginning.
     pub from: Option<String>,
-    /// `[{"name": "s_ALL20260601.csv", "blob": "<hex>"}]`, full files and 差分 (by name).
-    pub files: Vec<serde_json::Value>,
+    /// Full files and 差分 (by name), as uploaded.
+    pub files: Vec<ProposedFile>,
     /// Apply these files (差分) onto this version's sources.
     pub base: Option<i64>,
     #[serde(default)]
     pub reason: String,
-}
-
-/// Examples of changed findings per rule: `file#receipt`, at most 5 per file and 40 in all,
-/// so every file with a change shows up.
-fn example(list: &mut Vec<String>, file: &str, receipt: Option<u32>) {
-    let prefix = format!("{file}#");
-    if list.len() < 40 && list.iter().filter(|l| l.starts_with(&prefix)).count() < 5 {
-        list.push(format!("{prefix}{}", receipt.map(|r| r.to_string()).unwrap_or("-".into())));
-    }
 }
 
 /// Newest submissions looked at when sampling for the impact check (the sample itself is
@@ -80,19 +69,17 @@ const IMPACT_SAMPLE_SCAN_MAX: u32 = 200;
 
 /// Impact check: the payer's regression corpus, plus a sample of its newest checked
 /// submissions, re-checked with the release set in force under the current and the proposed
-/// master; findings delta per rule with example receipts.
-fn impact_report(app: &App, payer: Payer, new: &Arc<tenken_master::MasterSet>) -> Result<serde_json::Value, ApiError> {
-    use std::collections::BTreeMap;
+/// master (`tenken_lifecycle::Impact`: findings delta per rule with example receipts).
+fn impact_report(app: &App, payer: Payer, new: &Arc<tenken_master::MasterSet>) -> Result<ImpactReport, ApiError> {
     let reg = &app.work.registry;
     let table = reg.table(payer);
     let set = table.sets.last().ok_or_else(|| ApiError::internal("no release set"))?;
     let old_checker = reg.checker_with(&set.plugins, table.current_masters().clone()).map_err(ApiError::internal)?;
     let new_checker = reg.checker_with(&set.plugins, new.clone()).map_err(ApiError::internal)?;
-    let mut by_rule: BTreeMap<String, (usize, usize, Vec<String>)> = BTreeMap::new();
     let cases = app.store.regression(payer)?;
     // The files: the regression corpus, then a sample of what institutions actually sent
     // (the newest checked submissions, bounded in files and receipts).
-    let mut files: Vec<(String, String)> = cases.iter().map(|c| (c.name.clone(), c.digest.clone())).collect();
+    let mut files: Vec<(String, Digest)> = cases.iter().map(|c| (c.name.clone(), c.digest)).collect();
     let pc = app.config.payer(payer);
     let (files_max, receipts_max) =
         (pc.master_impact_sample_files_max as usize, pc.master_impact_sample_receipts_max as u64);
@@ -117,54 +104,37 @@ fn impact_report(app: &App, payer: Payer, new: &Arc<tenken_master::MasterSet>) -
             }
             sampled += 1;
             sampled_receipts += s.receipts as u64;
-            files.push((format!("submission {}", s.reception), s.digest.clone()));
+            files.push((format!("submission {}", s.reception), s.digest));
         }
     }
+    let mut impact = tenken_lifecycle::Impact::new(tenken_lifecycle::ExampleLimits::PROPOSAL);
     for (name, digest) in &files {
         let bytes = app.store.bytes(digest)?;
         let a = old_checker.check_bytes(&bytes, Some(payer)).map_err(ApiError::internal)?.findings;
         let b = new_checker.check_bytes(&bytes, Some(payer)).map_err(ApiError::internal)?.findings;
-        // Counted as multisets: one of two identical findings vanishing is a change too.
-        let d = tenken_lifecycle::delta(&a, &b);
-        for f in d.new {
-            let e = by_rule.entry(f.rule.clone()).or_default();
-            e.0 += 1;
-            example(&mut e.2, name, f.receipt);
-        }
-        for f in d.vanished {
-            let e = by_rule.entry(f.rule.clone()).or_default();
-            e.1 += 1;
-            example(&mut e.2, name, f.receipt);
-        }
+        impact.add(name, &a, &b);
     }
-    let changed: usize = by_rule.values().map(|(n, v, _)| n + v).sum();
-    let max = pc.master_impact_delta_max as usize;
-    Ok(serde_json::json!({
-        "cases": cases.len(),
-        "sampled_submissions": sampled,
-        "sampled_receipts": sampled_receipts,
-        "changed": changed,
-        "threshold": max,
-        "flagged": changed > max,
-        "rules": by_rule.iter().map(|(r, (n, v, rc))| serde_json::json!({
-            "rule": r, "new": n, "vanished": v, "receipts": rc,
-        })).collect::<Vec<_>>(),
-    }))
+    Ok(impact.report(cases.len(), sampled, sampled_receipts, pc.master_impact_delta_max as usize))
 }
 
-/// The semantic diff of `new` against the version in force for the same months, as counts
-/// per kind plus the first changes (the report staff approve on).
-fn diff_report(app: &App, payer: Payer, new: &tenken_master::MasterSet) -> serde_json::Value {
+/// The report staff approve a proposal on: the semantic diff against the version in force
+/// and the impact check.
+fn proposal_report(app: &App, payer: Payer, new: &Arc<tenken_master::MasterSet>) -> Result<MasterReport, ApiError> {
     let table = app.work.registry.table(payer);
-    let diff = tenken_master::canon::semantic_diff(table.current_masters(), new);
-    serde_json::json!(diff.iter().map(|d| serde_json::json!({
-        "kind": d.kind.map(|k| k.as_str()),
-        "added": d.added.len(), "changed": d.changed.len(), "abolished": d.abolished.len(),
-        "restored": d.restored.len(), "removed": d.removed.len(),
-        "examples": d.changed.iter().take(5).map(|(c, f)| serde_json::json!({
-            "code": c, "fields": f.iter().map(|f| format!("{} {} → {}", f.field, f.expected, f.got)).collect::<Vec<_>>()
-        })).collect::<Vec<_>>(),
-    })).collect::<Vec<_>>())
+    Ok(MasterReport {
+        diff: tenken_lifecycle::diff_report(table.current_masters(), new),
+        impact: Some(impact_report(app, payer, new)?),
+        ..MasterReport::default()
+    })
+}
+
+/// A file of a proposal as the request names it.
+#[derive(Debug, Deserialize)]
+pub struct ProposedFile {
+    /// The master file's name (`s_ALL20260601.csv`, `y_20260701.csv`, …): its kind and role.
+    pub name: String,
+    /// Its digest as `POST …/masters/files` returned it.
+    pub blob: String,
 }
 
 pub async fn propose(
@@ -174,37 +144,23 @@ pub async fn propose(
 ) -> Result<(StatusCode, Json<MasterVersion>), ApiError> {
     let from = crate::error::month_param(req.from.as_deref())?;
     let format = app.config.payer(payer).master_format.clone();
-    let mut sources: Vec<serde_json::Value> = match req.base {
+    let mut sources: Vec<MasterSource> = match req.base {
         None => Vec::new(),
-        Some(b) => serde_json::from_str(&version(&app, payer, b).await?.sources).map_err(ApiError::internal)?,
+        Some(b) => version(&app, payer, b).await?.sources,
     };
-    sources
-        .extend(req.files.iter().map(|f| serde_json::json!({"name": f["name"], "blob": f["blob"], "format": format})));
+    for f in &req.files {
+        let blob = crate::error::digest_param(&f.blob)?;
+        sources.push(MasterSource { name: f.name.clone(), blob, format: format.clone() });
+    }
     let app2 = app.clone();
     let by = who.token_id;
     let v = blocking(move || -> Result<_, ApiError> {
-        let sources = serde_json::to_string(&sources).map_err(ApiError::internal)?;
-        let probe = MasterVersion {
-            id: 0,
-            payer,
-            from_month: from,
-            digest: String::new(),
-            sources: sources.clone(),
-            state: "proposed".into(),
-            provided_by: None,
-            report: String::new(),
-            created_by: by,
-            created_ms: now_ms(),
-            reason: req.reason.clone(),
-            approvals: Vec::new(),
-        };
         let set = app2
             .work
             .registry
-            .master_set(&probe)
-            .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "master-refused", e.to_string()))?;
-        let impact = impact_report(&app2, payer, &set)?;
-        let report = serde_json::json!({ "diff": diff_report(&app2, payer, &set), "impact": impact }).to_string();
+            .decode_sources(&sources)
+            .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "master-refused", e))?;
+        let report = proposal_report(&app2, payer, &set)?;
         Ok(app2.store.add_master_version(
             payer,
             from,
@@ -233,18 +189,15 @@ pub struct ApproveRequest {
 
 /// The approval gate on a version's stored impact check: Ok(the note for the audit event),
 /// or the refusal.
-fn impact_gate(id: i64, report: &str, req: &ApproveRequest) -> Result<String, ApiError> {
-    // A report that cannot be read says nothing about the impact: refusing is the only safe
-    // answer (approving would fail open), and accepting an impact nobody can see is no
-    // deliberate decision either.
-    let parsed = serde_json::from_str::<serde_json::Value>(report);
-    let impact = match &parsed {
-        Ok(r) if r["impact"]["flagged"].is_boolean() => &r["impact"],
-        other => {
-            let why = match other {
-                Err(e) => format!("it is not JSON ({e})"),
-                Ok(_) => "it has no impact check result (impact.flagged)".to_owned(),
-            };
+fn impact_gate(id: i64, report: &MasterReport, req: &ApproveRequest) -> Result<String, ApiError> {
+    // A version without an impact check says nothing about the impact: refusing is the only
+    // safe answer (approving would fail open), and accepting an impact nobody can see is no
+    // deliberate decision either. (A stored report that does not parse never gets here: the
+    // store refuses to read it.)
+    let impact = match &report.impact {
+        Some(i) => i,
+        None => {
+            let why = "it has no impact check result";
             tracing::error!(version = id, %why, "stored impact report unreadable; approval refused");
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
@@ -258,14 +211,14 @@ fn impact_gate(id: i64, report: &str, req: &ApproveRequest) -> Result<String, Ap
     let mut note = String::new();
     // A flagged impact (a master that suddenly changes many findings: the 2022 setting
     // error) is approved only deliberately, with a reason that goes into the audit log.
-    if impact["flagged"] == true {
+    if impact.flagged {
         if !req.accept_impact {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "impact-flagged",
                 format!(
                     "the impact check flagged master version {id}: {} finding(s) changed over the regression corpus (threshold {}). Review the report's \"impact\" (per rule, with receipts); to approve anyway send {{\"accept_impact\": true, \"reason\": \"…\"}} (CLI: tenken master approve --accept-impact --reason …)",
-                    impact["changed"], impact["threshold"]
+                    impact.changed, impact.threshold
                 ),
             ));
         }
@@ -333,7 +286,7 @@ pub async fn rollback(
     Path((_, id)): Path<(String, i64)>,
 ) -> Result<Json<MasterVersion>, ApiError> {
     let v = version(&app, payer, id).await?;
-    if v.state == "proposed" {
+    if v.state == MasterState::Proposed {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "wrong-state",
@@ -387,56 +340,72 @@ pub async fn convert_for(
         let target = match &q.converter {
             None => conv(&app2.config.payer(other).master_format)?,
             Some(d) => {
-                let rec = app2.store.plugin(other, d)?.ok_or_else(|| ApiError::not_found(format!("{other} has no converter {d}")))?;
-                if !crate::plugins::is_converter(&rec) || rec.state != tenken_store::PluginState::Approved {
+                let d = crate::error::digest_param(d)?;
+                let rec = app2
+                    .store
+                    .plugin(other, &d)?
+                    .ok_or_else(|| ApiError::not_found(format!("{other} has no converter {d}")))?;
+                if rec.kind() != tenken_store::PluginKind::Converter || rec.state != tenken_store::PluginState::Approved
+                {
                     return Err(ApiError::new(
                         StatusCode::CONFLICT,
                         "not-approved",
-                        format!("{d} is not an approved converter of {other} (it is {}); validate and approve it first", rec.state.as_str()),
+                        format!(
+                            "{d} is not an approved converter of {other} (it is {}); validate and approve it first",
+                            rec.state.as_str()
+                        ),
                     ));
                 }
-                app2.work.registry.converter(d).map_err(ApiError::internal)?
+                app2.work.registry.converter(&d).map_err(ApiError::internal)?
             }
         };
-        let sources: Vec<serde_json::Value> = serde_json::from_str(&v.sources).map_err(ApiError::internal)?;
         let mut converted = Vec::new();
         let mut proven = Vec::new();
-        for s in &sources {
-            let name = s["name"].as_str().unwrap_or_default();
-            let kind = kind_of(name).ok_or_else(|| ApiError::internal(format!("{name}: unknown master kind")))?;
-            let source = conv(s["format"].as_str().unwrap_or("ssk-csv"))?;
-            let bytes = app2.store.bytes(s["blob"].as_str().unwrap_or_default())?;
-            let rows = source.decode(kind, &bytes).map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "master-refused", format!("{name}: {e}")))?;
-            let proof = tenken_lifecycle::round_trip_through(&target, kind, &rows, 20)
-                .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "conversion-failed", format!("{name}: {e}")))?;
+        for s in &v.sources {
+            let name = s.name.as_str();
+            let kind = s.kind().ok_or_else(|| ApiError::internal(format!("{name}: unknown master kind")))?;
+            let source = conv(&s.format)?;
+            let bytes = app2.store.bytes(&s.blob)?;
+            let rows = source.decode(kind, &bytes).map_err(|e| {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "master-refused", format!("{name}: {e}"))
+            })?;
+            let proof = tenken_lifecycle::round_trip_through(&target, kind, &rows, 20).map_err(|e| {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "conversion-failed", format!("{name}: {e}"))
+            })?;
             if !proof.proven() {
                 return Err(ApiError::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     "conversion-not-proven",
-                    format!("{name}: the round trip through {} differs in {} place(s): {}", target.info.name, proof.diffs.len(), proof.describe()),
+                    format!(
+                        "{name}: the round trip through {} differs in {} place(s): {}",
+                        target.info.name,
+                        proof.diffs.len(),
+                        proof.describe()
+                    ),
                 ));
             }
             let blob = app2.store.put_file(&proof.encoded)?;
-            proven.push(serde_json::json!({"name": name, "rows": rows.len(), "source_blob": s["blob"], "blob": blob}));
-            converted.push(serde_json::json!({"name": name, "blob": blob, "format": target.info.name}));
+            proven.push(ProvenFile { name: name.to_owned(), rows: rows.len(), source_blob: s.blob, blob });
+            converted.push(MasterSource { name: name.to_owned(), blob, format: target.info.name.clone() });
         }
-        let sources = serde_json::to_string(&converted).map_err(ApiError::internal)?;
-        // No digest yet: the converted files themselves are decoded (not the source version's
-        // set, cached by its digest).
-        let probe = MasterVersion { sources: sources.clone(), payer: other, digest: String::new(), ..v.clone() };
-        let set = app2.work.registry.master_set(&probe).map_err(ApiError::internal)?;
-        let impact = impact_report(&app2, other, &set)?;
-        let report = serde_json::json!({"proof": proven, "from_version": v.id, "diff": diff_report(&app2, other, &set), "impact": impact}).to_string();
+        // The converted files themselves are decoded (not the source version's set).
+        let set = app2.work.registry.decode_sources(&converted).map_err(ApiError::internal)?;
+        let report = MasterReport { proof: proven, from_version: Some(v.id), ..proposal_report(&app2, other, &set)? };
         let reason = q.reason.unwrap_or_else(|| format!("converted from {payer} master version {}", v.id));
-        Ok(app2.store.add_master_version(other, v.from_month, &set.digest(), &sources, Some(payer), &report, by, &reason, now_ms())?)
+        Ok(app2.store.add_master_version(
+            other,
+            v.from_month,
+            &set.digest(),
+            &converted,
+            Some(payer),
+            &report,
+            by,
+            &reason,
+            now_ms(),
+        )?)
     })
     .await?;
     Ok((StatusCode::CREATED, Json(out)))
-}
-
-fn kind_of(name: &str) -> Option<tenken_model::MasterKind> {
-    let c = name.chars().next()?.to_ascii_lowercase();
-    tenken_model::MasterKind::ALL.into_iter().find(|k| k.letter() == c)
 }
 
 /// The receiving payer's staff download a converted file (with its digest).
@@ -446,19 +415,18 @@ pub async fn download(
     Path((_, id, name)): Path<(String, i64, String)>,
 ) -> Result<Response, ApiError> {
     let v = version(&app, payer, id).await?;
-    let sources: Vec<serde_json::Value> = serde_json::from_str(&v.sources).map_err(ApiError::internal)?;
-    let s = sources
+    let blob = v
+        .sources
         .iter()
-        .find(|s| s["name"] == name.as_str())
-        .ok_or_else(|| ApiError::not_found(format!("no file {name} in master version {id}")))?;
-    let blob = s["blob"].as_str().unwrap_or_default().to_owned();
+        .find(|s| s.name == name)
+        .ok_or_else(|| ApiError::not_found(format!("no file {name} in master version {id}")))?
+        .blob;
     let store = app.store.clone();
-    let b = blob.clone();
-    let bytes = blocking(move || store.bytes(&b)).await?;
+    let bytes = blocking(move || store.bytes(&blob)).await?;
     Ok((
         [
             (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
-            (header::HeaderName::from_static("x-tenken-digest"), format!("sha256:{blob}")),
+            (header::HeaderName::from_static("x-tenken-digest"), blob.to_string()),
             (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\"")),
         ],
         bytes,
@@ -474,28 +442,39 @@ mod tests {
         ApproveRequest { accept_impact: accept, reason: reason.into() }
     }
 
-    /// A stored report that cannot be read blocks approval (even with accept_impact), naming
+    fn report(impact: Option<(bool, usize, usize)>) -> MasterReport {
+        MasterReport {
+            impact: impact.map(|(flagged, changed, threshold)| ImpactReport {
+                cases: 2,
+                sampled_submissions: 0,
+                sampled_receipts: 0,
+                changed,
+                threshold,
+                flagged,
+                rules: Vec::new(),
+            }),
+            ..MasterReport::default()
+        }
+    }
+
+    /// A version without an impact check blocks approval (even with accept_impact), naming
     /// the version: the gate never fails open.
     #[test]
-    fn an_unreadable_impact_report_blocks_approval() {
-        for bad in
-            ["", "{not json", r#"{"diff": []}"#, r#"{"impact": {"changed": 3}}"#, r#"{"impact": {"flagged": "no"}}"#]
-        {
-            for r in [req(false, ""), req(true, "looked at it")] {
-                let e = impact_gate(7, bad, &r).expect_err(bad);
-                assert_eq!((e.status, e.code), (StatusCode::CONFLICT, "impact-report-unreadable"), "{bad}");
-                assert!(e.message.contains("master version 7"), "{}", e.message);
-            }
+    fn a_version_without_an_impact_check_blocks_approval() {
+        for r in [req(false, ""), req(true, "looked at it")] {
+            let e = impact_gate(7, &report(None), &r).expect_err("no impact check");
+            assert_eq!((e.status, e.code), (StatusCode::CONFLICT, "impact-report-unreadable"));
+            assert!(e.message.contains("master version 7"), "{}", e.message);
         }
     }
 
     #[test]
     fn a_flagged_impact_needs_acceptance_with_a_reason() {
-        let flagged = r#"{"impact": {"flagged": true, "changed": 12, "threshold": 5}}"#;
-        assert_eq!(impact_gate(3, flagged, &req(false, "")).unwrap_err().code, "impact-flagged");
-        assert_eq!(impact_gate(3, flagged, &req(true, " ")).unwrap_err().code, "reason-required");
-        assert_eq!(impact_gate(3, flagged, &req(true, "intended")).unwrap(), "impact accepted: intended");
-        let fine = r#"{"impact": {"flagged": false, "changed": 0, "threshold": 5}}"#;
-        assert_eq!(impact_gate(3, fine, &req(false, "")).unwrap(), "");
+        let flagged = report(Some((true, 12, 5)));
+        assert_eq!(impact_gate(3, &flagged, &req(false, "")).unwrap_err().code, "impact-flagged");
+        assert_eq!(impact_gate(3, &flagged, &req(true, " ")).unwrap_err().code, "reason-required");
+        assert_eq!(impact_gate(3, &flagged, &req(true, "intended")).unwrap(), "impact accepted: intended");
+        let fine = report(Some((false, 0, 5)));
+        assert_eq!(impact_gate(3, &fine, &req(false, "")).unwrap(), "");
     }
 }

@@ -2,7 +2,6 @@
 //! validate against the regression corpus, approve (someone else), activate release sets by
 //! 診療年月, roll back, audit; plus decision records per submission.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,9 +9,12 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use serde::{Deserialize, Serialize};
-use tenken_model::{Finding, Payer};
-use tenken_store::{AuditEvent, NewPlugin, PluginRecord, PluginState, RegressionCase, ReleaseSet};
+use serde::Deserialize;
+use tenken_model::Payer;
+use tenken_store::{
+    AuditEvent, Described, MasterState, NewPlugin, PluginKind, PluginRecord, PluginState, RegressionCase, ReleaseSet,
+    ValidationReport,
+};
 
 use crate::app::App;
 use crate::auth::Principal;
@@ -23,16 +25,14 @@ use crate::work::now_ms;
 
 type AppState = State<Arc<App>>;
 
-pub fn converter_json(c: &tenken_runtime::Converter) -> String {
-    serde_json::json!({
-        "kind": "converter", "name": c.info.name, "version": c.info.version, "contract": c.contract,
-        "kinds": c.info.kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
-    })
-    .to_string()
+/// What a rule plugin's `describe` said, as the registry keeps it.
+pub fn described(p: &tenken_runtime::Plugin) -> Described {
+    Described::Checker { rules: p.info.rules.clone() }
 }
 
-pub fn is_converter(rec: &PluginRecord) -> bool {
-    serde_json::from_str::<serde_json::Value>(&rec.info_json).is_ok_and(|v| v["kind"] == "converter")
+/// What a converter's `describe` said, as the registry keeps it.
+pub fn described_converter(c: &tenken_runtime::Converter) -> Described {
+    Described::Converter { kinds: c.info.kinds.clone() }
 }
 
 /// Validates a converter candidate: every source file of the payer's current master versions
@@ -41,79 +41,35 @@ pub fn is_converter(rec: &PluginRecord) -> bool {
 fn run_converter_validation(app: &App, payer: Payer, candidate: &PluginRecord) -> Result<ValidationReport, ApiError> {
     let reg = &app.work.registry;
     let conv = reg.converter(&candidate.digest).map_err(|e| bad("plugin-refused", e.to_string()))?;
-    let mut report = ValidationReport {
-        candidate: candidate.digest.clone(),
-        base_release_set: 0,
-        replaces: None,
-        cases: 0,
-        new_findings: 0,
-        vanished_findings: 0,
-        plugin_failures: 0,
-        by_rule: BTreeMap::new(),
-        gates: Vec::new(),
-        passed: false,
-    };
-    let mut failures = Vec::new();
-    for v in app.store.master_versions(payer)?.iter().filter(|v| v.state == "active") {
-        let sources: Vec<serde_json::Value> = serde_json::from_str(&v.sources).map_err(ApiError::internal)?;
-        for src in &sources {
-            let name = src["name"].as_str().unwrap_or_default();
-            let Some(kind) =
-                tenken_model::MasterKind::ALL.into_iter().find(|k| Some(k.letter()) == name.chars().next())
-            else {
+    let mut v = tenken_lifecycle::ConverterValidation::new(candidate.digest);
+    for version in app.store.master_versions(payer)?.iter().filter(|v| v.state == MasterState::Active) {
+        for src in &version.sources {
+            let Some(kind) = src.kind() else { continue };
+            let Some(source) = reg.converters.get(&src.format) else {
+                v.add_failure(format!("{}: no converter for its format {:?}", src.name, src.format));
                 continue;
             };
-            let Some(source) = reg.converters.get(src["format"].as_str().unwrap_or("ssk-csv")) else { continue };
-            let bytes = app.store.bytes(src["blob"].as_str().unwrap_or_default())?;
-            let rows = source.decode(kind, &bytes).map_err(ApiError::internal)?;
-            report.cases += 1;
-            match tenken_lifecycle::round_trip_through(&conv, kind, &rows, 5) {
-                Err(e) => failures.push(format!("{name}: {e}")),
-                Ok(proof) => {
-                    for d in proof.diffs {
-                        let e = report.by_rule.entry(format!("field {}", d.field)).or_default();
-                        e.new += 1;
-                        if e.examples.len() < 3 {
-                            e.examples.push(format!("{name} {}: expected {:?}, got {:?}", d.code, d.expected, d.got));
-                        }
-                        report.new_findings += 1;
-                    }
-                }
+            let bytes = app.store.bytes(&src.blob)?;
+            match source.decode(kind, &bytes) {
+                Ok(rows) => v.add_file(&conv, &src.name, kind, &rows),
+                Err(e) => v.add_failure(format!("{}: its own converter cannot decode it: {e}", src.name)),
             }
         }
     }
-    report.plugin_failures = failures.len();
-    report.gates = vec![
-        Gate {
-            name: "masters".into(),
-            passed: report.cases > 0,
-            detail: format!("{} master file(s) tried", report.cases),
-        },
-        Gate { name: "converter-failures".into(), passed: failures.is_empty(), detail: failures.join("; ") },
-        Gate {
-            name: "round-trip".into(),
-            passed: report.new_findings == 0,
-            detail: format!("{} field(s) differ after encode → decode", report.new_findings),
-        },
-    ];
-    report.passed = report.gates.iter().all(|g| g.passed);
-    Ok(report)
-}
-
-pub fn info_json(p: &tenken_runtime::Plugin) -> String {
-    serde_json::json!({ "name": p.info.name, "version": p.info.version, "contract": p.contract, "rules": p.info.rules })
-        .to_string()
+    Ok(v.finish())
 }
 
 fn bad(code: &'static str, msg: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, msg)
 }
 
+/// A plugin of the payer by its digest (as a path or body gives it: parsed strictly).
 async fn must_plugin(app: &App, payer: Payer, digest: &str) -> Result<PluginRecord, ApiError> {
-    let (store, d) = (app.store.clone(), digest.to_owned());
+    let d = crate::error::digest_param(digest)?;
+    let store = app.store.clone();
     blocking(move || store.plugin(payer, &d))
         .await?
-        .ok_or_else(|| ApiError::not_found(format!("{payer} has no plugin {digest}")))
+        .ok_or_else(|| ApiError::not_found(format!("{payer} has no plugin {d}")))
 }
 
 /// Verifies an ed25519 signature (hex) over the digest string with any of the keys (hex).
@@ -152,7 +108,7 @@ pub async fn upload(
             "send the component (.wasm) bytes as the body",
         ));
     }
-    let digest = format!("sha256:{}", tenken_store::digest(&bytes));
+    let digest = tenken_store::digest(&bytes).to_string();
     let store = app.store.clone();
     let keys = blocking(move || store.signing_keys(payer)).await?;
     let signature = headers.get("x-tenken-signature").and_then(|v| v.to_str().ok()).map(str::to_owned);
@@ -179,16 +135,12 @@ pub async fn upload(
     let b = bytes.to_vec();
     // An office-check plugin, or else a master-format converter (same registry, same rules).
     let load = tokio::task::spawn_blocking(move || match tenken_runtime::Plugin::load(&runtime, &b) {
-        Ok(p) => Ok((p.digest.clone(), p.info.name.clone(), p.info.version.clone(), p.contract.clone(), info_json(&p))),
+        Ok(p) => Ok((p.digest, p.info.name.clone(), p.info.version.clone(), p.contract.clone(), described(&p))),
         Err(e @ tenken_runtime::RuntimeError::NotOfficeCheck(_)) => match tenken_runtime::Converter::load(&runtime, &b)
         {
-            Ok(c) => Ok((
-                c.digest.clone(),
-                c.info.name.clone(),
-                c.info.version.clone(),
-                c.contract.clone(),
-                converter_json(&c),
-            )),
+            Ok(c) => {
+                Ok((c.digest, c.info.name.clone(), c.info.version.clone(), c.contract.clone(), described_converter(&c)))
+            }
             Err(tenken_runtime::RuntimeError::NotOfficeCheck(_)) => Err(e),
             Err(other) => Err(other),
         },
@@ -214,7 +166,7 @@ pub async fn upload(
         name,
         version,
         contract,
-        info_json: info,
+        described: info,
         uploaded_by: who.token_id,
         signed_by,
         state: PluginState::Uploaded,
@@ -242,38 +194,6 @@ pub async fn show(
     Ok(Json(must_plugin(&app, payer, &digest).await?))
 }
 
-/// A validation report: the candidate against the release set it would join, over the
-/// payer's regression corpus.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ValidationReport {
-    pub candidate: String,
-    /// The release set the candidate was compared against.
-    pub base_release_set: i64,
-    pub replaces: Option<String>,
-    pub cases: usize,
-    pub new_findings: usize,
-    pub vanished_findings: usize,
-    pub plugin_failures: usize,
-    /// Per rule: (new, vanished, examples).
-    pub by_rule: BTreeMap<String, RuleDelta>,
-    pub gates: Vec<Gate>,
-    pub passed: bool,
-}
-
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub struct RuleDelta {
-    pub new: usize,
-    pub vanished: usize,
-    pub examples: Vec<String>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Gate {
-    pub name: String,
-    pub passed: bool,
-    pub detail: String,
-}
-
 /// Runs the candidate on every regression case and compares with the expected findings.
 pub fn run_validation(app: &App, payer: Payer, candidate: &PluginRecord) -> Result<ValidationReport, ApiError> {
     let reg = &app.work.registry;
@@ -284,82 +204,25 @@ pub fn run_validation(app: &App, payer: Payer, candidate: &PluginRecord) -> Resu
     for d in plugins.iter_mut() {
         let p = reg.plugin(d).map_err(ApiError::internal)?;
         if p.info.name == candidate.name {
-            replaces = Some(d.clone());
-            *d = candidate.digest.clone();
+            replaces = Some(*d);
+            *d = candidate.digest;
         }
     }
     if replaces.is_none() {
-        plugins.push(candidate.digest.clone());
+        plugins.push(candidate.digest);
     }
     let checker = reg.checker(payer, &plugins).map_err(|e| bad("plugin-refused", e.to_string()))?;
-    let cases: Vec<RegressionCase> = app.store.regression(payer)?;
-    let mut report = ValidationReport {
-        candidate: candidate.digest.clone(),
-        base_release_set: base.id,
-        replaces,
-        cases: cases.len(),
-        new_findings: 0,
-        vanished_findings: 0,
-        plugin_failures: 0,
-        by_rule: BTreeMap::new(),
-        gates: Vec::new(),
-        passed: false,
-    };
-    for case in &cases {
+    let mut v = tenken_lifecycle::CheckerValidation::new(candidate.digest, base.id, replaces);
+    for case in app.store.regression(payer)? {
         let bytes = app.store.bytes(&case.digest)?;
         let got = checker.check_bytes(&bytes, Some(payer)).map_err(ApiError::internal)?.findings;
-        let want: Vec<Finding> = serde_json::from_str(&case.expected).map_err(ApiError::internal)?;
-        report.plugin_failures += got.iter().filter(|f| f.rule.starts_with("plugin.")).count();
-        let delta = tenken_lifecycle::delta(&want, &got);
-        let changes = delta.new.iter().map(|f| (true, *f)).chain(delta.vanished.iter().map(|f| (false, *f)));
-        for (is_new, f) in changes {
-            let d = report.by_rule.entry(f.rule.clone()).or_default();
-            if is_new {
-                d.new += 1;
-                report.new_findings += 1;
-            } else {
-                d.vanished += 1;
-                report.vanished_findings += 1;
-            }
-            let example = format!(
-                "{} {}: receipt {:?} line {:?}: {}",
-                case.name,
-                if is_new { "new" } else { "vanished" },
-                f.receipt,
-                f.line,
-                f.message
-            );
-            // (a finding repeated n times is n changes but one example)
-            if d.examples.len() < 3 && !d.examples.contains(&example) {
-                d.examples.push(example);
-            }
-        }
+        v.add_case(&case.name, &case.expected, &got);
     }
-    let delta_max = app.config.payer(payer).validation_delta_max as usize;
-    let failures_max = app.config.payer(payer).validation_plugin_failures_max as usize;
-    let delta = report.new_findings + report.vanished_findings;
-    report.gates = vec![
-        Gate {
-            name: "regression-corpus".into(),
-            passed: !cases.is_empty(),
-            detail: format!("{} case(s)", cases.len()),
-        },
-        Gate {
-            name: "plugin-failures".into(),
-            passed: report.plugin_failures <= failures_max,
-            detail: format!(
-                "{} plugin.* finding(s); at most {failures_max} (validation_plugin_failures_max)",
-                report.plugin_failures
-            ),
-        },
-        Gate {
-            name: "delta".into(),
-            passed: delta <= delta_max,
-            detail: format!("{delta} finding(s) changed; at most {delta_max} (validation_delta_max)"),
-        },
-    ];
-    report.passed = report.gates.iter().all(|g| g.passed);
-    Ok(report)
+    let pc = app.config.payer(payer);
+    Ok(v.finish(tenken_lifecycle::Gates {
+        delta_max: pc.validation_delta_max as usize,
+        plugin_failures_max: pc.validation_plugin_failures_max as usize,
+    }))
 }
 
 pub async fn validate(
@@ -374,12 +237,10 @@ pub async fn validate(
     let app2 = app.clone();
     let by = who.token_id;
     let report = blocking(move || -> Result<_, ApiError> {
-        let report = if is_converter(&rec) {
-            run_converter_validation(&app2, payer, &rec)?
-        } else {
-            run_validation(&app2, payer, &rec)?
+        let report = match rec.kind() {
+            PluginKind::Converter => run_converter_validation(&app2, payer, &rec)?,
+            PluginKind::Checker => run_validation(&app2, payer, &rec)?,
         };
-        let json = serde_json::to_string(&report).map_err(ApiError::internal)?;
         // An approved plugin keeps its approvals when re-validated successfully.
         let state = match (report.passed, rec.state) {
             (true, PluginState::Approved) => PluginState::Approved,
@@ -387,7 +248,7 @@ pub async fn validate(
             (false, _) => PluginState::Failed,
         };
         let why = if report.passed { "validation passed".to_owned() } else { "validation failed a gate".to_owned() };
-        app2.store.set_plugin_state(payer, &rec.digest, state, Some(json), by, &why, now_ms())?;
+        app2.store.set_plugin_state(payer, &rec.digest, state, Some(report.clone()), by, &why, now_ms())?;
         Ok(report)
     })
     .await?;
@@ -463,6 +324,7 @@ pub async fn swaps(
 pub struct ActivateRequest {
     /// First 診療年月 (`YYYY-MM`) the set applies to; omitted = from the beginning.
     pub from: Option<String>,
+    /// Plugin digests (`sha256:<hex>`), in run order.
     pub plugins: Vec<String>,
     #[serde(default)]
     pub reason: String,
@@ -478,9 +340,11 @@ pub async fn activate(
     if req.plugins.is_empty() || req.plugins.len() > 64 {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad-release", "a release set has 1–64 plugins"));
     }
+    let mut digests = Vec::with_capacity(req.plugins.len());
     for d in &req.plugins {
         let rec = must_plugin(&app, payer, d).await?;
-        if is_converter(&rec) {
+        digests.push(rec.digest);
+        if rec.kind() == PluginKind::Converter {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "not-a-rule-plugin",
@@ -506,8 +370,8 @@ pub async fn activate(
     let by = who.token_id;
     let set = blocking(move || -> Result<_, ApiError> {
         // Load everything first: a set that cannot run is refused before it is recorded.
-        app2.work.registry.checker(payer, &req.plugins).map_err(|e| bad("plugin-refused", e.to_string()))?;
-        let set = app2.store.activate(payer, from, &req.plugins, by, &req.reason, now_ms())?;
+        app2.work.registry.checker(payer, &digests).map_err(|e| bad("plugin-refused", e.to_string()))?;
+        let set = app2.store.activate(payer, from, &digests, by, &req.reason, now_ms())?;
         let cause = crate::registry::SwapCause::since("activate", set.id, requested, requested_ms);
         app2.work.registry.reload(payer, cause).map_err(ApiError::internal)?;
         Ok(set)
@@ -618,8 +482,7 @@ pub fn add_case(app: &App, payer: Payer, name: &str, bytes: &[u8], by: i64) -> R
     let billing = claim.file.header.as_ref().and_then(|h| h.billing_month);
     let (k, m) = table.pick(billing);
     let report = table.sets[k].checkers[m].check_claim(Arc::new(claim), Some(payer)).map_err(ApiError::internal)?;
-    let expected = serde_json::to_string(&report.findings).map_err(ApiError::internal)?;
-    Ok(app.store.add_regression(payer, name, bytes, &expected, by, now_ms())?)
+    Ok(app.store.add_regression(payer, name, bytes, &report.findings, by, now_ms())?)
 }
 
 pub async fn list_regression(
@@ -647,7 +510,7 @@ pub async fn decisions(
     Ok(Json(
         rows.into_iter()
             .map(|(idx, d)| {
-                let mut v: serde_json::Value = serde_json::from_str(&d).unwrap_or_default();
+                let mut v = serde_json::to_value(d).unwrap_or_default();
                 v["chunk"] = idx.into();
                 v
             })

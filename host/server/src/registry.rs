@@ -15,7 +15,7 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use tenken_check::{Checker, Engine};
 use tenken_limits::Limits;
-use tenken_model::{Payer, YearMonth};
+use tenken_model::{Digest, Payer, YearMonth};
 use tenken_runtime::{Plugin, Runtime};
 use tenken_store::Store;
 
@@ -24,7 +24,7 @@ pub struct LiveSet {
     pub id: i64,
     /// None = from the beginning.
     pub from: Option<YearMonth>,
-    pub plugins: Vec<String>,
+    pub plugins: Vec<Digest>,
     /// Indexed like `Releases::masters`.
     pub checkers: Vec<Arc<Checker>>,
 }
@@ -33,7 +33,7 @@ pub struct LiveSet {
 pub struct LiveMaster {
     pub id: i64,
     pub from: Option<YearMonth>,
-    pub digest: String,
+    pub digest: Digest,
     pub set: Arc<tenken_master::MasterSet>,
 }
 
@@ -219,7 +219,7 @@ pub struct CacheSizes {
 /// the cache is at most the live tables' contents plus `idle_max` entries; over that, the
 /// least recently used idle entries go first.
 struct Cache<T> {
-    entries: HashMap<String, (Arc<T>, u64)>,
+    entries: HashMap<Digest, (Arc<T>, u64)>,
     clock: u64,
     idle_max: usize,
 }
@@ -229,7 +229,7 @@ impl<T> Cache<T> {
         Cache { entries: HashMap::new(), clock: 0, idle_max }
     }
 
-    fn get(&mut self, key: &str) -> Option<Arc<T>> {
+    fn get(&mut self, key: &Digest) -> Option<Arc<T>> {
         self.clock += 1;
         let clock = self.clock;
         self.entries.get_mut(key).map(|(v, used)| {
@@ -239,14 +239,14 @@ impl<T> Cache<T> {
     }
 
     /// Inserts `value` (which the caller keeps using) and evicts idle entries over the bound.
-    fn insert(&mut self, key: String, value: Arc<T>) {
+    fn insert(&mut self, key: Digest, value: Arc<T>) {
         self.clock += 1;
         // The new entry counts as idle (its caller lets go soon) but is never the one evicted.
-        let mut idle: Vec<(u64, String)> = self
+        let mut idle: Vec<(u64, Digest)> = self
             .entries
             .iter()
             .filter(|(k, (v, _))| Arc::strong_count(v) == 1 && **k != key)
-            .map(|(k, (_, used))| (*used, k.clone()))
+            .map(|(k, (_, used))| (*used, *k))
             .collect();
         self.entries.insert(key, (value, self.clock));
         let keep = self.idle_max.saturating_sub(1);
@@ -263,8 +263,8 @@ impl<T> Cache<T> {
     }
 }
 
-/// Builds the master set of a version from its stored sources.
-pub type MasterLoader = dyn Fn(&tenken_store::MasterVersion) -> Result<tenken_master::MasterSet, String> + Send + Sync;
+/// Builds a master set from a version's source files.
+pub type MasterLoader = dyn Fn(&[tenken_store::MasterSource]) -> Result<tenken_master::MasterSet, String> + Send + Sync;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -273,7 +273,7 @@ pub enum RegistryError {
     #[error("{0}")]
     Store(#[from] tenken_store::StoreError),
     #[error("plugin {digest} could not be loaded: {source}")]
-    Load { digest: String, source: tenken_runtime::RuntimeError },
+    Load { digest: Digest, source: tenken_runtime::RuntimeError },
 }
 
 impl Registry {
@@ -347,54 +347,57 @@ impl Registry {
         self.swaps[&payer].lock().unwrap().iter().cloned().collect()
     }
 
-    /// The master set of a stored version (loaded once per digest). A probe (a version not
-    /// stored yet, digest empty: what a proposal is about to become) is decoded every time
-    /// and never cached: under one empty key every later proposal would get the first one's
-    /// set.
+    /// The master set of a stored version (decoded once per version digest).
     pub fn master_set(&self, v: &tenken_store::MasterVersion) -> Result<Arc<tenken_master::MasterSet>, RegistryError> {
-        let probe = v.digest.is_empty();
-        if !probe && let Some(s) = self.master_sets.lock().unwrap().get(&v.digest) {
+        if let Some(s) = self.master_sets.lock().unwrap().get(&v.digest) {
             return Ok(s.clone());
         }
-        let set = Arc::new((self.load_masters)(v).map_err(|message| RegistryError::Masters { id: v.id, message })?);
-        if !probe {
-            self.master_sets.lock().unwrap().insert(v.digest.clone(), set.clone());
-        }
+        let set =
+            Arc::new((self.load_masters)(&v.sources).map_err(|message| RegistryError::Masters { id: v.id, message })?);
+        self.master_sets.lock().unwrap().insert(v.digest, set.clone());
         Ok(set)
     }
 
+    /// Decodes source files that are not a stored version yet (what a proposal is about to
+    /// become), every time: their digest is only known once they are decoded.
+    pub fn decode_sources(
+        &self,
+        sources: &[tenken_store::MasterSource],
+    ) -> Result<Arc<tenken_master::MasterSet>, String> {
+        (self.load_masters)(sources).map(Arc::new)
+    }
+
     /// Loads (once per process) a registered converter plugin.
-    pub fn converter(&self, digest: &str) -> Result<Arc<tenken_runtime::Converter>, RegistryError> {
+    pub fn converter(&self, digest: &Digest) -> Result<Arc<tenken_runtime::Converter>, RegistryError> {
         if let Some(c) = self.loaded_converters.lock().unwrap().get(digest) {
             return Ok(c.clone());
         }
         let bytes = self.store.plugin_bytes(digest)?;
         let c = Arc::new(
             tenken_runtime::Converter::load(&self.runtime, &bytes)
-                .map_err(|source| RegistryError::Load { digest: digest.into(), source })?,
+                .map_err(|source| RegistryError::Load { digest: *digest, source })?,
         );
-        self.loaded_converters.lock().unwrap().insert(digest.to_owned(), c.clone());
+        self.loaded_converters.lock().unwrap().insert(*digest, c.clone());
         Ok(c)
     }
 
     /// Loads (once per process) the plugin with this digest from the store.
-    pub fn plugin(&self, digest: &str) -> Result<Arc<Plugin>, RegistryError> {
+    pub fn plugin(&self, digest: &Digest) -> Result<Arc<Plugin>, RegistryError> {
         if let Some(p) = self.loaded.lock().unwrap().get(digest) {
             return Ok(p.clone());
         }
         let bytes = self.store.plugin_bytes(digest)?;
         let p = Arc::new(
-            Plugin::load(&self.runtime, &bytes)
-                .map_err(|source| RegistryError::Load { digest: digest.into(), source })?,
+            Plugin::load(&self.runtime, &bytes).map_err(|source| RegistryError::Load { digest: *digest, source })?,
         );
-        self.loaded.lock().unwrap().insert(digest.to_owned(), p.clone());
+        self.loaded.lock().unwrap().insert(*digest, p.clone());
         Ok(p)
     }
 
     /// A checker running `plugins` (digests) with `masters`.
     pub fn checker_with(
         &self,
-        plugins: &[String],
+        plugins: &[Digest],
         masters: Arc<tenken_master::MasterSet>,
     ) -> Result<Checker, RegistryError> {
         let list = plugins.iter().map(|d| self.plugin(d)).collect::<Result<Vec<_>, _>>()?;
@@ -403,19 +406,14 @@ impl Registry {
     }
 
     /// A checker running `plugins` with the payer's current master.
-    pub fn checker(&self, payer: Payer, plugins: &[String]) -> Result<Checker, RegistryError> {
+    pub fn checker(&self, payer: Payer, plugins: &[Digest]) -> Result<Checker, RegistryError> {
         self.checker_with(plugins, self.table(payer).current_masters().clone())
     }
 
     fn build(&self, payer: Payer, cause: Option<SwapCause>, ticket: u64) -> Result<Releases, RegistryError> {
         let mut masters: Vec<LiveMaster> = Vec::new();
-        for v in self.store.master_versions(payer)?.iter().filter(|v| v.state == "active") {
-            masters.push(LiveMaster {
-                id: v.id,
-                from: v.from_month,
-                digest: v.digest.clone(),
-                set: self.master_set(v)?,
-            });
+        for v in self.store.master_versions(payer)?.iter().filter(|v| v.state == tenken_store::MasterState::Active) {
+            masters.push(LiveMaster { id: v.id, from: v.from_month, digest: v.digest, set: self.master_set(v)? });
         }
         // Newest last among equal months: `pick` takes the last one in force.
         masters.sort_by_key(|m| (m.from, m.id));

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use tenken_check::{Checker, Engine};
-use tenken_model::Finding;
-use tenken_store::Store;
+use tenken_model::{Digest, Finding};
+use tenken_store::{DecisionRecord, Store};
 
 use crate::Config;
 
@@ -35,9 +35,9 @@ pub fn replay(config: &Config, id: i64) -> anyhow::Result<ReplayOutcome> {
     let loader = crate::master_loader(dyn_store, Arc::new(converters));
     let versions = store.master_versions(s.payer)?;
     let mut master_sets: HashMap<i64, Arc<tenken_master::MasterSet>> = HashMap::new();
-    let mut plugins: HashMap<String, Arc<tenken_runtime::Plugin>> = HashMap::new();
-    let stored: HashMap<u32, String> = store.chunk_findings(id)?.into_iter().collect();
-    let mut jobs: HashMap<(Vec<String>, i64), (Arc<Checker>, Arc<tenken_check::FileJob>)> = HashMap::new();
+    let mut plugins: HashMap<Digest, Arc<tenken_runtime::Plugin>> = HashMap::new();
+    let stored: HashMap<u32, Vec<Finding>> = store.chunk_findings(id)?.into_iter().collect();
+    let mut jobs: HashMap<(Vec<Digest>, i64), (Arc<Checker>, Arc<tenken_check::FileJob>)> = HashMap::new();
     let mut out = ReplayOutcome { chunks: 0, findings: 0, mismatches: Vec::new() };
     for (idx, decision) in store.decisions(id)? {
         let mut got: Vec<Finding> = Vec::new();
@@ -51,7 +51,7 @@ pub fn replay(config: &Config, id: i64) -> anyhow::Result<ReplayOutcome> {
                     .iter()
                     .find(|v| v.id == mv)
                     .with_context(|| format!("chunk {idx}: master version {mv} is not in the store"))?;
-                let set = loader(v).map_err(|e| anyhow::anyhow!("chunk {idx}: master version {mv}: {e}"))?;
+                let set = loader(&v.sources).map_err(|e| anyhow::anyhow!("chunk {idx}: master version {mv}: {e}"))?;
                 if set.digest() != e.masters {
                     bail!("master version {mv} no longer has the recorded digest {}", e.masters);
                 }
@@ -66,7 +66,7 @@ pub fn replay(config: &Config, id: i64) -> anyhow::Result<ReplayOutcome> {
                     if !plugins.contains_key(dg) {
                         let b =
                             store.plugin_bytes(dg).with_context(|| format!("plugin {dg} is not in the registry"))?;
-                        plugins.insert(dg.clone(), Arc::new(tenken_runtime::Plugin::load(&runtime, &b)?));
+                        plugins.insert(*dg, Arc::new(tenken_runtime::Plugin::load(&runtime, &b)?));
                     }
                     list.push(plugins[dg].clone());
                 }
@@ -84,12 +84,11 @@ pub fn replay(config: &Config, id: i64) -> anyhow::Result<ReplayOutcome> {
                 None => got.extend(checker.check_file_level(job)),
             }
         }
-        let want: Vec<Finding> = serde_json::from_str(stored.get(&idx).map(String::as_str).unwrap_or("[]"))
-            .with_context(|| format!("chunk {idx}: the stored findings are unreadable"))?;
+        let want: &[Finding] = stored.get(&idx).map(Vec::as_slice).unwrap_or_default();
         out.chunks += 1;
         out.findings += got.len();
         // The same findings, counted (one definition of "the same finding": crate::delta).
-        let d = tenken_lifecycle::delta(&want, &got);
+        let d = tenken_lifecycle::delta(want, &got);
         if !d.is_empty() {
             out.mismatches.push((
                 idx,
@@ -108,99 +107,77 @@ pub fn replay(config: &Config, id: i64) -> anyhow::Result<ReplayOutcome> {
 struct Entry {
     master_version: i64,
     /// The master set's digest when the chunk ran.
-    masters: String,
-    plugins: Vec<String>,
+    masters: Digest,
+    plugins: Vec<Digest>,
     /// None: the file-level checks (chunk 0).
     receipts: Option<std::ops::Range<usize>>,
 }
 
-/// Reads a stored decision record. Stored data can be damaged or written by another
-/// version: anything missing or malformed is an error naming the chunk and the field,
-/// never a panic (and never silently skipped, which would "reproduce" nothing).
-fn entries(idx: u32, decision: &str) -> anyhow::Result<Vec<Entry>> {
-    let d: serde_json::Value =
-        serde_json::from_str(decision).with_context(|| format!("chunk {idx}: the decision record is not JSON"))?;
-    let sets = d["sets"].as_array().filter(|s| !s.is_empty()).with_context(|| {
-        format!("chunk {idx}: the decision record names no release set (\"sets\" is {})", d["sets"])
-    })?;
-    sets.iter()
+/// What a stored decision record asks to re-run. The store parsed its shape strictly; what
+/// a shape cannot say (a record naming nothing, a backwards range) is an error naming the
+/// chunk and the field, never a panic (and never silently skipped, which would
+/// "reproduce" nothing).
+fn entries(idx: u32, decision: &DecisionRecord) -> anyhow::Result<Vec<Entry>> {
+    if decision.sets.is_empty() {
+        bail!("chunk {idx}: the decision record names no release set (\"sets\" is empty)");
+    }
+    decision
+        .sets
+        .iter()
         .enumerate()
         .map(|(n, e)| {
-            let field = |name: &str| format!("chunk {idx}: decision entry {n}: \"{name}\" is {}", e[name]);
-            let master_version = e["master_version"].as_i64().with_context(|| field("master_version"))?;
-            let masters = e["masters"].as_str().with_context(|| field("masters"))?.to_owned();
-            let plugins = e["plugins"]
-                .as_array()
-                .filter(|p| !p.is_empty())
-                .and_then(|p| p.iter().map(|d| d.as_str().map(str::to_owned)).collect::<Option<Vec<_>>>())
-                .with_context(|| field("plugins"))?;
-            Ok(Entry { master_version, masters, plugins, receipts: receipts(idx, e)? })
+            if e.plugins.is_empty() {
+                bail!("chunk {idx}: decision entry {n}: \"plugins\" is empty");
+            }
+            let receipts = match e.receipts {
+                None => None,
+                Some((a, b)) if a <= b => Some(a as usize..b as usize),
+                Some((a, b)) => bail!("chunk {idx}: decision entry {n}: \"receipts\" is [{a}, {b}], start after end"),
+            };
+            Ok(Entry { master_version: e.master_version, masters: e.masters, plugins: e.plugins.clone(), receipts })
         })
         .collect()
-}
-
-/// The receipt range a decision entry names: `[start, end]` with start ≤ end, or null for
-/// the file-level checks.
-fn receipts(idx: u32, e: &serde_json::Value) -> anyhow::Result<Option<std::ops::Range<usize>>> {
-    let r = &e["receipts"];
-    if r.is_null() {
-        return Ok(None);
-    }
-    match r.as_array().map(|a| a.iter().map(serde_json::Value::as_u64).collect::<Vec<_>>()).as_deref() {
-        Some(&[Some(a), Some(b)]) if a <= b => Ok(Some(a as usize..b as usize)),
-        _ => bail!("chunk {idx}: the decision record's \"receipts\" is {r}, not [start, end] with start ≤ end"),
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Stored decision records that are short or malformed are errors naming the chunk and
-    /// what is wrong, never a panic.
-    #[test]
-    fn a_short_or_malformed_decision_entry_is_an_error_not_a_panic() {
-        for (bad, says) in [
-            (r#"{"receipts": [3]}"#, "receipts"),
-            (r#"{"receipts": []}"#, "receipts"),
-            (r#"{"receipts": [5, 2]}"#, "receipts"),
-            (r#"{"receipts": ["a", 9]}"#, "receipts"),
-            (r#"{"receipts": [1, 2, 3]}"#, "receipts"),
-            (r#"{"receipts": 7}"#, "receipts"),
-        ] {
-            let e: serde_json::Value = serde_json::from_str(bad).unwrap();
-            let r = std::panic::catch_unwind(|| receipts(4, &e));
-            let err = r.unwrap_or_else(|_| panic!("{bad}: panicked")).expect_err(bad).to_string();
-            assert!(err.contains("chunk 4") && err.contains(says), "{bad}: {err}");
-        }
-        let ok: serde_json::Value = serde_json::from_str(r#"{"receipts": [2, 5]}"#).unwrap();
-        assert_eq!(receipts(1, &ok).unwrap(), Some(2..5));
-        let file: serde_json::Value = serde_json::from_str(r#"{"receipts": null}"#).unwrap();
-        assert_eq!(receipts(0, &file).unwrap(), None);
-    }
+    const D: &str = "sha256:2db32605c51a5595cd01b8214135037d4b6d81a25ecff10671304d62392a129d";
 
+    /// A stored decision record is read as `DecisionRecord` (strict serde, as the store
+    /// does); then `entries` checks what the shape cannot. Short, malformed or empty
+    /// records are errors naming what is wrong, never a panic.
     #[test]
-    fn a_decision_record_missing_what_to_replay_is_an_error_naming_it() {
-        let good = r#"{"master_version": 1, "masters": "ab", "plugins": ["sha256:1"], "receipts": [0, 4]}"#;
-        let e = entries(2, &format!(r#"{{"node": "n", "sets": [{good}]}}"#)).unwrap();
-        assert_eq!((e[0].master_version, e[0].receipts.clone()), (1, Some(0..4)));
+    fn a_short_or_malformed_decision_record_is_an_error_not_a_panic() {
+        let entry = |receipts: &str| {
+            format!(
+                r#"{{"sets": [{{"release_set": 1, "started_ms": 0, "plugins": ["{D}"], "master_version": 1, "masters": "{D}", "receipts": {receipts}}}]}}"#
+            )
+        };
+        let parse = |json: &str| -> anyhow::Result<Vec<Entry>> {
+            let d: DecisionRecord = serde_json::from_str(json).context("the decision record does not parse")?;
+            entries(4, &d)
+        };
         for (bad, says) in [
-            ("not json".to_owned(), "not JSON"),
-            (r#"{"node": "n"}"#.to_owned(), "sets"),
-            (r#"{"sets": []}"#.to_owned(), "sets"),
-            (r#"{"sets": [{"masters": "ab", "plugins": ["x"], "receipts": null}]}"#.to_owned(), "master_version"),
-            (r#"{"sets": [{"master_version": 1, "plugins": ["x"]}]}"#.to_owned(), "masters"),
-            (r#"{"sets": [{"master_version": 1, "masters": "ab", "plugins": []}]}"#.to_owned(), "plugins"),
-            (r#"{"sets": [{"master_version": 1, "masters": "ab", "plugins": [3]}]}"#.to_owned(), "plugins"),
-            (
-                format!(
-                    r#"{{"sets": [{good}, {{"master_version": 1, "masters": "ab", "plugins": ["x"], "receipts": [9]}}]}}"#
-                ),
-                "receipts",
-            ),
+            (entry("[3]"), "parse"),
+            (entry("[]"), "parse"),
+            (entry(r#"["a", 9]"#), "parse"),
+            (entry("[1, 2, 3]"), "parse"),
+            (entry("7"), "parse"),
+            ("not json".to_owned(), "parse"),
+            (r#"{"node": "n"}"#.to_owned(), "parse"),
+            (entry("[5, 2]"), "start after end"),
+            (r#"{"sets": []}"#.to_owned(), "names no release set"),
+            (entry("null").replace(&format!(r#"["{D}"]"#), "[]"), "plugins"),
+            (entry("null").replace(&format!(r#""masters": "{D}""#), r#""masters": "ab""#), "parse"),
         ] {
-            let err = entries(2, &bad).expect_err(&bad).to_string();
-            assert!(err.contains("chunk 2") && err.contains(says), "{bad}: {err}");
+            let r = std::panic::catch_unwind(|| parse(&bad).map(|_| ()));
+            let err = r.unwrap_or_else(|_| panic!("{bad}: panicked")).expect_err(&bad);
+            assert!(format!("{err:#}").contains(says), "{bad}: {err:#}");
         }
+        let ok = parse(&entry("[2, 5]")).unwrap();
+        assert_eq!((ok[0].master_version, ok[0].receipts.clone()), (1, Some(2..5)));
+        assert_eq!(parse(&entry("null")).unwrap()[0].receipts, None);
     }
 }

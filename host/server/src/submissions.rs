@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
-use tenken_model::{Finding, Payer, Severity};
+use tenken_model::{Finding, Payer, Severity, YearMonth};
 use tenken_store::{Accepted, ListFilter, NewSubmission, Role, State as SubState, Submission, SubmissionId};
 
 use crate::access::{NoticeView, effective_window, notice_view};
@@ -34,7 +34,8 @@ pub struct SubmissionView {
     pub reception: String,
     pub payer: String,
     pub institution: String,
-    pub billing_month: String,
+    /// 請求年月 (`YYYY-MM`).
+    pub billing_month: Option<String>,
     pub state: String,
     pub receipts: u32,
     pub bytes: u64,
@@ -71,11 +72,11 @@ pub fn view(s: &Submission) -> SubmissionView {
         reception: s.reception.clone(),
         payer: s.payer.to_string(),
         institution: s.institution.clone(),
-        billing_month: s.billing_month.clone(),
+        billing_month: s.billing_month.map(|m| m.to_string()),
         state: s.state.to_string(),
         receipts: s.receipts,
         bytes: s.bytes,
-        digest: s.digest.clone(),
+        digest: s.digest.to_string(),
         progress: Progress {
             chunks_done: s.chunks_done,
             chunks: s.chunks,
@@ -227,7 +228,7 @@ async fn submit(
             ir.institution_code
         ))));
     }
-    let Some(month) = ir.billing_month.map(|m| m.to_string()) else {
+    let Some(month) = ir.billing_month else {
         return Err(app.refuse(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "no-billing-month",
@@ -239,7 +240,7 @@ async fn submit(
         return Err(app.refuse(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "payer-not-ready", why.message(payer))));
     }
     let now = app.now_ms();
-    check_window(&app, payer, &month, now).await?;
+    check_window(&app, payer, month, now).await?;
     let pw = app.work.payer(payer);
     let chunks = chunk_count(scan.receipts, app.config.schedule.chunk_receipts);
     if pw.backlog() + chunks as u64 > pw.queue_chunks_max as u64 {
@@ -255,7 +256,7 @@ async fn submit(
     let new = NewSubmission {
         payer,
         institution,
-        billing_month: month,
+        billing_month: Some(month),
         bytes: bytes.to_vec(),
         idempotency_key: key,
         token_id: who.token_id,
@@ -371,7 +372,7 @@ fn admit(app: &App, who: &Principal) -> Result<(String, tokio::sync::OwnedSemaph
     Ok((institution, permit))
 }
 
-async fn check_window(app: &App, payer: Payer, month: &str, now: i64) -> Result<(), ApiError> {
+async fn check_window(app: &App, payer: Payer, month: YearMonth, now: i64) -> Result<(), ApiError> {
     let w = effective_window(app, payer, month).await?;
     if window::is_open(&app.config.windows, w, now) {
         return Ok(());
@@ -481,12 +482,8 @@ async fn load_findings(app: &App, s: &Submission) -> Result<Vec<Finding>, ApiErr
     }
     let store = app.store.clone();
     let id = s.id;
-    let json = blocking(move || store.findings(id)).await?;
-    match json {
-        Some(j) => serde_json::from_str(&j).map_err(ApiError::internal),
-        // Superseded or withdrawn before the check finished.
-        None => Ok(Vec::new()),
-    }
+    // None: superseded or withdrawn before the check finished.
+    Ok(blocking(move || store.findings(id)).await?.unwrap_or_default())
 }
 
 #[derive(Debug, Deserialize)]

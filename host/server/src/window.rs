@@ -20,20 +20,14 @@ pub struct Window {
     pub extended: bool,
 }
 
-/// Parses `YYYY-MM` strictly (the model's one month parser).
-pub fn parse_month(s: &str) -> Option<(i32, Month)> {
-    let ym = tenken_model::YearMonth::parse(s)?;
-    Some((ym.year as i32, Month::try_from(ym.month).ok()?))
-}
-
 fn at(y: i32, m: Month, day: u8) -> Option<i64> {
     let d = Date::from_calendar_date(y, m, day).ok()?;
     Some((PrimitiveDateTime::new(d, Time::MIDNIGHT).assume_offset(jst()).unix_timestamp()) * 1000)
 }
 
-/// The default window for `billing_month` (`YYYY-MM`); None when the month is malformed.
-pub fn default_window(cfg: &WindowConfig, billing_month: &str) -> Option<Window> {
-    let (y, m) = parse_month(billing_month)?;
+/// The default window for `billing_month`.
+pub fn default_window(cfg: &WindowConfig, billing_month: tenken_model::YearMonth) -> Option<Window> {
+    let (y, m) = (billing_month.year as i32, Month::try_from(billing_month.month).ok()?);
     let opens = at(y, m, cfg.open_day.clamp(1, 28))?;
     // "10th 24:00" is the 11th 00:00.
     let closes = at(y, m, cfg.close_day.clamp(1, 28))? + 24 * 3600 * 1000;
@@ -89,12 +83,11 @@ mod tests {
 
     #[test]
     fn default_window_is_5th_to_10th_jst() {
-        let w = default_window(&WindowConfig::default(), "2026-11").unwrap();
+        let w = default_window(&WindowConfig::default(), "2026-11".parse().unwrap()).unwrap();
         assert_eq!(format_jst(w.opens_ms), "2026-11-05 00:00 JST");
         assert_eq!(format_jst_close(w.closes_ms), "2026-11-10 24:00 JST");
         assert_eq!(parse_time("2026-11-12T21:00"), Some(w.closes_ms + 45 * 3600 * 1000));
         assert_eq!(parse_time("2026-11-10T24:00"), Some(w.closes_ms));
-        assert!(default_window(&WindowConfig::default(), "2026-13").is_none());
         let cfg = WindowConfig::default();
         assert!(is_open(&cfg, Some(w), w.opens_ms));
         assert!(!is_open(&cfg, Some(w), w.closes_ms));

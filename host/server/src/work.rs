@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 use tenken_check::FileJob;
 use tenken_model::{self as m, Finding, Payer, Severity};
 use tenken_store::{
-    ChunkClaim, ChunkOutcome, ChunkResult, Counts, NodeId, ReleaseSet, Store, StoreError, Submission, SubmissionId,
-    chunk_range,
+    ChunkClaim, ChunkOutcome, ChunkResult, Counts, DecisionEntry, DecisionRecord, NodeId, ReleaseSet, Store,
+    StoreError, Submission, SubmissionId, chunk_range,
 };
 
 use crate::metrics::{FailureLabel, Metrics, PayerLabel, WorkerLabel};
@@ -354,7 +354,7 @@ impl Work {
         let claim = &active.claim;
         let mut findings: Vec<Finding> = Vec::new();
         let mut receipts = 0usize;
-        let mut decision: Vec<serde_json::Value> = Vec::new();
+        let mut decision: Vec<DecisionEntry> = Vec::new();
         let mut per_set: Vec<(i64, u32, u32)> = Vec::new();
         if chunk.index == 0 {
             findings.extend(claim.parse_findings.iter().cloned());
@@ -390,7 +390,7 @@ impl Work {
                     .len() as u32;
                 per_set.push((set.id, (j - i) as u32, failed));
                 findings.extend(found);
-                decision.push(decision_entry(set, master, Some((i, j)), started_ms));
+                decision.push(decision_entry(set, master, Some((i as u32, j as u32)), started_ms));
                 i = j;
             }
         }
@@ -400,14 +400,13 @@ impl Work {
             self.metrics.plugin_failures.get_or_create(&FailureLabel { payer: payer.clone(), kind }).inc();
         }
         let counts = count(&findings);
-        let json = serde_json::to_string(&findings).map_err(|e| e.to_string())?;
         let result = ChunkResult {
             submission: s.id,
             index: chunk.index,
             node: self.node(),
             fence: chunk.fence,
-            findings: json,
-            decision: serde_json::json!({ "node": self.options.node_name, "sets": decision }).to_string(),
+            findings,
+            decision: DecisionRecord { node: Some(self.options.node_name.clone()), sets: decision },
             counts,
             now_ms: self.clock.now_ms(),
         };
@@ -449,8 +448,8 @@ impl Work {
         let result = (|| -> Result<(), String> {
             let chunks = self.store.chunk_findings(s.id).map_err(|e| e.to_string())?;
             let mut all: Vec<Finding> = Vec::new();
-            for (_, json) in chunks {
-                all.extend(serde_json::from_str::<Vec<Finding>>(&json).map_err(|e| e.to_string())?);
+            for (_, findings) in chunks {
+                all.extend(findings);
             }
             m::sort_findings(&mut all);
             // Counted before the cap: an error cut from the stored list still blocks 請求確定.
@@ -458,9 +457,8 @@ impl Work {
             let max = self.options.findings_per_file_max as usize;
             let dropped = all.len().saturating_sub(max) as u64;
             all.truncate(max);
-            let json = serde_json::to_string(&all).map_err(|e| e.to_string())?;
             let now = self.clock.now_ms();
-            self.store.finalize(s.id, json, counts, dropped, now).map_err(|e| e.to_string())?;
+            self.store.finalize(s.id, &all, counts, dropped, now).map_err(|e| e.to_string())?;
             self.metrics
                 .check_latency
                 .get_or_create(&PayerLabel { payer: s.payer.to_string() })
@@ -495,20 +493,15 @@ fn lower_priority(nice: u8) {
     tracing::debug!(nice, "check_worker_nice is applied on Linux only");
 }
 
-fn decision_entry(
-    set: &LiveSet,
-    master: &LiveMaster,
-    receipts: Option<(usize, usize)>,
-    started_ms: i64,
-) -> serde_json::Value {
-    serde_json::json!({
-        "release_set": set.id,
-        "started_ms": started_ms,
-        "plugins": set.plugins,
-        "master_version": master.id,
-        "masters": master.digest,
-        "receipts": receipts.map(|(a, b)| [a, b]),
-    })
+fn decision_entry(set: &LiveSet, master: &LiveMaster, receipts: Option<(u32, u32)>, started_ms: i64) -> DecisionEntry {
+    DecisionEntry {
+        release_set: set.id,
+        started_ms,
+        plugins: set.plugins.clone(),
+        master_version: master.id,
+        masters: master.digest,
+        receipts,
+    }
 }
 
 impl Work {

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use cap_std::ambient_authority;
 use cap_std::fs::Dir;
 
+use tenken_model::Digest;
 use tenken_store::{BlobStore, StoreError, digest};
 
 pub struct FileBlobs {
@@ -38,16 +39,15 @@ impl FileBlobs {
         Ok(FileBlobs { root, sync_fd, tmp_seq: AtomicU64::new(0), pid: std::process::id() })
     }
 
-    fn rel(digest: &str) -> Result<(String, String), StoreError> {
-        if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(StoreError::Blob(digest.to_owned()));
-        }
-        Ok((digest[..2].to_owned(), digest.to_owned()))
+    /// The blob's fan-out directory and file name: the digest's hex.
+    fn rel(digest: &Digest) -> (String, String) {
+        let hex = digest.hex();
+        (hex[..2].to_owned(), hex)
     }
 
     /// Writes `bytes` under `digest` durably (no-op when already present).
-    pub fn put_synced(&self, digest: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        let (fan, name) = Self::rel(digest)?;
+    pub fn put_synced(&self, digest: &Digest, bytes: &[u8]) -> Result<(), StoreError> {
+        let (fan, name) = Self::rel(digest);
         self.root.create_dir_all(&fan)?;
         let dir = self.root.open_dir(&fan)?;
         if dir.exists(&name) {
@@ -76,11 +76,11 @@ impl FileBlobs {
     /// it may be an unsynced leftover; a verified one is either durable already or in the
     /// page cache and made durable by the next sync, and never replaced (replacing a durable
     /// blob by an unsynced one would put an acknowledged submission at risk).
-    pub fn put_unsynced(&self, digest_hex: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        let (fan, name) = Self::rel(digest_hex)?;
+    pub fn put_unsynced(&self, digest: &Digest, bytes: &[u8]) -> Result<(), StoreError> {
+        let (fan, name) = Self::rel(digest);
         self.root.create_dir_all(&fan)?;
         let dir = self.root.open_dir(&fan)?;
-        if self.verified(&dir, &name, digest_hex) {
+        if self.verified(&dir, &name, digest) {
             return Ok(());
         }
         let tmp_name = format!("{name}.{}.{}", self.pid, self.tmp_seq.fetch_add(1, Ordering::Relaxed));
@@ -95,7 +95,7 @@ impl FileBlobs {
         let result = match linked {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                if self.verified(&dir, &name, digest_hex) {
+                if self.verified(&dir, &name, digest) {
                     Ok(())
                 } else {
                     // A damaged leftover of a crash (never acknowledged): replace it.
@@ -108,8 +108,8 @@ impl FileBlobs {
         result
     }
 
-    fn verified(&self, dir: &Dir, name: &str, digest_hex: &str) -> bool {
-        dir.read(name).is_ok_and(|existing| digest(&existing) == digest_hex)
+    fn verified(&self, dir: &Dir, name: &str, want: &Digest) -> bool {
+        dir.read(name).is_ok_and(|existing| digest(&existing) == *want)
     }
 
     /// Makes every blob written so far durable: one `syncfs` of the file system holding the
@@ -119,24 +119,24 @@ impl FileBlobs {
     }
 
     /// Reads a blob and verifies its digest.
-    pub fn read(&self, digest_hex: &str) -> Result<Vec<u8>, StoreError> {
-        let (fan, name) = Self::rel(digest_hex)?;
+    pub fn read(&self, want: &Digest) -> Result<Vec<u8>, StoreError> {
+        let (fan, name) = Self::rel(want);
         let bytes = self.root.read(std::path::Path::new(&fan).join(&name))?;
-        if digest(&bytes) != digest_hex {
-            return Err(StoreError::Blob(digest_hex.to_owned()));
+        if digest(&bytes) != *want {
+            return Err(StoreError::Blob(want.to_string()));
         }
         Ok(bytes)
     }
 }
 
 impl BlobStore for FileBlobs {
-    fn put(&self, bytes: &[u8]) -> Result<String, StoreError> {
+    fn put(&self, bytes: &[u8]) -> Result<Digest, StoreError> {
         let d = digest(bytes);
         self.put_synced(&d, bytes)?;
         Ok(d)
     }
 
-    fn get(&self, digest: &str) -> Result<Vec<u8>, StoreError> {
-        self.read(digest.strip_prefix("sha256:").unwrap_or(digest))
+    fn get(&self, digest: &Digest) -> Result<Vec<u8>, StoreError> {
+        self.read(digest)
     }
 }

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
-use tenken_model::{Payer, YearMonth};
+use tenken_model::{Digest, Finding, Payer, YearMonth};
 use tenken_store::*;
 
 /// How "from the beginning" is stored: the column predates `Option` and sorts first.
@@ -31,6 +31,45 @@ fn month_from_sql(s: &str) -> Result<Option<YearMonth>, StoreError> {
         return Ok(None);
     }
     s.parse().map(Some).map_err(|e| StoreError::Corrupt(format!("stored month: {e}")))
+}
+
+/// How "no 請求年月" is stored (the column is NOT NULL and indexed).
+fn billing_to_sql(m: Option<YearMonth>) -> String {
+    m.map(|m| m.to_string()).unwrap_or_default()
+}
+
+fn billing_from_sql(s: &str) -> Result<Option<YearMonth>, StoreError> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    s.parse().map(Some).map_err(|e| StoreError::Corrupt(format!("stored billing month: {e}")))
+}
+
+fn digest_from_sql(s: &str) -> Result<Digest, StoreError> {
+    s.parse().map_err(|e| StoreError::Corrupt(format!("stored digest: {e}")))
+}
+
+/// A document as its column's JSON. The store's documents have string keys only, so
+/// serializing cannot fail.
+fn to_json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("store documents serialize to JSON")
+}
+
+/// A text column parsed strictly (`FromStr`) inside a row mapper; a bad value is a
+/// conversion error naming the column.
+fn col<T: std::str::FromStr>(r: &Row<'_>, i: usize) -> rusqlite::Result<T>
+where
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    r.get::<_, String>(i)?
+        .parse()
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e)))
+}
+
+/// A JSON document column parsed strictly inside a row mapper.
+fn json_col<T: serde::de::DeserializeOwned>(r: &Row<'_>, i: usize) -> rusqlite::Result<T> {
+    serde_json::from_str(&r.get::<_, String>(i)?)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e)))
 }
 
 /// rusqlite's error as the store's backend-neutral one (the orphan rule forbids a `From`).
@@ -154,9 +193,16 @@ pub struct SqliteStore {
     options: StoreOptions,
 }
 
-const MIGRATIONS: &[&str] = &[
+/// One schema step: SQL, or Rust for a change of stored documents SQL cannot express.
+enum Migration {
+    Sql(&'static str),
+    Rust(fn(&Connection) -> Result<(), StoreError>),
+}
+
+const MIGRATIONS: &[Migration] = &[
     // 1: the first schema.
-    r#"
+    Migration::Sql(
+        r#"
     CREATE TABLE submissions(
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         reception TEXT NOT NULL DEFAULT '',
@@ -190,8 +236,10 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE notices(id INTEGER PRIMARY KEY AUTOINCREMENT, payer TEXT, message TEXT NOT NULL,
         created_ms INTEGER NOT NULL, created_by INTEGER NOT NULL);
     "#,
+    ),
     // 2: plugin registry, release sets, audit log, regression corpus, decision records.
-    r#"
+    Migration::Sql(
+        r#"
     CREATE TABLE plugins(payer TEXT NOT NULL, digest TEXT NOT NULL, name TEXT NOT NULL, version TEXT NOT NULL,
         contract TEXT NOT NULL, info_json TEXT NOT NULL, bytes INTEGER NOT NULL, uploaded_by INTEGER NOT NULL,
         uploaded_ms INTEGER NOT NULL, signed_by TEXT, state TEXT NOT NULL, validation TEXT,
@@ -212,16 +260,20 @@ const MIGRATIONS: &[&str] = &[
         digest TEXT NOT NULL, expected TEXT NOT NULL, added_by INTEGER NOT NULL, added_ms INTEGER NOT NULL);
     ALTER TABLE chunk_results ADD COLUMN decision TEXT NOT NULL DEFAULT '';
     "#,
+    ),
     // 3: master versions.
-    r#"
+    Migration::Sql(
+        r#"
     CREATE TABLE master_versions(id INTEGER PRIMARY KEY AUTOINCREMENT, payer TEXT NOT NULL, from_month TEXT NOT NULL,
         digest TEXT NOT NULL, sources TEXT NOT NULL, state TEXT NOT NULL, provided_by TEXT, report TEXT NOT NULL,
         created_by INTEGER NOT NULL, created_ms INTEGER NOT NULL, reason TEXT NOT NULL);
     CREATE TABLE master_approvals(version INTEGER NOT NULL, approver INTEGER NOT NULL, approver_payer TEXT NOT NULL,
         at_ms INTEGER NOT NULL, PRIMARY KEY(version, approver)) WITHOUT ROWID;
     "#,
+    ),
     // 4: claimed work (chunks as rows, fair order, fencing), node names, notice audience.
-    r#"
+    Migration::Sql(
+        r#"
     CREATE TABLE chunks(submission INTEGER NOT NULL, idx INTEGER NOT NULL, payer TEXT NOT NULL,
         institution TEXT NOT NULL, cost INTEGER NOT NULL, node INTEGER, fence INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY(submission, idx)) WITHOUT ROWID;
@@ -248,10 +300,12 @@ const MIGRATIONS: &[&str] = &[
         WHERE NOT EXISTS (SELECT 1 FROM chunk_results r WHERE r.submission = seq.s AND r.idx = seq.i);
     INSERT INTO tenants(payer, institution, ready) SELECT payer, institution, COUNT(*) FROM chunks GROUP BY payer, institution;
     "#,
+    ),
     // 5: months in one spelling. Earlier releases stored `from` as typed, so `2024-6` and
     // `2024-06` were different months to supersede; normalize, then keep only the newest
     // active set/version per (payer, month).
-    r#"
+    Migration::Sql(
+        r#"
     UPDATE release_sets SET from_month = printf('%04d-%02d',
         CAST(substr(from_month, 1, instr(from_month, '-') - 1) AS INTEGER),
         CAST(substr(from_month, instr(from_month, '-') + 1) AS INTEGER))
@@ -267,12 +321,90 @@ const MIGRATIONS: &[&str] = &[
         SELECT 1 FROM master_versions n WHERE n.payer = master_versions.payer AND n.from_month = master_versions.from_month
         AND n.state = 'active' AND n.id > master_versions.id);
     "#,
+    ),
+    // 6: one digest spelling (`sha256:<hex>`; blobs, submissions and the regression corpus
+    // stored bare hex) and plugin descriptions that say their kind.
+    Migration::Sql(
+        r#"
+    UPDATE submissions SET digest = 'sha256:' || digest WHERE digest NOT LIKE 'sha256:%';
+    UPDATE regression SET digest = 'sha256:' || digest WHERE digest NOT LIKE 'sha256:%';
+    "#,
+    ),
+    Migration::Rust(typed_documents),
 ];
+
+/// Migration 7: master sources and conversion proofs name blobs as `sha256:<hex>`; a plugin
+/// description without a `kind` is a checker's (converters always wrote theirs).
+fn typed_documents(conn: &Connection) -> Result<(), StoreError> {
+    fn prefixed(v: &mut serde_json::Value, field: &str) {
+        if let Some(serde_json::Value::String(s)) = v.get_mut(field)
+            && !s.starts_with(Digest::PREFIX)
+        {
+            *s = format!("{}{s}", Digest::PREFIX);
+        }
+    }
+    let parse = |s: &str, what: &str| -> Result<serde_json::Value, StoreError> {
+        serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+    };
+    let rows: Vec<(i64, String, String)> = conn
+        .prepare("SELECT id, sources, report FROM master_versions")
+        .and_then(|mut q| q.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect())
+        .map_err(db)?;
+    for (id, sources, report) in rows {
+        let mut sources = parse(&sources, &format!("master version {id} sources"))?;
+        for src in sources.as_array_mut().into_iter().flatten() {
+            prefixed(src, "blob");
+        }
+        let mut report = if report.trim().is_empty() { serde_json::json!({}) } else { parse(&report, "report")? };
+        for p in report.get_mut("proof").and_then(|p| p.as_array_mut()).into_iter().flatten() {
+            prefixed(p, "blob");
+            prefixed(p, "source_blob");
+        }
+        conn.execute(
+            "UPDATE master_versions SET sources = ?2, report = ?3 WHERE id = ?1",
+            params![id, sources.to_string(), report.to_string()],
+        )
+        .map_err(db)?;
+    }
+    let rows: Vec<(String, String, String)> = conn
+        .prepare("SELECT payer, digest, info_json FROM plugins")
+        .and_then(|mut q| q.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect())
+        .map_err(db)?;
+    for (payer, digest, info) in rows {
+        let mut info = parse(&info, &format!("plugin {digest}"))?;
+        if let Some(o) = info.as_object_mut() {
+            o.entry("kind").or_insert_with(|| "checker".into());
+            // Name, version and contract have columns of their own.
+            for dup in ["name", "version", "contract"] {
+                o.remove(dup);
+            }
+        }
+        conn.execute(
+            "UPDATE plugins SET info_json = ?3 WHERE payer = ?1 AND digest = ?2",
+            params![payer, digest, info.to_string()],
+        )
+        .map_err(db)?;
+    }
+    Ok(())
+}
 
 fn open_conn(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path).map_err(db)?;
     conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(db)?;
-    conn.pragma_update(None, "journal_mode", "WAL").map_err(db)?;
+    // Switching a new database to WAL can answer SQLITE_BUSY at once, without calling the
+    // busy handler, while another process opens it too (`serve` + `token create` on a new
+    // data directory): retried, for as long as the busy timeout would have waited.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match conn.pragma_update(None, "journal_mode", "WAL") {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            other => break other.map_err(db)?,
+        }
+    }
     // FULL: the WAL is fsynced at every commit, so a commit that returned survives power loss.
     conn.pragma_update(None, "synchronous", "FULL").map_err(db)?;
     conn.pragma_update(None, "foreign_keys", "ON").map_err(db)?;
@@ -287,8 +419,11 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     loop {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(db)?;
         let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(db)?;
-        let Some(sql) = MIGRATIONS.get(version as usize) else { return Ok(()) };
-        tx.execute_batch(sql).map_err(db)?;
+        let Some(step) = MIGRATIONS.get(version as usize) else { return Ok(()) };
+        match step {
+            Migration::Sql(sql) => tx.execute_batch(sql).map_err(db)?,
+            Migration::Rust(f) => f(&tx)?,
+        }
         tx.pragma_update(None, "user_version", version + 1).map_err(db)?;
         tx.commit().map_err(db)?;
         tracing::info!(version = version + 1, "store schema migrated");
@@ -485,8 +620,9 @@ fn submission_row(r: &Row<'_>) -> rusqlite::Result<(Submission, String, String)>
             reception: r.get(1)?,
             payer: Payer::Ssk,
             institution: r.get(3)?,
-            billing_month: r.get(4)?,
-            digest: r.get(5)?,
+            billing_month: billing_from_sql(&r.get::<_, String>(4)?)
+                .map_err(|e| rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, Box::new(e)))?,
+            digest: col(r, 5)?,
             bytes: r.get::<_, i64>(6)? as u64,
             receipts: r.get(7)?,
             state: State::Queued,
@@ -549,11 +685,11 @@ fn reception_number(payer: Payer, id: SubmissionId, now_ms: i64) -> String {
     format!("{letter}{:04}{:02}{:02}-{id:08}", jst.year(), jst.month() as u8, jst.day())
 }
 
-fn idempotent_match(conn: &Connection, new: &NewSubmission, digest: &str) -> Result<Option<Accepted>, StoreError> {
+fn idempotent_match(conn: &Connection, new: &NewSubmission, digest: &Digest) -> Result<Option<Accepted>, StoreError> {
     let Some(key) = &new.idempotency_key else { return Ok(None) };
     let found = load_where(conn, "WHERE token_id = ?1 AND idempotency_key = ?2", params![new.token_id, key])?.pop();
     match found {
-        Some(s) if s.digest == digest => Ok(Some(Accepted { submission: s, replayed: true })),
+        Some(s) if s.digest == *digest => Ok(Some(Accepted { submission: s, replayed: true })),
         Some(s) => Err(StoreError::IdempotencyConflict { key: key.clone(), reception: s.reception }),
         None => Ok(None),
     }
@@ -588,25 +724,42 @@ const TOKEN_COLS: &str = "id, role, institution, payer, label, created_ms, revok
 const PLUGIN_COLS: &str =
     "payer, digest, name, version, contract, info_json, bytes, uploaded_by, uploaded_ms, signed_by, state, validation";
 
+/// A `plugins` row as read, before its approvals are attached.
+type PluginRow = (
+    String,
+    Digest,
+    String,
+    String,
+    String,
+    Described,
+    i64,
+    i64,
+    i64,
+    Option<String>,
+    String,
+    Option<ValidationReport>,
+);
+
 fn load_plugins(conn: &Connection, clause: &str, args: impl rusqlite::Params) -> Result<Vec<PluginRecord>, StoreError> {
     let mut stmt = conn.prepare_cached(&format!("SELECT {PLUGIN_COLS} FROM plugins {clause}")).map_err(db)?;
-    type Row12 =
-        (String, String, String, String, String, String, i64, i64, i64, Option<String>, String, Option<String>);
-    let rows: Vec<Row12> = stmt
+    let rows: Vec<PluginRow> = stmt
         .query_map(args, |r| {
+            let validation: Option<String> = r.get(11)?;
             Ok((
                 r.get(0)?,
-                r.get(1)?,
+                col(r, 1)?,
                 r.get(2)?,
                 r.get(3)?,
                 r.get(4)?,
-                r.get(5)?,
+                json_col(r, 5)?,
                 r.get(6)?,
                 r.get(7)?,
                 r.get(8)?,
                 r.get(9)?,
                 r.get(10)?,
-                r.get(11)?,
+                validation.map(|v| serde_json::from_str(&v)).transpose().map_err(|e| {
+                    rusqlite::Error::FromSqlConversionFailure(11, rusqlite::types::Type::Text, Box::new(e))
+                })?,
             ))
         })
         .map_err(db)?
@@ -619,7 +772,7 @@ fn load_plugins(conn: &Connection, clause: &str, args: impl rusqlite::Params) ->
         name,
         version,
         contract,
-        info_json,
+        described,
         bytes,
         uploaded_by,
         uploaded_ms,
@@ -631,7 +784,7 @@ fn load_plugins(conn: &Connection, clause: &str, args: impl rusqlite::Params) ->
         let approvals = conn
             .prepare_cached("SELECT approver FROM plugin_approvals WHERE payer = ?1 AND digest = ?2 ORDER BY at_ms")
             .map_err(db)?
-            .query_map(params![payer, digest], |r| r.get(0))
+            .query_map(params![payer, digest.to_string()], |r| r.get(0))
             .map_err(db)?
             .collect::<Result<_, _>>()
             .map_err(db)?;
@@ -641,7 +794,7 @@ fn load_plugins(conn: &Connection, clause: &str, args: impl rusqlite::Params) ->
             name,
             version,
             contract,
-            info_json,
+            described,
             bytes: bytes as u64,
             uploaded_by,
             uploaded_ms,
@@ -654,8 +807,8 @@ fn load_plugins(conn: &Connection, clause: &str, args: impl rusqlite::Params) ->
     Ok(out)
 }
 
-fn must_plugin(conn: &Connection, payer: Payer, digest: &str) -> Result<PluginRecord, StoreError> {
-    load_plugins(conn, "WHERE payer = ?1 AND digest = ?2", params![payer.as_str(), digest])?
+fn must_plugin(conn: &Connection, payer: Payer, digest: &Digest) -> Result<PluginRecord, StoreError> {
+    load_plugins(conn, "WHERE payer = ?1 AND digest = ?2", params![payer.as_str(), digest.to_string()])?
         .pop()
         .ok_or_else(|| StoreError::Corrupt(format!("no plugin {digest} for {payer}")))
 }
@@ -664,7 +817,7 @@ fn audit_tx(conn: &Connection, e: &AuditEvent) -> Result<(), StoreError> {
     conn.prepare_cached(
         "INSERT INTO audit(payer, actor, at_ms, action, digest, release_set, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     ).map_err(db)?
-    .execute(params![e.payer.as_str(), e.actor, e.at_ms, e.action, e.digest, e.release_set, e.reason]).map_err(db)?;
+    .execute(params![e.payer.as_str(), e.actor, e.at_ms, e.action, e.digest.map(|d| d.to_string()), e.release_set, e.reason]).map_err(db)?;
     Ok(())
 }
 
@@ -673,7 +826,7 @@ fn event(
     actor: i64,
     at_ms: i64,
     action: &str,
-    digest: Option<&str>,
+    digest: Option<&Digest>,
     set: Option<i64>,
     reason: &str,
 ) -> AuditEvent {
@@ -683,7 +836,7 @@ fn event(
         actor,
         at_ms,
         action: action.to_owned(),
-        digest: digest.map(str::to_owned),
+        digest: digest.copied(),
         release_set: set,
         reason: reason.to_owned(),
     }
@@ -708,7 +861,7 @@ fn load_sets(conn: &Connection, clause: &str, args: impl rusqlite::Params) -> Re
                 id,
                 payer: payer_of(&payer)?,
                 from_month: month_from_sql(&from_month)?,
-                plugins: plugins.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+                plugins: plugins.split(',').filter(|s| !s.is_empty()).map(digest_from_sql).collect::<Result<_, _>>()?,
                 state: ReleaseState::parse(&state)?,
                 created_by,
                 created_ms,
@@ -729,18 +882,18 @@ fn load_masters(
          FROM master_versions {clause}"
         ))
         .map_err(db)?;
-    type R = (i64, String, String, String, String, String, Option<String>, String, i64, i64, String);
+    type R = (i64, String, String, Digest, Vec<MasterSource>, String, Option<String>, MasterReport, i64, i64, String);
     let rows: Vec<R> = stmt
         .query_map(args, |r| {
             Ok((
                 r.get(0)?,
                 r.get(1)?,
                 r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
+                col(r, 3)?,
+                json_col(r, 4)?,
                 r.get(5)?,
                 r.get(6)?,
-                r.get(7)?,
+                json_col(r, 7)?,
                 r.get(8)?,
                 r.get(9)?,
                 r.get(10)?,
@@ -767,7 +920,8 @@ fn load_masters(
             from_month: month_from_sql(&from_month)?,
             digest,
             sources,
-            state,
+            state: MasterState::parse(&state)
+                .ok_or_else(|| StoreError::Corrupt(format!("master version {id}: unknown state {state:?}")))?,
             provided_by: provided_by.map(|p| payer_of(&p)).transpose()?,
             report,
             created_by,
@@ -783,10 +937,6 @@ fn must_master(conn: &Connection, payer: Payer, id: i64) -> Result<MasterVersion
     load_masters(conn, "WHERE id = ?1 AND payer = ?2", params![id, payer.as_str()])?
         .pop()
         .ok_or_else(|| StoreError::Corrupt(format!("{payer} has no master version {id}")))
-}
-
-fn blob_key(digest: &str) -> &str {
-    digest.strip_prefix("sha256:").unwrap_or(digest)
 }
 
 /// Claims up to `n` chunks in the fair order (see `SubmissionStore::claim_chunks`), in the
@@ -950,6 +1100,7 @@ impl SubmissionStore for SqliteStore {
             return Ok(PendingAccept::ready(Ok(a)));
         }
         self.blobs.put_unsynced(&digest, &new.bytes)?;
+        let billing = billing_to_sql(new.billing_month);
         let bytes_len = new.bytes.len() as i64;
         let mut meta = new;
         meta.bytes = Vec::new();
@@ -962,7 +1113,7 @@ impl SubmissionStore for SqliteStore {
                 conn,
                 "WHERE payer = ?1 AND institution = ?2 AND billing_month = ?3 AND billing_month != '' \
                  AND state NOT IN ('withdrawn', 'superseded') ORDER BY id",
-                params![payer, meta.institution, meta.billing_month],
+                params![payer, meta.institution, billing],
             )?;
             if let Some(c) = earlier.iter().find(|s| s.state == State::Confirmed) {
                 return Err(StoreError::AlreadyConfirmed { reception: c.reception.clone() });
@@ -977,8 +1128,8 @@ impl SubmissionStore for SqliteStore {
             .execute(params![
                 payer,
                 meta.institution,
-                meta.billing_month,
-                digest,
+                billing,
+                digest.to_string(),
                 bytes_len,
                 meta.receipts,
                 meta.chunks,
@@ -1026,13 +1177,11 @@ impl SubmissionStore for SqliteStore {
     fn history(&self, id: SubmissionId) -> Result<Vec<Submission>, StoreError> {
         self.read(|c| {
             let s = must_load(c, id)?;
-            if s.billing_month.is_empty() {
-                return Ok(vec![s]);
-            }
+            let Some(month) = s.billing_month else { return Ok(vec![s]) };
             load_where(
                 c,
                 "WHERE payer = ?1 AND institution = ?2 AND billing_month = ?3 ORDER BY id",
-                params![s.payer.as_str(), s.institution, s.billing_month],
+                params![s.payer.as_str(), s.institution, month.to_string()],
             )
         })
     }
@@ -1058,6 +1207,8 @@ impl SubmissionStore for SqliteStore {
     }
 
     fn complete_chunk(&self, r: ChunkResult) -> Result<ChunkOutcome, StoreError> {
+        // Serialized here, on the caller's thread: the writer thread only writes.
+        let (findings, decision) = (to_json(&r.findings), to_json(&r.decision));
         self.write(move |conn| {
             let claim: Option<(Option<i64>, i64)> = conn
                 .prepare_cached("SELECT node, fence FROM chunks WHERE submission = ?1 AND idx = ?2")
@@ -1096,12 +1247,12 @@ impl SubmissionStore for SqliteStore {
                 r.submission,
                 r.index,
                 r.node.0,
-                r.findings,
+                findings,
                 r.counts.error as i64,
                 r.counts.warning as i64,
                 r.counts.info as i64,
                 r.now_ms,
-                r.decision
+                decision
             ])
             .map_err(db)?;
             conn.prepare_cached("DELETE FROM chunks WHERE submission = ?1 AND idx = ?2")
@@ -1120,13 +1271,13 @@ impl SubmissionStore for SqliteStore {
         })
     }
 
-    fn chunk_findings(&self, id: SubmissionId) -> Result<Vec<(u32, String)>, StoreError> {
+    fn chunk_findings(&self, id: SubmissionId) -> Result<Vec<(u32, Vec<Finding>)>, StoreError> {
         self.read(|c| {
             let mut stmt = c
                 .prepare_cached("SELECT idx, findings FROM chunk_results WHERE submission = ?1 ORDER BY idx")
                 .map_err(db)?;
             Ok(stmt
-                .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .query_map([id], |r| Ok((r.get(0)?, json_col(r, 1)?)))
                 .map_err(db)?
                 .collect::<Result<_, _>>()
                 .map_err(db)?)
@@ -1136,11 +1287,12 @@ impl SubmissionStore for SqliteStore {
     fn finalize(
         &self,
         id: SubmissionId,
-        findings: String,
+        findings: &[Finding],
         counts: Counts,
         dropped: u64,
         now_ms: i64,
     ) -> Result<(), StoreError> {
+        let findings = to_json(&findings);
         self.write(move |conn| {
             let changed = conn
                 .prepare_cached(
@@ -1167,11 +1319,11 @@ impl SubmissionStore for SqliteStore {
         })
     }
 
-    fn findings(&self, id: SubmissionId) -> Result<Option<String>, StoreError> {
+    fn findings(&self, id: SubmissionId) -> Result<Option<Vec<Finding>>, StoreError> {
         self.read(|c| {
             Ok(c.prepare_cached("SELECT findings FROM final_findings WHERE submission = ?1")
                 .map_err(db)?
-                .query_row([id], |r| r.get(0))
+                .query_row([id], |r| json_col(r, 0))
                 .optional()
                 .map_err(db)?)
         })
@@ -1220,13 +1372,17 @@ impl SubmissionStore for SqliteStore {
         })
     }
 
-    fn decisions(&self, id: SubmissionId) -> Result<Vec<(u32, String)>, StoreError> {
+    fn decisions(&self, id: SubmissionId) -> Result<Vec<(u32, DecisionRecord)>, StoreError> {
         self.read(|c| {
             let mut stmt = c
                 .prepare_cached("SELECT idx, decision FROM chunk_results WHERE submission = ?1 ORDER BY idx")
                 .map_err(db)?;
+            // '' is a chunk recorded before decision records existed: it names nothing.
             Ok(stmt
-                .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .query_map([id], |r| {
+                    let empty = r.get_ref(1)?.as_str().is_ok_and(str::is_empty);
+                    Ok((r.get(0)?, if empty { DecisionRecord::default() } else { json_col(r, 1)? }))
+                })
                 .map_err(db)?
                 .collect::<Result<_, _>>()
                 .map_err(db)?)
@@ -1331,15 +1487,15 @@ impl AccessStore for SqliteStore {
         self.write(move |conn| Ok(conn.execute("UPDATE tokens SET revoked = 1 WHERE id = ?1", [id]).map_err(db)? == 1))
     }
 
-    fn window(&self, payer: Payer, billing_month: &str) -> Result<Option<WindowOverride>, StoreError> {
+    fn window(&self, payer: Payer, billing_month: YearMonth) -> Result<Option<WindowOverride>, StoreError> {
         self.read(|c| {
             Ok(c.prepare_cached(
                 "SELECT opens_ms, closes_ms, updated_by, updated_ms FROM windows WHERE payer = ?1 AND billing_month = ?2",
             ).map_err(db)?
-            .query_row(params![payer.as_str(), billing_month], |r| {
+            .query_row(params![payer.as_str(), billing_month.to_string()], |r| {
                 Ok(WindowOverride {
                     payer,
-                    billing_month: billing_month.to_owned(),
+                    billing_month,
                     opens_ms: r.get(0)?,
                     closes_ms: r.get(1)?,
                     updated_by: r.get(2)?,
@@ -1355,7 +1511,14 @@ impl AccessStore for SqliteStore {
             conn.execute(
                 "INSERT OR REPLACE INTO windows(payer, billing_month, opens_ms, closes_ms, updated_by, updated_ms) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![w.payer.as_str(), w.billing_month, w.opens_ms, w.closes_ms, w.updated_by, w.updated_ms],
+                params![
+                    w.payer.as_str(),
+                    w.billing_month.to_string(),
+                    w.opens_ms,
+                    w.closes_ms,
+                    w.updated_by,
+                    w.updated_ms
+                ],
             )
             .map_err(db)?;
             Ok(())
@@ -1417,7 +1580,8 @@ impl RegistryStore for SqliteStore {
         if let Some(existing) = self.plugin(p.payer, &p.digest)? {
             return Ok((existing, false));
         }
-        self.blobs.put_synced(blob_key(&p.digest), &p.bytes)?;
+        self.blobs.put_synced(&p.digest, &p.bytes)?;
+        let described = to_json(&p.described);
         let size = p.bytes.len() as i64;
         self.write(move |conn| {
             let n = conn.execute(
@@ -1425,11 +1589,11 @@ impl RegistryStore for SqliteStore {
                  uploaded_ms, signed_by, state) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                 params![
                     p.payer.as_str(),
-                    p.digest,
+                    p.digest.to_string(),
                     p.name,
                     p.version,
                     p.contract,
-                    p.info_json,
+                    described,
                     size,
                     p.uploaded_by,
                     p.now_ms,
@@ -1445,8 +1609,10 @@ impl RegistryStore for SqliteStore {
         })
     }
 
-    fn plugin(&self, payer: Payer, digest: &str) -> Result<Option<PluginRecord>, StoreError> {
-        self.read(|c| Ok(load_plugins(c, "WHERE payer = ?1 AND digest = ?2", params![payer.as_str(), digest])?.pop()))
+    fn plugin(&self, payer: Payer, digest: &Digest) -> Result<Option<PluginRecord>, StoreError> {
+        self.read(|c| {
+            Ok(load_plugins(c, "WHERE payer = ?1 AND digest = ?2", params![payer.as_str(), digest.to_string()])?.pop())
+        })
     }
 
     fn plugins(&self, payer: Payer) -> Result<Vec<PluginRecord>, StoreError> {
@@ -1456,14 +1622,15 @@ impl RegistryStore for SqliteStore {
     fn set_plugin_state(
         &self,
         payer: Payer,
-        digest: &str,
+        digest: &Digest,
         state: PluginState,
-        validation: Option<String>,
+        validation: Option<ValidationReport>,
         actor: i64,
         reason: &str,
         now_ms: i64,
     ) -> Result<PluginRecord, StoreError> {
-        let (digest, reason) = (digest.to_owned(), reason.to_owned());
+        let (digest, reason) = (*digest, reason.to_owned());
+        let validation = validation.as_ref().map(to_json);
         self.write(move |conn| {
             must_plugin(conn, payer, &digest)?;
             if state == PluginState::Retired {
@@ -1473,12 +1640,12 @@ impl RegistryStore for SqliteStore {
                     .map(|s| s.id)
                     .collect();
                 if !sets.is_empty() {
-                    return Err(StoreError::Refused(Refusal::InUse { digest: digest.clone(), sets }));
+                    return Err(StoreError::Refused(Refusal::InUse { digest: digest.to_string(), sets }));
                 }
             }
             conn.execute(
                 "UPDATE plugins SET state = ?3, validation = COALESCE(?4, validation) WHERE payer = ?1 AND digest = ?2",
-                params![payer.as_str(), digest, state.as_str(), validation],
+                params![payer.as_str(), digest.to_string(), state.as_str(), validation],
             )
             .map_err(db)?;
             audit_tx(conn, &event(payer, actor, now_ms, state.as_str(), Some(&digest), None, &reason))?;
@@ -1489,13 +1656,13 @@ impl RegistryStore for SqliteStore {
     fn approve_plugin(
         &self,
         payer: Payer,
-        digest: &str,
+        digest: &Digest,
         approver: i64,
         approver_payer: Payer,
         required: u32,
         now_ms: i64,
     ) -> Result<PluginRecord, StoreError> {
-        let digest = digest.to_owned();
+        let digest = *digest;
         self.write(move |conn| {
             let rec = must_plugin(conn, payer, &digest)?;
             if approver_payer != payer {
@@ -1506,13 +1673,13 @@ impl RegistryStore for SqliteStore {
             }
             if !matches!(rec.state, PluginState::Validated | PluginState::Approved) {
                 return Err(StoreError::Refused(Refusal::NotApprovable {
-                    digest: digest.clone(),
+                    digest: digest.to_string(),
                     state: rec.state.as_str().to_owned(),
                 }));
             }
             conn.execute(
                 "INSERT OR IGNORE INTO plugin_approvals(payer, digest, approver, at_ms) VALUES (?1, ?2, ?3, ?4)",
-                params![payer.as_str(), digest, approver, now_ms],
+                params![payer.as_str(), digest.to_string(), approver, now_ms],
             )
             .map_err(db)?;
             audit_tx(conn, &event(payer, approver, now_ms, "approval", Some(&digest), None, ""))?;
@@ -1520,7 +1687,7 @@ impl RegistryStore for SqliteStore {
             if rec.state == PluginState::Validated && rec.approvals.len() >= required.max(1) as usize {
                 conn.execute(
                     "UPDATE plugins SET state = 'approved' WHERE payer = ?1 AND digest = ?2",
-                    params![payer.as_str(), digest],
+                    params![payer.as_str(), digest.to_string()],
                 )
                 .map_err(db)?;
                 let why = format!("{} approval(s)", rec.approvals.len());
@@ -1558,23 +1725,25 @@ impl RegistryStore for SqliteStore {
         &self,
         payer: Payer,
         from_month: Option<YearMonth>,
-        plugins: &[String],
+        plugins: &[Digest],
         actor: i64,
         reason: &str,
         now_ms: i64,
     ) -> Result<ReleaseSet, StoreError> {
-        let (from, list, reason) = (month_to_sql(from_month), plugins.join(","), reason.to_owned());
+        let list = plugins.iter().map(Digest::to_string).collect::<Vec<_>>().join(",");
+        let (from, reason) = (month_to_sql(from_month), reason.to_owned());
         let digests = plugins.to_vec();
         self.write(move |conn| {
             // In the transaction: a retire racing this activation either commits first (and
             // the activation is refused) or after (and finds the set already active).
             for d in &digests {
-                let rec = load_plugins(conn, "WHERE payer = ?1 AND digest = ?2", params![payer.as_str(), d])?.pop();
+                let rec = load_plugins(conn, "WHERE payer = ?1 AND digest = ?2", params![payer.as_str(), d.to_string()])?
+                    .pop();
                 match rec {
                     Some(r) if r.state == PluginState::Approved => {}
                     Some(r) => {
                         return Err(StoreError::Refused(Refusal::NotApproved {
-                            digest: d.clone(),
+                            digest: d.to_string(),
                             state: r.state.as_str().to_owned(),
                         }));
                     }
@@ -1604,11 +1773,12 @@ impl RegistryStore for SqliteStore {
                 .ok_or_else(|| StoreError::Corrupt(format!("{payer} has no release set {to}")))?;
             // A plugin retired since the target set was live does not come back with it.
             for d in &target.plugins {
-                if let Some(r) = load_plugins(conn, "WHERE payer = ?1 AND digest = ?2", params![payer.as_str(), d])?.pop()
+                if let Some(r) =
+                    load_plugins(conn, "WHERE payer = ?1 AND digest = ?2", params![payer.as_str(), d.to_string()])?.pop()
                     && r.state != PluginState::Approved
                 {
                     return Err(StoreError::Refused(Refusal::NotApproved {
-                        digest: d.clone(),
+                        digest: d.to_string(),
                         state: r.state.as_str().to_owned(),
                     }));
                 }
@@ -1640,7 +1810,7 @@ impl RegistryStore for SqliteStore {
                         actor: r.get(1)?,
                         at_ms: r.get(2)?,
                         action: r.get(3)?,
-                        digest: r.get(4)?,
+                        digest: r.get::<_, Option<String>>(4)?.map(|_| col(r, 4)).transpose()?,
                         release_set: r.get(5)?,
                         reason: r.get(6)?,
                     })
@@ -1658,17 +1828,17 @@ impl RegistryStore for SqliteStore {
         payer: Payer,
         name: &str,
         bytes: &[u8],
-        expected: &str,
+        expected: &[Finding],
         actor: i64,
         now_ms: i64,
     ) -> Result<RegressionCase, StoreError> {
         let digest = tenken_store::digest(bytes);
         self.blobs.put_synced(&digest, bytes)?;
-        let (name, expected) = (name.to_owned(), expected.to_owned());
+        let (name, json, expected) = (name.to_owned(), to_json(&expected), expected.to_vec());
         self.write(move |conn| {
             conn.execute(
                 "INSERT INTO regression(payer, name, digest, expected, added_by, added_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![payer.as_str(), name, digest, expected, actor, now_ms],
+                params![payer.as_str(), name, digest.to_string(), json, actor, now_ms],
             ).map_err(db)?;
             let id = conn.last_insert_rowid();
             audit_tx(conn, &event(payer, actor, now_ms, "regression-case", None, None, &name))?;
@@ -1687,8 +1857,8 @@ impl RegistryStore for SqliteStore {
                         id: r.get(0)?,
                         payer,
                         name: r.get(1)?,
-                        digest: r.get(2)?,
-                        expected: r.get(3)?,
+                        digest: col(r, 2)?,
+                        expected: json_col(r, 3)?,
                         added_by: r.get(4)?,
                         added_ms: r.get(5)?,
                     })
@@ -1713,13 +1883,14 @@ impl MasterStore for SqliteStore {
         &self,
         payer: Payer,
         from_month: Option<YearMonth>,
-        digest: &str,
-        sources: &str,
+        digest: &Digest,
+        sources: &[MasterSource],
         actor: i64,
         reason: &str,
         now_ms: i64,
     ) -> Result<MasterVersion, StoreError> {
-        let v = self.add_master_version(payer, from_month, digest, sources, None, "{}", actor, reason, now_ms)?;
+        let report = MasterReport::default();
+        let v = self.add_master_version(payer, from_month, digest, sources, None, &report, actor, reason, now_ms)?;
         let (id, reason) = (v.id, reason.to_owned());
         self.write(move |conn| {
             let v = must_master(conn, payer, id)?;
@@ -1738,16 +1909,16 @@ impl MasterStore for SqliteStore {
         &self,
         payer: Payer,
         from_month: Option<YearMonth>,
-        digest: &str,
-        sources: &str,
+        digest: &Digest,
+        sources: &[MasterSource],
         provided_by: Option<Payer>,
-        report: &str,
+        report: &MasterReport,
         actor: i64,
         reason: &str,
         now_ms: i64,
     ) -> Result<MasterVersion, StoreError> {
         let (from, digest, sources, report, reason) =
-            (month_to_sql(from_month), digest.to_owned(), sources.to_owned(), report.to_owned(), reason.to_owned());
+            (month_to_sql(from_month), digest.to_string(), to_json(&sources), to_json(report), reason.to_owned());
         self.write(move |conn| {
             conn.execute(
                 "INSERT INTO master_versions(payer, from_month, digest, sources, state, provided_by, report, created_by, \
@@ -1786,7 +1957,7 @@ impl MasterStore for SqliteStore {
             if approver_payer != payer && Some(approver_payer) != v.provided_by {
                 return Err(StoreError::Refused(Refusal::OtherPayer { approver: approver_payer, payer }));
             }
-            if v.state != "proposed" {
+            if v.state != MasterState::Proposed {
                 return Err(StoreError::Refused(Refusal::MasterState { id, state: v.state, action: "approval" }));
             }
             conn.execute(
@@ -1811,15 +1982,15 @@ impl MasterStore for SqliteStore {
         self.write(move |conn| {
             let v = must_master(conn, payer, id)?;
             if rollback {
-                if !matches!(v.state.as_str(), "superseded" | "rolled-back") {
+                if !matches!(v.state, MasterState::Superseded | MasterState::RolledBack) {
                     return Err(StoreError::Refused(Refusal::MasterState {
                         id,
-                        state: v.state.clone(),
+                        state: v.state,
                         action: "rolling back to it",
                     }));
                 }
             } else {
-                if v.state != "proposed" {
+                if v.state != MasterState::Proposed {
                     return Err(StoreError::Refused(Refusal::MasterState { id, state: v.state, action: "activation" }));
                 }
                 let by = |p: Payer| v.approvals.iter().any(|(_, q)| *q == p);

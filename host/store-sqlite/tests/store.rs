@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use std::sync::atomic::Ordering;
 
-use tenken_model::Payer;
+use tenken_model::{Digest, Finding, Payer, Severity};
 use tenken_store::*;
 use tenken_store_sqlite::{Faults, SqliteStore, StoreOptions};
 
@@ -12,7 +12,7 @@ fn new_sub(inst: &str, month: &str, bytes: &[u8], key: Option<&str>) -> NewSubmi
     NewSubmission {
         payer: Payer::Ssk,
         institution: inst.into(),
-        billing_month: month.into(),
+        billing_month: Some(month.parse().unwrap()),
         bytes: bytes.to_vec(),
         idempotency_key: key.map(Into::into),
         token_id: 1,
@@ -52,14 +52,19 @@ fn accept_is_durable_idempotent_and_keeps_history() {
     assert_eq!(store.blobs().get(&a.submission.digest).unwrap(), b"first");
 }
 
+/// A finding that names its chunk, so a test can see whose result was recorded.
+fn finding(chunk: u32) -> Finding {
+    Finding::new("test.chunk", Severity::Error, format!("chunk {chunk}"))
+}
+
 fn result(s: SubmissionId, c: &ChunkClaim, node: NodeId, now_ms: i64) -> ChunkResult {
     ChunkResult {
         submission: s,
         index: c.index,
         node,
         fence: c.fence,
-        findings: format!("[{}]", c.index),
-        decision: String::new(),
+        findings: vec![finding(c.index)],
+        decision: DecisionRecord::default(),
         counts: Counts { error: 1, warning: 0, info: 0 },
         now_ms,
     }
@@ -101,12 +106,12 @@ fn chunks_are_claimed_recorded_once_and_fenced() {
         ChunkOutcome::Recorded { all_done: true }
     );
     assert_eq!(store.unfinalized().unwrap().iter().map(|s| s.id).collect::<Vec<_>>(), vec![s.id]);
-    assert_eq!(store.chunk_findings(s.id).unwrap(), vec![(0, "[0]".into()), (1, "[1]".into())]);
-    store.finalize(s.id, "[0,1]".into(), Counts { error: 2, warning: 0, info: 0 }, 0, now).unwrap();
+    assert_eq!(store.chunk_findings(s.id).unwrap(), vec![(0, vec![finding(0)]), (1, vec![finding(1)])]);
+    store.finalize(s.id, &[finding(0), finding(1)], Counts { error: 2, warning: 0, info: 0 }, 0, now).unwrap();
     let checked = store.get(s.id).unwrap().unwrap();
     assert_eq!(checked.state, State::Checked);
     assert_eq!(checked.counts.error, 2);
-    assert_eq!(store.findings(s.id).unwrap().as_deref(), Some("[0,1]"));
+    assert_eq!(store.findings(s.id).unwrap(), Some(vec![finding(0), finding(1)]));
     assert!(store.unfinalized().unwrap().is_empty());
     let confirmed = store.confirm(s.id, now).unwrap();
     assert_eq!(confirmed.state, State::Confirmed);
@@ -224,7 +229,7 @@ fn identical_concurrent_uploads_never_replace_the_first_blob() {
         let blobs = Arc::new(tenken_store_sqlite::FileBlobs::open(dir.path()).unwrap());
         let bytes = format!("the same claim file, round {round}").into_bytes();
         let d = digest(&bytes);
-        let path = dir.path().join(&d[..2]).join(&d);
+        let path = dir.path().join(&d.hex()[..2]).join(d.hex());
         let barrier = Arc::new(std::sync::Barrier::new(8));
         let inodes: Vec<u64> = (0..8)
             .map(|_| {
@@ -245,7 +250,7 @@ fn identical_concurrent_uploads_never_replace_the_first_blob() {
     }
 }
 
-fn d_of(bytes: &[u8]) -> String {
+fn d_of(bytes: &[u8]) -> Digest {
     digest(bytes)
 }
 
@@ -285,17 +290,18 @@ fn tokens_windows_notices() {
     assert!(store.revoke_token(id).unwrap());
     assert!(store.find_token(&secret).unwrap().unwrap().revoked);
 
-    assert!(store.window(Payer::Ssk, "2026-11").unwrap().is_none());
+    let month = "2026-11".parse().unwrap();
+    assert!(store.window(Payer::Ssk, month).unwrap().is_none());
     let w = WindowOverride {
         payer: Payer::Ssk,
-        billing_month: "2026-11".into(),
+        billing_month: month,
         opens_ms: 1,
         closes_ms: 2,
         updated_by: id,
         updated_ms: 3,
     };
     store.set_window(w.clone()).unwrap();
-    assert_eq!(store.window(Payer::Ssk, "2026-11").unwrap(), Some(w));
+    assert_eq!(store.window(Payer::Ssk, month).unwrap(), Some(w));
     store.add_notice(Some(Payer::Ssk), Audience::Institutions, "ssk only", id, 1).unwrap();
     store.add_notice(None, Audience::Institutions, "everyone", id, 2).unwrap();
     store.add_notice(Some(Payer::Ssk), Audience::Staff, "ssk staff only", 0, 3).unwrap();
@@ -314,11 +320,12 @@ fn months_stored_in_two_spellings_are_merged_by_the_migration() {
     drop(SqliteStore::open(dir.path(), StoreOptions::default()).unwrap());
     {
         let conn = rusqlite::Connection::open(dir.path().join("tenken.db")).unwrap();
-        conn.execute_batch(
+        let (a, b) = (d_of(b"a"), d_of(b"b"));
+        conn.execute_batch(&format!(
             "INSERT INTO release_sets(payer, from_month, plugins, state, created_by, created_ms, reason) \
-             VALUES ('ssk', '2024-06', 'sha256:a', 'active', 1, 1, 'old'), ('ssk', '2024-6', 'sha256:b', 'active', 1, 2, 'new'); \
+             VALUES ('ssk', '2024-06', '{a}', 'active', 1, 1, 'old'), ('ssk', '2024-6', '{b}', 'active', 1, 2, 'new'); \
              PRAGMA user_version = 4;",
-        )
+        ))
         .unwrap();
     }
     let store = SqliteStore::open(dir.path(), StoreOptions::default()).unwrap();
@@ -330,17 +337,17 @@ fn months_stored_in_two_spellings_are_merged_by_the_migration() {
     assert_eq!(active[0].reason, "new");
 }
 
-fn approved_plugin(store: &SqliteStore, payer: Payer, name: &str) -> String {
+fn approved_plugin(store: &SqliteStore, payer: Payer, name: &str) -> Digest {
     let digest = d_of(name.as_bytes());
     store
         .put_plugin(NewPlugin {
             payer,
-            digest: digest.clone(),
+            digest,
             bytes: name.as_bytes().to_vec(),
             name: name.into(),
             version: "1.0.0".into(),
             contract: "tenken:check@1".into(),
-            info_json: "{}".into(),
+            described: Described::Checker { rules: Vec::new() },
             uploaded_by: 1,
             signed_by: None,
             state: PluginState::Validated,
@@ -351,7 +358,7 @@ fn approved_plugin(store: &SqliteStore, payer: Payer, name: &str) -> String {
     digest
 }
 
-fn is_live(store: &SqliteStore, payer: Payer, digest: &str) -> bool {
+fn is_live(store: &SqliteStore, payer: Payer, digest: &Digest) -> bool {
     store
         .release_sets(payer)
         .unwrap()
@@ -426,7 +433,9 @@ fn a_retire_racing_an_activation_never_leaves_a_retired_plugin_live() {
 /// create`) both used to run the first migration: "table submissions already exists".
 #[test]
 fn concurrent_opens_of_a_new_directory_migrate_once() {
-    for _ in 0..5 {
+    // 20 rounds: switching a new database to WAL answered SQLITE_BUSY at once in about half
+    // of the runs of 5 rounds before open retried it.
+    for _ in 0..20 {
         let dir = tempfile::tempdir().unwrap();
         let barrier = Arc::new(std::sync::Barrier::new(4));
         let opens: Vec<_> = (0..4)
@@ -444,4 +453,41 @@ fn concurrent_opens_of_a_new_directory_migrate_once() {
         let store = SqliteStore::open(dir.path(), StoreOptions::default()).unwrap();
         assert!(store.list_tokens().unwrap().is_empty(), "a usable, empty store");
     }
+}
+
+/// Master versions keep their documents typed: sources, state and report come back as they
+/// went in (the store serializes at its edge, nobody else sees JSON).
+#[test]
+fn master_versions_keep_their_documents_typed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), StoreOptions::default()).unwrap();
+    let blob = store.put_file(b"s_ALL rows").unwrap();
+    let sources = vec![MasterSource { name: "s_ALL20260601.csv".into(), blob, format: "ssk-csv".into() }];
+    let report = MasterReport {
+        diff: Vec::new(),
+        impact: Some(ImpactReport {
+            cases: 2,
+            sampled_submissions: 1,
+            sampled_receipts: 30,
+            changed: 3,
+            threshold: 0,
+            flagged: true,
+            rules: vec![RuleImpact {
+                rule: "master.procedure.points".into(),
+                new: 3,
+                vanished: 0,
+                receipts: vec!["a#1".into()],
+            }],
+        }),
+        proof: Vec::new(),
+        from_version: None,
+    };
+    let d = d_of(b"set");
+    let month = Some("2026-06".parse().unwrap());
+    let v = store.add_master_version(Payer::Kokuho, month, &d, &sources, None, &report, 5, "why", 1).unwrap();
+    let back = store.master_version(Payer::Kokuho, v.id).unwrap().unwrap();
+    assert_eq!((back.sources, back.report, back.state, back.digest), (sources, report, MasterState::Proposed, d));
+    assert_eq!(store.bytes(&blob).unwrap(), b"s_ALL rows");
+    let diff = MasterSource { name: "y_20260701.csv".into(), blob: d_of(b"x"), format: "kokuho-fixed".into() };
+    assert_eq!(diff.kind(), Some(tenken_model::MasterKind::Drug));
 }

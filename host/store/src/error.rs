@@ -50,7 +50,7 @@ pub enum Refusal {
     #[error("plugin {digest} is {state}; it cannot be approved in that state (validate it first)")]
     NotApprovable { digest: String, state: String },
     #[error("master version {id} is {state}; {action} is not possible in that state")]
-    MasterState { id: i64, state: String, action: &'static str },
+    MasterState { id: i64, state: crate::MasterState, action: &'static str },
     #[error("master version {id} needs approval by {needed} before it can be activated")]
     MasterNotApproved { id: i64, needed: String },
     #[error("release set {id} is {state}; it cannot be rolled back to")]

@@ -20,16 +20,18 @@
 //! Methods block (file and database I/O); async callers run them on a blocking thread.
 
 mod chunking;
+mod documents;
 mod error;
 mod pending;
 mod types;
 
 pub use chunking::{chunk_cost, chunk_count, chunk_range};
+pub use documents::*;
 pub use error::{Refusal, StoreError};
 pub use pending::{Completer, PendingAccept};
 pub use types::*;
 
-use tenken_model::{Payer, YearMonth};
+use tenken_model::{Digest, Finding, Payer, YearMonth};
 
 /// Submissions and their checking: acceptance, claimed chunks, results, finalization,
 /// confirmation, withdrawal, and the node leases that fence results.
@@ -64,27 +66,27 @@ pub trait SubmissionStore: Send + Sync {
     /// Submissions whose chunks are all recorded but which are not finalized yet (a crash
     /// between the last chunk and finalization), oldest first.
     fn unfinalized(&self) -> Result<Vec<Submission>, StoreError>;
-    /// The recorded chunk findings (JSON, as handed in), by chunk index.
-    fn chunk_findings(&self, id: SubmissionId) -> Result<Vec<(u32, String)>, StoreError>;
+    /// The recorded chunk findings, by chunk index.
+    fn chunk_findings(&self, id: SubmissionId) -> Result<Vec<(u32, Vec<Finding>)>, StoreError>;
     /// Stores the final, sorted findings of a fully checked submission and marks it checked.
     /// `counts` count every finding, including the `dropped` ones cut by the findings cap.
     /// Idempotent.
     fn finalize(
         &self,
         id: SubmissionId,
-        findings: String,
+        findings: &[Finding],
         counts: Counts,
         dropped: u64,
         now_ms: i64,
     ) -> Result<(), StoreError>;
-    /// The final findings (JSON) of a checked submission.
-    fn findings(&self, id: SubmissionId) -> Result<Option<String>, StoreError>;
+    /// The final findings of a checked submission.
+    fn findings(&self, id: SubmissionId) -> Result<Option<Vec<Finding>>, StoreError>;
     fn confirm(&self, id: SubmissionId, now_ms: i64) -> Result<Submission, StoreError>;
     fn withdraw(&self, id: SubmissionId, now_ms: i64) -> Result<Submission, StoreError>;
     fn withdraw_receipt(&self, id: SubmissionId, receipt: u32) -> Result<Submission, StoreError>;
     /// The decision records of a submission: per chunk, the release set, plugin digests and
-    /// master version that produced its findings (JSON, as recorded).
-    fn decisions(&self, id: SubmissionId) -> Result<Vec<(u32, String)>, StoreError>;
+    /// master version that produced its findings.
+    fn decisions(&self, id: SubmissionId) -> Result<Vec<(u32, DecisionRecord)>, StoreError>;
 
     /// Registers a worker node with a lease of `ttl_ms`.
     fn register_node(&self, name: &str, now_ms: i64, ttl_ms: i64) -> Result<NodeId, StoreError>;
@@ -103,7 +105,7 @@ pub trait AccessStore: Send + Sync {
     fn list_tokens(&self) -> Result<Vec<TokenInfo>, StoreError>;
     fn revoke_token(&self, id: i64) -> Result<bool, StoreError>;
 
-    fn window(&self, payer: Payer, billing_month: &str) -> Result<Option<WindowOverride>, StoreError>;
+    fn window(&self, payer: Payer, billing_month: YearMonth) -> Result<Option<WindowOverride>, StoreError>;
     fn set_window(&self, w: WindowOverride) -> Result<(), StoreError>;
     fn add_notice(
         &self,
@@ -122,7 +124,7 @@ pub trait AccessStore: Send + Sync {
 pub trait RegistryStore: Send + Sync {
     /// Stores the bytes and the record; an existing (payer, digest) is returned unchanged.
     fn put_plugin(&self, p: NewPlugin) -> Result<(PluginRecord, bool), StoreError>;
-    fn plugin(&self, payer: Payer, digest: &str) -> Result<Option<PluginRecord>, StoreError>;
+    fn plugin(&self, payer: Payer, digest: &Digest) -> Result<Option<PluginRecord>, StoreError>;
     fn plugins(&self, payer: Payer) -> Result<Vec<PluginRecord>, StoreError>;
     /// Moves a plugin to `state`. Retiring is refused (in the transaction, so a racing
     /// activation either commits first and the retire is refused, or after and is refused
@@ -131,9 +133,9 @@ pub trait RegistryStore: Send + Sync {
     fn set_plugin_state(
         &self,
         payer: Payer,
-        digest: &str,
+        digest: &Digest,
         state: PluginState,
-        validation: Option<String>,
+        validation: Option<ValidationReport>,
         actor: i64,
         reason: &str,
         now_ms: i64,
@@ -145,7 +147,7 @@ pub trait RegistryStore: Send + Sync {
     fn approve_plugin(
         &self,
         payer: Payer,
-        digest: &str,
+        digest: &Digest,
         approver: i64,
         approver_payer: Payer,
         required: u32,
@@ -159,7 +161,7 @@ pub trait RegistryStore: Send + Sync {
         &self,
         payer: Payer,
         from_month: Option<YearMonth>,
-        plugins: &[String],
+        plugins: &[Digest],
         actor: i64,
         reason: &str,
         now_ms: i64,
@@ -177,7 +179,7 @@ pub trait RegistryStore: Send + Sync {
         payer: Payer,
         name: &str,
         bytes: &[u8],
-        expected: &str,
+        expected: &[Finding],
         actor: i64,
         now_ms: i64,
     ) -> Result<RegressionCase, StoreError>;
@@ -191,10 +193,10 @@ pub trait MasterStore: Send + Sync {
         &self,
         payer: Payer,
         from_month: Option<YearMonth>,
-        digest: &str,
-        sources: &str,
+        digest: &Digest,
+        sources: &[MasterSource],
         provided_by: Option<Payer>,
-        report: &str,
+        report: &MasterReport,
         actor: i64,
         reason: &str,
         now_ms: i64,
@@ -207,8 +209,8 @@ pub trait MasterStore: Send + Sync {
         &self,
         payer: Payer,
         from_month: Option<YearMonth>,
-        digest: &str,
-        sources: &str,
+        digest: &Digest,
+        sources: &[MasterSource],
         actor: i64,
         reason: &str,
         now_ms: i64,
@@ -245,10 +247,10 @@ pub trait MasterStore: Send + Sync {
 
 /// Content-addressed bytes: claim files, plugin components, master source files.
 pub trait BlobStore: Send + Sync {
-    /// Stores `bytes` durably; returns their digest (hex sha256, the blob's address).
-    fn put(&self, bytes: &[u8]) -> Result<String, StoreError>;
-    /// Reads a blob by its digest (hex, or `sha256:`-prefixed) and verifies it.
-    fn get(&self, digest: &str) -> Result<Vec<u8>, StoreError>;
+    /// Stores `bytes` durably; returns their digest (the blob's address).
+    fn put(&self, bytes: &[u8]) -> Result<Digest, StoreError>;
+    /// Reads a blob by its digest and verifies it.
+    fn get(&self, digest: &Digest) -> Result<Vec<u8>, StoreError>;
 }
 
 /// Everything the server needs of its store.
@@ -259,15 +261,15 @@ pub trait Store: SubmissionStore + AccessStore + RegistryStore + MasterStore {
     fn close(&self);
 
     /// Bytes by digest (shorthand for `blobs().get`).
-    fn bytes(&self, digest: &str) -> Result<Vec<u8>, StoreError> {
+    fn bytes(&self, digest: &Digest) -> Result<Vec<u8>, StoreError> {
         self.blobs().get(digest)
     }
     /// Stores a file durably; returns its digest (shorthand for `blobs().put`).
-    fn put_file(&self, bytes: &[u8]) -> Result<String, StoreError> {
+    fn put_file(&self, bytes: &[u8]) -> Result<Digest, StoreError> {
         self.blobs().put(bytes)
     }
-    /// Bytes of a plugin by its `sha256:` digest (verified).
-    fn plugin_bytes(&self, digest: &str) -> Result<Vec<u8>, StoreError> {
+    /// Bytes of a plugin by its digest (verified).
+    fn plugin_bytes(&self, digest: &Digest) -> Result<Vec<u8>, StoreError> {
         self.blobs().get(digest)
     }
 }
@@ -278,8 +280,8 @@ pub fn token_hash(secret: &str) -> String {
     hex::encode(sha2::Sha256::digest(secret.as_bytes()))
 }
 
-/// sha256 of bytes, hex: a blob's address.
-pub fn digest(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(bytes))
+/// sha256 of bytes: a blob's address.
+pub fn digest(bytes: &[u8]) -> Digest {
+    use sha2::Digest as _;
+    Digest::from_sha256(sha2::Sha256::digest(bytes).into())
 }

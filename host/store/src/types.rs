@@ -1,7 +1,14 @@
 //! The store's data types: what is persisted, typed, independent of any backend.
 
 use serde::Serialize;
-use tenken_model::{Payer, YearMonth};
+use tenken_model::{Digest, Finding, Payer, YearMonth};
+
+use crate::{DecisionRecord, Described, MasterReport, MasterSource, MasterState, PluginKind, ValidationReport};
+
+/// `YearMonth` as JSON: `"YYYY-MM"`.
+fn month_str<S: serde::Serializer>(m: &YearMonth, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(m)
+}
 
 /// `Option<YearMonth>` as JSON: `"YYYY-MM"`, or null for "from the beginning".
 fn month_json<S: serde::Serializer>(m: &Option<YearMonth>, s: S) -> Result<S::Ok, S::Error> {
@@ -74,8 +81,8 @@ impl std::fmt::Display for State {
 pub struct NewSubmission {
     pub payer: Payer,
     pub institution: String,
-    /// `YYYY-MM` (請求年月), or "" when the IR does not say.
-    pub billing_month: String,
+    /// 請求年月, when the IR says one.
+    pub billing_month: Option<YearMonth>,
     pub bytes: Vec<u8>,
     pub idempotency_key: Option<String>,
     /// The token that submitted it.
@@ -105,8 +112,10 @@ pub struct Submission {
     pub reception: String,
     pub payer: Payer,
     pub institution: String,
-    pub billing_month: String,
-    pub digest: String,
+    /// 請求年月 (`YYYY-MM`), when the IR says one.
+    #[serde(serialize_with = "month_json")]
+    pub billing_month: Option<YearMonth>,
+    pub digest: Digest,
     pub bytes: u64,
     pub receipts: u32,
     pub state: State,
@@ -144,10 +153,9 @@ pub struct ChunkResult {
     /// recorded only while that claim is still the chunk's current one.
     pub node: NodeId,
     pub fence: Fence,
-    /// The chunk's findings, serialized by the caller (JSON).
-    pub findings: String,
-    /// The decision record (JSON): release set(s), plugin digests, master version.
-    pub decision: String,
+    pub findings: Vec<Finding>,
+    /// What the chunk was checked with: release set(s), plugin digests, master version.
+    pub decision: DecisionRecord,
     pub counts: Counts,
     pub now_ms: i64,
 }
@@ -187,7 +195,8 @@ pub struct TokenInfo {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct WindowOverride {
     pub payer: Payer,
-    pub billing_month: String,
+    #[serde(serialize_with = "month_str")]
+    pub billing_month: YearMonth,
     pub opens_ms: i64,
     pub closes_ms: i64,
     pub updated_by: i64,
@@ -281,14 +290,13 @@ impl PluginState {
 #[derive(Debug, Clone)]
 pub struct NewPlugin {
     pub payer: Payer,
-    /// `sha256:<hex>`.
-    pub digest: String,
+    pub digest: Digest,
     pub bytes: Vec<u8>,
     pub name: String,
     pub version: String,
     pub contract: String,
-    /// What `describe` reported (JSON).
-    pub info_json: String,
+    /// What `describe` reported.
+    pub described: Described,
     /// Token id of the uploader; 0 = the system (bundled defaults).
     pub uploaded_by: i64,
     /// Hex public key whose signature verified, if any.
@@ -302,19 +310,25 @@ pub struct NewPlugin {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PluginRecord {
     pub payer: Payer,
-    pub digest: String,
+    pub digest: Digest,
     pub name: String,
     pub version: String,
     pub contract: String,
-    pub info_json: String,
+    pub described: Described,
     pub bytes: u64,
     pub uploaded_by: i64,
     pub uploaded_ms: i64,
     pub signed_by: Option<String>,
     pub state: PluginState,
-    /// The last validation report (JSON).
-    pub validation: Option<String>,
+    /// The last validation report.
+    pub validation: Option<ValidationReport>,
     pub approvals: Vec<i64>,
+}
+
+impl PluginRecord {
+    pub fn kind(&self) -> PluginKind {
+        self.described.kind()
+    }
 }
 
 /// Where a release set is in its life.
@@ -362,7 +376,7 @@ pub struct ReleaseSet {
     #[serde(serialize_with = "month_json")]
     pub from_month: Option<YearMonth>,
     /// Plugin digests, in run order.
-    pub plugins: Vec<String>,
+    pub plugins: Vec<Digest>,
     pub state: ReleaseState,
     pub created_by: i64,
     pub created_ms: i64,
@@ -378,7 +392,7 @@ pub struct AuditEvent {
     pub actor: i64,
     pub at_ms: i64,
     pub action: String,
-    pub digest: Option<String>,
+    pub digest: Option<Digest>,
     pub release_set: Option<i64>,
     pub reason: String,
 }
@@ -389,9 +403,10 @@ pub struct RegressionCase {
     pub id: i64,
     pub payer: Payer,
     pub name: String,
-    pub digest: String,
-    /// JSON list of findings.
-    pub expected: String,
+    pub digest: Digest,
+    /// What the release set in force found when the case was added.
+    #[serde(skip)]
+    pub expected: Vec<Finding>,
     pub added_by: i64,
     pub added_ms: i64,
 }
@@ -406,15 +421,14 @@ pub struct MasterVersion {
     #[serde(serialize_with = "month_json")]
     pub from_month: Option<YearMonth>,
     /// The master set's digest (its version id in decision records).
-    pub digest: String,
-    /// JSON list of `{"name", "blob", "format"}` in load order.
-    pub sources: String,
-    /// `proposed`, `active`, `superseded`, `rolled-back`.
-    pub state: String,
+    pub digest: Digest,
+    /// The source files, in load order (full files, then 差分 by date).
+    pub sources: Vec<MasterSource>,
+    pub state: MasterState,
     /// For a master converted from another payer's: that payer (joint approval needed).
     pub provided_by: Option<Payer>,
-    /// Conversion proof / diff report (JSON).
-    pub report: String,
+    /// What staff approve it on: diff, impact check, conversion proof.
+    pub report: MasterReport,
     pub created_by: i64,
     pub created_ms: i64,
     pub reason: String,
