@@ -6,7 +6,7 @@ use crate::common;
 
 #[test]
 fn incompatible_contract_version_is_refused_naming_both_versions() {
-    let path = tenken_bundled::hostile_plugin_path("fixture-contract-v2").unwrap();
+    let path = tenken_test_artifacts::hostile_plugin_path("fixture-contract-v2").unwrap();
     let err = Plugin::load(&common::runtime(), &std::fs::read(path).unwrap()).unwrap_err();
     assert!(matches!(err, RuntimeError::IncompatibleContract { .. }), "{err:?}");
     let msg = err.to_string();

@@ -115,7 +115,7 @@ fn real_masters_through_the_converter_equal_the_native_oracle() {
 
 #[test]
 fn the_round_trip_proof_blocks_a_faulty_converter_naming_the_field() {
-    let path = tenken_bundled::hostile_plugin_path("fixture-converter-shift").unwrap();
+    let path = tenken_test_artifacts::hostile_plugin_path("fixture-converter-shift").unwrap();
     let faulty = Converter::load(&common::runtime(), &std::fs::read(path).unwrap()).unwrap();
     let good = ssk_csv();
     let (name, bytes) = tenken_master::demo::demo_files().into_iter().find(|(n, _)| n.starts_with("s_")).unwrap();
@@ -195,7 +195,7 @@ fn master_cli_converts_with_proof_diffs_and_checks_impact() {
     assert!(String::from_utf8_lossy(&r.stderr).contains("proven"));
     assert!(std::fs::metadata(&out).unwrap().len() > 0);
     // A faulty converter is blocked: nothing written, the report names the field.
-    let faulty = tenken_bundled::hostile_plugin_path("fixture-converter-shift").unwrap();
+    let faulty = tenken_test_artifacts::hostile_plugin_path("fixture-converter-shift").unwrap();
     let blocked = dir.path().join("blocked.csv");
     let r = tenken(&[
         &os("master"),

@@ -32,7 +32,7 @@ fn run_with(hostile: &str, expected_rule: &str) {
     let rt = hostile_runtime();
     let mut plugins: Vec<Arc<Plugin>> =
         tenken_bundled::DEFAULT_PLUGINS.iter().map(|(_, bytes)| Arc::new(Plugin::load(&rt, bytes).unwrap())).collect();
-    let path = tenken_bundled::hostile_plugin_path(hostile).unwrap();
+    let path = tenken_test_artifacts::hostile_plugin_path(hostile).unwrap();
     let bad = Arc::new(Plugin::load(&rt, &std::fs::read(path).unwrap()).unwrap());
     assert_eq!(bad.info.name, hostile);
     plugins.push(bad);

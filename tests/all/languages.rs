@@ -54,7 +54,8 @@ fn example(name: &str) -> PathBuf {
 
 fn twin(name: &str) -> PathBuf {
     PathBuf::from(
-        tenken_bundled::hostile_plugin_path(name).unwrap_or_else(|| panic!("{name} is built by tenken-bundled")),
+        tenken_test_artifacts::hostile_plugin_path(name)
+            .unwrap_or_else(|| panic!("{name} is built by tenken-test-artifacts")),
     )
 }
 

@@ -149,7 +149,7 @@ fn approvals_validation_and_signatures_are_enforced() {
 
     // A failing candidate (traps on every receipt) fails the plugin-failures gate and can
     // be neither approved nor activated.
-    let trap = std::fs::read(tenken_bundled::hostile_plugin_path("hostile-trap").unwrap()).unwrap();
+    let trap = std::fs::read(tenken_test_artifacts::hostile_plugin_path("hostile-trap").unwrap()).unwrap();
     let td = digest_of(&trap);
     assert_eq!(upload(url, &s1, "ssk", &trap, None).status, 201);
     let (_, report) = post(url, &s1, &format!("/v1/payers/ssk/plugins/{td}/validate"));
@@ -163,7 +163,7 @@ fn approvals_validation_and_signatures_are_enforced() {
     assert_error(st, &body, 409, "not-approved");
 
     // A component for another contract version is refused at upload, naming the versions.
-    let v2 = std::fs::read(tenken_bundled::hostile_plugin_path("fixture-contract-v2").unwrap()).unwrap();
+    let v2 = std::fs::read(tenken_test_artifacts::hostile_plugin_path("fixture-contract-v2").unwrap()).unwrap();
     let r = upload(url, &s1, "ssk", &v2, None);
     let msg = assert_error(r.status, &r.body, 422, "plugin-refused");
     assert!(msg.contains("2.0.0"), "{msg}");
@@ -498,7 +498,7 @@ fn check_auto_rollback(hostile: &str) {
     let url = &server.url;
     let (k1, k2) = (server.token(&["--staff", "kokuho"]), server.token(&["--staff", "kokuho"]));
     let good = first_set(url, &k1, "kokuho");
-    let trap = std::fs::read(tenken_bundled::hostile_plugin_path(hostile).unwrap()).unwrap();
+    let trap = std::fs::read(tenken_test_artifacts::hostile_plugin_path(hostile).unwrap()).unwrap();
     let td = approved(url, &k1, &k2, "kokuho", &trap);
     let mut plugins = good["plugins"].as_array().unwrap().clone();
     plugins.push(Value::String(td));

@@ -82,7 +82,7 @@ fn a_master_provided_by_ssk_is_converted_proven_approved_jointly_and_swapped_wit
     // Converters are plugins too: a faulty one (names truncated) uploaded to kokuho's
     // registry fails validation by the round-trip proof, naming the field, and can be
     // neither approved nor used.
-    let faulty = std::fs::read(tenken_bundled::hostile_plugin_path("fixture-converter-shift").unwrap()).unwrap();
+    let faulty = std::fs::read(tenken_test_artifacts::hostile_plugin_path("fixture-converter-shift").unwrap()).unwrap();
     let (st, rec) = post_bytes(&url, &k1, "/v1/payers/kokuho/plugins", &faulty);
     assert_eq!(st, 201, "{rec}");
     let fd = rec["digest"].as_str().unwrap().to_owned();

@@ -83,7 +83,7 @@ fn loaded_plugins_beyond_the_live_tables_are_bounded() {
     assert_eq!(live, tenken_bundled::DEFAULT_PLUGINS.len(), "the live table's plugins are loaded at start");
     let names = ["hostile-trap", "hostile-loop", "hostile-memory", "hostile-flood", "hostile-recursion"];
     for name in names {
-        let bytes = std::fs::read(tenken_bundled::hostile_plugin_path(name).unwrap()).unwrap();
+        let bytes = std::fs::read(tenken_test_artifacts::hostile_plugin_path(name).unwrap()).unwrap();
         let p = tenken_runtime::Plugin::load(&reg.runtime, &bytes).unwrap();
         reg.store
             .put_plugin(tenken_store::NewPlugin {

@@ -364,7 +364,7 @@ fn operations_endpoints() {
 
 #[test]
 fn bulkhead_a_looping_kokuho_plugin_does_not_slow_ssk() {
-    let hostile = tenken_bundled::hostile_plugin_path("hostile-loop").expect("hostile loop fixture");
+    let hostile = tenken_test_artifacts::hostile_plugin_path("hostile-loop").expect("hostile loop fixture");
     let server = Server::start(&[
         ("KOKUHO__PLUGINS_EXTRA", &format!("[{:?}]", hostile)),
         ("LIMITS__PLUGIN_CALL_MS_MAX", "400"),

@@ -24,7 +24,8 @@ fn contract_findings(findings: &[Finding]) -> Vec<&Finding> {
 #[test]
 fn contract_breaking_findings_are_dropped_and_reported() {
     let rt = Arc::new(Runtime::new(&limits(), None).unwrap());
-    let path = tenken_bundled::hostile_plugin_path("hostile-contract").expect("fixture built by tenken-bundled");
+    let path =
+        tenken_test_artifacts::hostile_plugin_path("hostile-contract").expect("fixture built by tenken-test-artifacts");
     let plugin = Arc::new(Plugin::load(&rt, &std::fs::read(path).unwrap()).unwrap());
     assert_eq!(plugin.info.rules.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["x.ok"]);
 
@@ -75,7 +76,7 @@ fn contract_breaking_findings_are_dropped_and_reported() {
 #[test]
 fn one_call_gets_one_contract_finding_per_kind() {
     let rt = Arc::new(Runtime::new(&limits(), None).unwrap());
-    let path = tenken_bundled::hostile_plugin_path("hostile-contract").unwrap();
+    let path = tenken_test_artifacts::hostile_plugin_path("hostile-contract").unwrap();
     let plugin = Arc::new(Plugin::load(&rt, &std::fs::read(path).unwrap()).unwrap());
     let masters = Arc::new(tenken_master::demo::demo_master_set());
     let opts = tenken_gen::GenOptions { receipts: 4, seed: 1, ..Default::default() };

@@ -1,9 +1,12 @@
-//! Conversions between `tenken-model` and the host-side WIT types, and the `master` import.
+//! Conversions between `tenken-model` and the host-side WIT types (both worlds: the
+//! `master-format` bindings share the `office-check` ones' `types`, so each conversion exists
+//! once), and the `master` import.
 
 use tenken_model as m;
 
 use crate::bindings::tenken::plugin::{master, types as w};
 use crate::contract::Scope;
+use crate::converter_bindings::tenken::plugin::master_rows::{ChangeKind, MasterRow};
 use crate::engine::HostState;
 
 /// The file-level input of one check, converted once and shared by every plugin call.
@@ -230,7 +233,7 @@ pub(crate) fn info_from(i: w::PluginInfo) -> m::PluginInfo {
     }
 }
 
-fn kind_from(k: w::MasterKind) -> m::MasterKind {
+pub(crate) fn kind_from(k: w::MasterKind) -> m::MasterKind {
     match k {
         w::MasterKind::Procedure => m::MasterKind::Procedure,
         w::MasterKind::Drug => m::MasterKind::Drug,
@@ -241,7 +244,7 @@ fn kind_from(k: w::MasterKind) -> m::MasterKind {
     }
 }
 
-fn kind_to(k: m::MasterKind) -> w::MasterKind {
+pub(crate) fn kind_to(k: m::MasterKind) -> w::MasterKind {
     match k {
         m::MasterKind::Procedure => w::MasterKind::Procedure,
         m::MasterKind::Drug => w::MasterKind::Drug,
@@ -269,12 +272,67 @@ fn entry_to(e: m::MasterEntry) -> w::MasterEntry {
     }
 }
 
+fn date_from(d: w::Date) -> m::Date {
+    m::Date { year: d.year, month: d.month, day: d.day }
+}
+
+fn change_to(c: char) -> ChangeKind {
+    match c {
+        '1' => ChangeKind::Deleted,
+        '2' => ChangeKind::Restored,
+        '3' => ChangeKind::Added,
+        '5' => ChangeKind::Changed,
+        '9' => ChangeKind::Abolished,
+        _ => ChangeKind::Unchanged,
+    }
+}
+
+fn change_from(c: ChangeKind) -> char {
+    match c {
+        ChangeKind::Unchanged => '0',
+        ChangeKind::Deleted => '1',
+        ChangeKind::Restored => '2',
+        ChangeKind::Added => '3',
+        ChangeKind::Changed => '5',
+        ChangeKind::Abolished => '9',
+    }
+}
+
+/// A canonical master row as the converter's `master-row`.
+pub(crate) fn row_to(r: &m::CanonRow) -> MasterRow {
+    MasterRow {
+        kind: kind_to(r.kind),
+        change: change_to(r.change),
+        code: r.code.clone(),
+        name: r.name.clone(),
+        value_kind: r.value_kind.clone(),
+        value: r.value.clone(),
+        changed_on: r.changed_on.map(date_to),
+        abolished_on: r.abolished_on.map(date_to),
+        extra: r.extra.clone(),
+    }
+}
+
+/// A converter's `master-row` as a canonical master row.
+pub(crate) fn row_from(r: MasterRow) -> m::CanonRow {
+    m::CanonRow {
+        kind: kind_from(r.kind),
+        change: change_from(r.change),
+        code: r.code,
+        name: r.name,
+        value_kind: r.value_kind,
+        value: r.value,
+        changed_on: r.changed_on.map(date_from),
+        abolished_on: r.abolished_on.map(date_from),
+        extra: r.extra,
+    }
+}
+
 impl w::Host for HostState {}
 
 impl master::Host for HostState {
     fn lookup(&mut self, kind: w::MasterKind, code: String, on: w::Date) -> w::LookupResult {
-        let on = m::Date { year: on.year, month: on.month, day: on.day };
-        match self.masters.lookup(kind_from(kind), &code, on) {
+        match self.masters.lookup(kind_from(kind), &code, date_from(on)) {
             m::Lookup::InForce(e) => w::LookupResult::InForce(entry_to(e)),
             m::Lookup::Abolished(e) => w::LookupResult::Abolished(entry_to(e)),
             m::Lookup::NotYetListed(e) => w::LookupResult::NotYetListed(entry_to(e)),

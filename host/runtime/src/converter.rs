@@ -15,16 +15,8 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use crate::engine::{HostState, Runtime, RuntimeError};
 use crate::plugin::{CallFailure, NoMasters, check_contract, classify};
 
-mod bindings {
-    wasmtime::component::bindgen!({
-        path: "../../wit",
-        world: "master-format",
-    });
-}
-
-use bindings::tenken::plugin::master_rows::{ChangeKind, MasterRow};
-use bindings::tenken::plugin::types::{Date as WDate, MasterKind as WKind};
-use bindings::{MasterFormat, MasterFormatPre};
+use crate::convert::{kind_from, kind_to, row_from, row_to};
+use crate::converter_bindings::{MasterFormat, MasterFormatPre};
 
 /// What a converter declares.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,78 +43,6 @@ pub struct Converter {
     pub contract: String,
     pre: MasterFormatPre<HostState>,
     runtime: Arc<Runtime>,
-}
-
-fn kind_to(k: m::MasterKind) -> WKind {
-    match k {
-        m::MasterKind::Procedure => WKind::Procedure,
-        m::MasterKind::Drug => WKind::Drug,
-        m::MasterKind::Material => WKind::Material,
-        m::MasterKind::Comment => WKind::Comment,
-        m::MasterKind::Disease => WKind::Disease,
-        m::MasterKind::Modifier => WKind::Modifier,
-    }
-}
-
-fn kind_from(k: WKind) -> m::MasterKind {
-    match k {
-        WKind::Procedure => m::MasterKind::Procedure,
-        WKind::Drug => m::MasterKind::Drug,
-        WKind::Material => m::MasterKind::Material,
-        WKind::Comment => m::MasterKind::Comment,
-        WKind::Disease => m::MasterKind::Disease,
-        WKind::Modifier => m::MasterKind::Modifier,
-    }
-}
-
-fn change_to(c: char) -> ChangeKind {
-    match c {
-        '1' => ChangeKind::Deleted,
-        '2' => ChangeKind::Restored,
-        '3' => ChangeKind::Added,
-        '5' => ChangeKind::Changed,
-        '9' => ChangeKind::Abolished,
-        _ => ChangeKind::Unchanged,
-    }
-}
-
-fn change_from(c: ChangeKind) -> char {
-    match c {
-        ChangeKind::Unchanged => '0',
-        ChangeKind::Deleted => '1',
-        ChangeKind::Restored => '2',
-        ChangeKind::Added => '3',
-        ChangeKind::Changed => '5',
-        ChangeKind::Abolished => '9',
-    }
-}
-
-fn row_to(r: &CanonRow) -> MasterRow {
-    MasterRow {
-        kind: kind_to(r.kind),
-        change: change_to(r.change),
-        code: r.code.clone(),
-        name: r.name.clone(),
-        value_kind: r.value_kind.clone(),
-        value: r.value.clone(),
-        changed_on: r.changed_on.map(|d| WDate { year: d.year, month: d.month, day: d.day }),
-        abolished_on: r.abolished_on.map(|d| WDate { year: d.year, month: d.month, day: d.day }),
-        extra: r.extra.clone(),
-    }
-}
-
-fn row_from(r: MasterRow) -> CanonRow {
-    CanonRow {
-        kind: kind_from(r.kind),
-        change: change_from(r.change),
-        code: r.code,
-        name: r.name,
-        value_kind: r.value_kind,
-        value: r.value,
-        changed_on: r.changed_on.map(|d| m::Date { year: d.year, month: d.month, day: d.day }),
-        abolished_on: r.abolished_on.map(|d| m::Date { year: d.year, month: d.month, day: d.day }),
-        extra: r.extra,
-    }
 }
 
 impl Converter {
@@ -178,7 +98,7 @@ impl Converter {
     }
 
     pub fn encode(&self, kind: m::MasterKind, rows: &[CanonRow]) -> Result<Vec<u8>, ConvertError> {
-        let wrows: Vec<MasterRow> = rows.iter().map(row_to).collect();
+        let wrows: Vec<_> = rows.iter().map(row_to).collect();
         let out = self
             .call(|b, s| b.tenken_plugin_converter().call_encode(s, kind_to(kind), &wrows))
             .map_err(ConvertError::Call)?;

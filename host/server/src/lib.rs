@@ -387,10 +387,10 @@ fn seed_regression(limits: &tenken_limits::Limits, work: &work::Work, store: &Ar
     Ok(())
 }
 
-/// A bundled master-format converter by its format name (`ssk-csv`, `kokuho-fixed`).
+/// A bundled master-format converter by the format name its `describe` reports (`ssk-csv`,
+/// `kokuho-fixed`).
 pub fn bundled_converter(name: &str) -> Option<&'static [u8]> {
-    let crate_name = format!("tenken-convert-{name}");
-    tenken_bundled::DEFAULT_CONVERTERS.iter().find(|(n, _)| *n == crate_name).map(|(_, b)| *b)
+    tenken_bundled::converter(name)
 }
 
 /// Writes `<data_dir>/serve.addr` (tmp + rename) so scripts and tests find a port-0 server.

@@ -13,10 +13,12 @@
 //! - [`links`]: relative markdown links in the docs point at files (and headings) that exist.
 //! - [`testfns`]: every `#[test]` asserts something, and no assertion is trivially true.
 //! - [`modules`]: within a crate, no two modules import each other, directly or round about.
+//! - [`includes`]: no guest crate under `plugins/` textually includes another crate's files.
 
 #![forbid(unsafe_code)]
 
 pub mod deps;
+pub mod includes;
 pub mod lex;
 pub mod links;
 pub mod modules;

@@ -1,7 +1,7 @@
 //! The tidy checks on this repository: one test per rule (the rules themselves, and their
 //! limits, are documented in the modules of `tenken-tidy`).
 
-use tenken_tidy::{Violation, deps, links, modules, render, routes, testfns, workspace_root};
+use tenken_tidy::{Violation, deps, includes, links, modules, render, routes, testfns, workspace_root};
 
 /// Violations that exist today and belong to another crate's owner to fix: (check, file, a
 /// substring of the message). They are listed, not hidden: each test prints the ones it
@@ -87,4 +87,12 @@ fn no_crate_has_a_module_cycle() {
     let from: std::collections::BTreeSet<&str> = server.iter().map(|e| e.from.as_str()).collect();
     assert!(from.len() >= 10 && server.iter().any(|e| e.from == "routes" && e.to == "app"), "{server:?}");
     enforce("modules", all.iter().flat_map(|(_, e)| modules::violations(e)).collect());
+}
+
+#[test]
+fn no_plugin_includes_another_crates_files() {
+    let root = workspace_root();
+    // The scan must reach the guest crates, or it proves nothing.
+    assert!(root.join("plugins/guest/src/lib.rs").exists(), "no plugins/ under {}", root.display());
+    enforce("includes", includes::check(&root));
 }

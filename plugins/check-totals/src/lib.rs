@@ -1,2 +1,2 @@
 //! The `totals` rules of the default rule pack, exported as an office-check component.
-tenken_guest::office_check!(tenken_guest::tenken_rulepack::TOTALS);
+tenken_guest::office_check!(tenken_rulepack::TOTALS);

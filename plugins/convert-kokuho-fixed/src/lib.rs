@@ -1,9 +1,24 @@
 //! The `kokuho-fixed` master-format converter (docs/formats/kokuho-fixed.md): a fixed-width
 //! Shift_JIS layout with 和暦 dates and numbers in fixed units, both directions.
 
-const FORMAT_NAME: &str = "kokuho-fixed";
+use tenken_guest::tenken_model::{CanonRow, Date, MasterKind};
+use tenken_guest::{DecodeError, MasterFormat};
 
-include!("../../convert-ssk-csv/src/glue.rs");
+struct KokuhoFixed;
+
+impl MasterFormat for KokuhoFixed {
+    const NAME: &'static str = "kokuho-fixed";
+
+    fn decode(kind: MasterKind, bytes: &[u8]) -> Result<Vec<CanonRow>, DecodeError> {
+        decode(kind, bytes).map_err(|(message, line)| DecodeError { message, line: Some(line), column: None })
+    }
+
+    fn encode(kind: MasterKind, rows: Vec<CanonRow>) -> Result<Vec<u8>, String> {
+        encode(kind, rows)
+    }
+}
+
+tenken_guest::master_format!(KokuhoFixed);
 
 const NAME_BYTES: usize = 200;
 const CODE_BYTES: usize = 12;
@@ -88,7 +103,7 @@ fn pad(out: &mut Vec<u8>, bytes: &[u8], width: usize, code: &str, field: &str) -
     Ok(())
 }
 
-fn format_encode(kind: MasterKind, rows: Vec<CanonRow>) -> Result<Vec<u8>, String> {
+fn encode(kind: MasterKind, rows: Vec<CanonRow>) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     for r in &rows {
         let code = r.code.as_str();
@@ -130,7 +145,7 @@ fn text(b: &[u8]) -> String {
     encoding_rs::SHIFT_JIS.decode(b).0.into_owned()
 }
 
-fn format_decode(kind: MasterKind, bytes: &[u8]) -> Result<Vec<CanonRow>, (String, Option<u32>)> {
+fn decode(kind: MasterKind, bytes: &[u8]) -> Result<Vec<CanonRow>, (String, u32)> {
     let mut rows = Vec::new();
     for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
         let n = (i + 1) as u32;
@@ -138,7 +153,7 @@ fn format_decode(kind: MasterKind, bytes: &[u8]) -> Result<Vec<CanonRow>, (Strin
         if line.is_empty() {
             continue;
         }
-        let err = |m: String| (m, Some(n));
+        let err = |m: String| (m, n);
         if line.len() < FIXED || line[0] != b'D' {
             return Err(err(format!("not a kokuho-fixed record ({} bytes, needs {FIXED})", line.len())));
         }

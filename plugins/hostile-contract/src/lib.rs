@@ -46,3 +46,4 @@ impl Guest for Plugin {
 }
 
 tenken_guest::bindings::export!(Plugin);
+tenken_guest::bump_allocator!();

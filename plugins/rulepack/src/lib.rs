@@ -1,7 +1,7 @@
 //! The default office-check rules (事務点検) of tenken, as five packs of pure functions.
 //!
 //! Why pure functions over `tenken-model` types: the same code is wrapped into five guest
-//! components (one per pack, by `tenken-guest`) and also linked natively into the host as the
+//! components (one `tenken_guest::Pack` per pack) and also linked natively into the host as the
 //! performance baseline and differential oracle. So: no I/O, no clocks, no randomness, no
 //! global state; output depends only on the arguments. Per-receipt rules look only at the
 //! receipts they are given (the host batches receipts arbitrarily); file-level facts come
@@ -13,7 +13,9 @@
 
 #![forbid(unsafe_code)]
 
-use tenken_model::{CheckContext, FileView, Finding, Masters, Receipt, RuleInfo};
+/// The SDK's pack type (`tenken_guest::Pack`), re-exported for the host's native use.
+pub use tenken_guest::Pack;
+use tenken_model::{CheckContext, FileView, Finding, Masters, Receipt};
 
 pub mod diagnosis;
 pub mod format;
@@ -21,26 +23,6 @@ pub mod id;
 pub mod master;
 pub mod totals;
 mod util;
-
-/// One rule group, exported as one plugin component.
-#[derive(Clone, Copy)]
-pub struct Pack {
-    /// Plugin name: "tenken-format", "tenken-totals", "tenken-id", "tenken-master", "tenken-diagnosis".
-    pub name: &'static str,
-    pub version: &'static str,
-    /// Every rule id the pack can emit, with severity and a one-line description.
-    pub rules: fn() -> Vec<RuleInfo>,
-    /// File-level rules, called once per file.
-    pub check_file: fn(&CheckContext, &FileView) -> Vec<Finding>,
-    /// Per-receipt rules, called on arbitrary batches of whole receipts.
-    pub check_receipts: fn(&CheckContext, &[Receipt], &dyn Masters) -> Vec<Finding>,
-}
-
-impl std::fmt::Debug for Pack {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pack").field("name", &self.name).field("version", &self.version).finish()
-    }
-}
 
 const VERSION: &str = "1.0.0";
 

@@ -10,10 +10,10 @@
 
 use std::collections::HashMap;
 
+use tenken_guest::Pack;
 use tenken_guest::tenken_model::{
     CheckContext, Date, FileView, Finding, Lookup, MasterKind, Masters, Receipt, RuleInfo, Severity,
 };
-use tenken_guest::tenken_rulepack::Pack;
 
 const PACK: Pack = Pack { name: "example-js-rule", version: "1.0.0", rules, check_file, check_receipts };
 

@@ -7,8 +7,8 @@
 //! - `diagnosis.py.primary-multiple` (warning): more than one 主傷病; one finding on each
 //!   主傷病 after the first. A receipt without SY is left to `diagnosis.missing`.
 
+use tenken_guest::Pack;
 use tenken_guest::tenken_model::{CheckContext, FileView, Finding, Masters, Receipt, RuleInfo, Severity};
-use tenken_guest::tenken_rulepack::Pack;
 
 const PACK: Pack = Pack { name: "example-python-rule", version: "1.0.0", rules, check_file, check_receipts };
 
