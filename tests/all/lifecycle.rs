@@ -68,7 +68,7 @@ fn approved(url: &str, a: &str, b: &str, payer: &str, bytes: &[u8]) -> String {
     let r = upload(url, a, payer, bytes, None);
     assert!(r.status == 201 || r.status == 200, "{}", r.body);
     let d = digest_of(bytes);
-    let (st, report) = post(url, a, &format!("/v1/payers/{payer}/plugins/{d}/validate"));
+    let (st, report) = job(url, a, post(url, a, &format!("/v1/payers/{payer}/plugins/{d}/validate")));
     assert_eq!(st, 200, "{report}");
     assert_eq!(report["passed"], true, "{report}");
     let (st, rec) = post(url, b, &format!("/v1/payers/{payer}/plugins/{d}/approve"));
@@ -121,7 +121,7 @@ fn approvals_validation_and_signatures_are_enforced() {
         assert_eq!(r.status().as_u16(), 201);
     }
     // Validation against the regression corpus: the same rules, so no delta.
-    let (st, report) = post(url, &s1, &format!("/v1/payers/ssk/plugins/{d}/validate"));
+    let (st, report) = job(url, &s1, post(url, &s1, &format!("/v1/payers/ssk/plugins/{d}/validate")));
     assert_eq!(st, 200, "{report}");
     assert_eq!(report["passed"], true, "{report}");
     assert_eq!(report["replaces"], replaced);
@@ -152,7 +152,7 @@ fn approvals_validation_and_signatures_are_enforced() {
     let trap = std::fs::read(tenken_test_artifacts::hostile_plugin_path("hostile-trap").unwrap()).unwrap();
     let td = digest_of(&trap);
     assert_eq!(upload(url, &s1, "ssk", &trap, None).status, 201);
-    let (_, report) = post(url, &s1, &format!("/v1/payers/ssk/plugins/{td}/validate"));
+    let (_, report) = job(url, &s1, post(url, &s1, &format!("/v1/payers/ssk/plugins/{td}/validate")));
     assert_eq!(report["passed"], false, "{report}");
     assert!(report["gates"].to_string().contains("plugin-failures"));
     let (_, rec) = get(url, &s1, &format!("/v1/payers/ssk/plugins/{td}"));
@@ -344,6 +344,7 @@ fn hot_swap_under_load_with_replay() {
                 let r = submit(&url, &tokens[&inst], &bytes, None);
                 assert_eq!(r.status, 202, "{}", r.body);
                 ids.push((inst, r.body["submission"]["id"].as_i64().unwrap()));
+                // Pacing (not a wait for an event): files keep arriving across all 50 swaps.
                 std::thread::sleep(Duration::from_millis(15));
             }
             ids
@@ -371,6 +372,7 @@ fn hot_swap_under_load_with_replay() {
             );
             assert_eq!(st, 200, "{body}");
         }
+        // Pacing: one swap per 20 ms while the files flow.
         std::thread::sleep(Duration::from_millis(20));
     }
     // Every swap was requested after t0 and went live before its request was answered (the

@@ -46,12 +46,16 @@ fn a_kokuho_diff_in_kokuho_fixed_applies_onto_the_first_start_master_in_ssk_csv(
     assert!(bytes.starts_with(b"D"), "kokuho-fixed records start with D");
     let (st, b) = post_bytes(&url, &k1, "/v1/payers/kokuho/masters/files", &bytes);
     assert_eq!(st, 200, "{b}");
-    let (st, v) = send_json(
+    let (st, v) = job(
         &url,
         &k1,
-        "POST",
-        "/v1/payers/kokuho/masters",
-        json!({"from": "2026-06", "base": first["id"], "files": [{"name": name, "blob": b["blob"]}], "reason": "点数改定 (差分)"}),
+        send_json(
+            &url,
+            &k1,
+            "POST",
+            "/v1/payers/kokuho/masters",
+            json!({"from": "2026-06", "base": first["id"], "files": [{"name": name, "blob": b["blob"]}], "reason": "点数改定 (差分)"}),
+        ),
     );
     assert_eq!(st, 201, "a kokuho 差分 onto the ssk-csv base: {v}\n{}", server.log_tail());
     let sources: Vec<Value> = serde_json::from_value(v["sources"].clone()).unwrap();
@@ -72,12 +76,16 @@ fn a_kokuho_diff_in_kokuho_fixed_applies_onto_the_first_start_master_in_ssk_csv(
     // A second proposal is decoded from its own files too (not the first one's set again).
     let (name2, bytes2) = kokuho_fixed_diff("33.00");
     let (_, b2) = post_bytes(&url, &k1, "/v1/payers/kokuho/masters/files", &bytes2);
-    let (st, v2) = send_json(
+    let (st, v2) = job(
         &url,
         &k1,
-        "POST",
-        "/v1/payers/kokuho/masters",
-        json!({"from": "2026-07", "base": first["id"], "files": [{"name": name2, "blob": b2["blob"]}]}),
+        send_json(
+            &url,
+            &k1,
+            "POST",
+            "/v1/payers/kokuho/masters",
+            json!({"from": "2026-07", "base": first["id"], "files": [{"name": name2, "blob": b2["blob"]}]}),
+        ),
     );
     assert_eq!(st, 201, "{v2}");
     assert_ne!(v2["digest"], v["digest"], "two different 差分, two different master sets");

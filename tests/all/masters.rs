@@ -50,8 +50,11 @@ fn a_master_provided_by_ssk_is_converted_proven_approved_jointly_and_swapped_wit
         assert_eq!(st, 200, "{b}");
         files.push(json!({"name": name, "blob": b["blob"]}));
     }
-    let (st, ssk_v) =
-        send_json(&url, &s1, "POST", "/v1/payers/ssk/masters", json!({"files": files, "reason": "点数改定"}));
+    let (st, ssk_v) = job(
+        &url,
+        &s1,
+        send_json(&url, &s1, "POST", "/v1/payers/ssk/masters", json!({"files": files, "reason": "点数改定"})),
+    );
     assert_eq!(st, 201, "{ssk_v}");
     assert_eq!(ssk_v["state"], "proposed");
     let report: Value = serde_json::from_value(ssk_v["report"].clone()).unwrap();
@@ -86,26 +89,28 @@ fn a_master_provided_by_ssk_is_converted_proven_approved_jointly_and_swapped_wit
     let (st, rec) = post_bytes(&url, &k1, "/v1/payers/kokuho/plugins", &faulty);
     assert_eq!(st, 201, "{rec}");
     let fd = rec["digest"].as_str().unwrap().to_owned();
-    let (st, report) = post(&url, &k1, &format!("/v1/payers/kokuho/plugins/{fd}/validate"));
+    let (st, report) = job(&url, &k1, post(&url, &k1, &format!("/v1/payers/kokuho/plugins/{fd}/validate")));
     assert_eq!(st, 200, "{report}");
     assert_eq!(report["passed"], false, "{report}");
     assert!(report["by_rule"]["field name"]["new"].as_u64().unwrap() > 0, "{report}");
     let (st, b) = post(&url, &k2, &format!("/v1/payers/kokuho/plugins/{fd}/approve"));
     assert_error(st, &b, 409, "not-validated");
-    let (st, b) = post(&url, &s1, &format!("/v1/payers/ssk/masters/{id}/convert-for/kokuho?converter={fd}"));
+    let (st, b) =
+        job(&url, &s1, post(&url, &s1, &format!("/v1/payers/ssk/masters/{id}/convert-for/kokuho?converter={fd}")));
     assert_error(st, &b, 409, "not-approved");
     // The correct converter passes the same proof and, once approved, is used.
     let good = tenken_server::bundled_converter("kokuho-fixed").unwrap();
     let (st, rec) = post_bytes(&url, &k1, "/v1/payers/kokuho/plugins", good);
     assert_eq!(st, 201, "{rec}");
     let gd = rec["digest"].as_str().unwrap().to_owned();
-    let (_, report) = post(&url, &k1, &format!("/v1/payers/kokuho/plugins/{gd}/validate"));
+    let (_, report) = job(&url, &k1, post(&url, &k1, &format!("/v1/payers/kokuho/plugins/{gd}/validate")));
     assert_eq!(report["passed"], true, "{report}");
     let (st, b) = post(&url, &k2, &format!("/v1/payers/kokuho/plugins/{gd}/approve"));
     assert_eq!(st, 200, "{b}");
 
     // Convert it for kokuho: encoded in kokuho-fixed, proven, proposed as provided by ssk.
-    let (st, kv) = post(&url, &s1, &format!("/v1/payers/ssk/masters/{id}/convert-for/kokuho?converter={gd}"));
+    let (st, kv) =
+        job(&url, &s1, post(&url, &s1, &format!("/v1/payers/ssk/masters/{id}/convert-for/kokuho?converter={gd}")));
     assert_eq!(st, 201, "{kv}");
     assert_eq!(kv["provided_by"], "ssk");
     assert_eq!(kv["payer"], "kokuho");
@@ -187,8 +192,9 @@ fn a_master_provided_by_ssk_is_converted_proven_approved_jointly_and_swapped_wit
         })
         .collect();
     let tokens: Vec<String> = files.iter().map(|(_, f)| server.institution_token(&institution_of(f))).collect();
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let submitter = {
-        let (url, files, tokens) = (url.clone(), files.clone(), tokens.clone());
+        let (url, files, tokens, sent) = (url.clone(), files.clone(), tokens.clone(), sent.clone());
         std::thread::spawn(move || {
             files
                 .iter()
@@ -196,13 +202,19 @@ fn a_master_provided_by_ssk_is_converted_proven_approved_jointly_and_swapped_wit
                 .map(|((_, f), t)| {
                     let r = submit(&url, t, f, None);
                     assert_eq!(r.status, 202, "{}", r.body);
+                    sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    // Paced, so the swap below lands while claims are still arriving.
                     std::thread::sleep(Duration::from_millis(30));
                     r.body["submission"]["id"].as_i64().unwrap()
                 })
                 .collect::<Vec<_>>()
         })
     };
-    std::thread::sleep(Duration::from_millis(150));
+    // Swap once claims of both payers are in flight.
+    wait_for("four claims accepted", Duration::from_secs(60), || {
+        let n = sent.load(std::sync::atomic::Ordering::SeqCst);
+        if n >= 4 { Ok(()) } else { Err(format!("{n} accepted")) }
+    });
     let (st, b) = post(&url, &k2, &format!("/v1/payers/kokuho/masters/{kid}/activate"));
     assert_eq!(st, 200, "{b}");
     assert_eq!(b["state"], "active");

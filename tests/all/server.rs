@@ -232,8 +232,10 @@ fn auth_matrix() {
     // Revocation takes effect (within token_cache_ms).
     let (st, _) = post(url, &admin, &format!("/v1/tokens/{}/revoke", created["id"]));
     assert_eq!(st, 204);
-    std::thread::sleep(Duration::from_millis(120));
-    let (st, body) = get(url, &b2, "/v1/submissions");
+    let (st, body) = wait_for("the revoked token is refused", Duration::from_secs(10), || {
+        let (st, body) = get(url, &b2, "/v1/submissions");
+        if st == 401 { Ok((st, body)) } else { Err(format!("{st} {body}")) }
+    });
     assert_error(st, &body, 401, "unauthorized");
     // The owner can confirm (demo file: error findings only from injected missing 傷病名,
     // so withdraw those receipts first).
@@ -391,7 +393,15 @@ fn bulkhead_a_looping_kokuho_plugin_does_not_slow_ssk() {
         assert_eq!(r.status, 202, "{}", r.body);
         kokuho.push((token, r.body["submission"]["id"].as_i64().unwrap()));
     }
-    std::thread::sleep(Duration::from_millis(300));
+    // Measured only once kokuho's workers are busy in the looping plugin.
+    wait_for("kokuho checking its first file", Duration::from_secs(30), || {
+        let (_, s) = get(&server.url, &kokuho[0].0, &format!("/v1/submissions/{}", kokuho[0].1));
+        if s["state"] == "checking" || s["progress"]["chunks_done"].as_u64() > Some(0) {
+            Ok(())
+        } else {
+            Err(s.to_string())
+        }
+    });
     let loaded: Vec<Duration> = ssk_files[3..].iter().map(|f| latency(f)).collect();
     let (_, first) = get(&server.url, &kokuho[0].0, &format!("/v1/submissions/{}", kokuho[0].1));
     let median = |v: &[Duration]| {
@@ -517,8 +527,11 @@ fn graceful_shutdown_parks_work_for_the_next_start() {
     let r = submit(&server.url, &token, &file, None);
     assert_eq!(r.status, 202, "{}", r.body);
     let id = r.body["submission"]["id"].as_i64().unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    let (_, before) = get(&server.url, &token, &format!("/v1/submissions/{id}"));
+    // Shut down once checking is under way (some chunks recorded, more to go).
+    let before = wait_for("the first chunks recorded", Duration::from_secs(60), || {
+        let (_, s) = get(&server.url, &token, &format!("/v1/submissions/{id}"));
+        if s["progress"]["chunks_done"].as_u64() > Some(0) { Ok(s) } else { Err(s.to_string()) }
+    });
     assert!(matches!(before["state"].as_str(), Some("queued" | "checking")), "finished too soon to test: {before}");
     assert!(server.terminate(Duration::from_secs(30)), "did not exit cleanly on SIGTERM:\n{}", server.log_tail());
     let log = server.log_tail();

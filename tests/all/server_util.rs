@@ -188,6 +188,42 @@ fn finish(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Result<Re
 }
 
 /// `tenken token create ROLE… --data-dir DIR` → the secret.
+/// Waits until `probe` returns Some (the event a test waits for: a state the server
+/// reports), checking every 20 ms for at most `max`; panics naming `what` and the last
+/// observation otherwise. Tests wait on what the server says, never on a fixed sleep.
+pub fn wait_for<T>(what: &str, max: Duration, mut probe: impl FnMut() -> Result<T, String>) -> T {
+    let t0 = Instant::now();
+    loop {
+        let last = match probe() {
+            Ok(v) => return v,
+            Err(last) => last,
+        };
+        assert!(t0.elapsed() < max, "{what}: not within {max:?}; last seen: {last}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A job-starting request's answer (validate, propose, convert-for) followed to the job's
+/// end: the status the work answered and its result, or its error as `{"error": …}`. An
+/// answer other than 202 (refused before a job started) is returned as it is.
+pub fn job(url: &str, token: &str, (status, body): (u16, Value)) -> (u16, Value) {
+    if status != 202 {
+        return (status, body);
+    }
+    let path = format!("/v1/payers/{}/jobs/{}", body["payer"].as_str().unwrap(), body["id"]);
+    let j = wait_for("the job finishes", Duration::from_secs(300), || {
+        let (st, j) = get(url, token, &path);
+        assert_eq!(st, 200, "{j}");
+        if matches!(j["state"].as_str(), Some("done" | "failed")) { Ok(j) } else { Err(j.to_string()) }
+    });
+    assert!(j["done"].as_u64() <= j["total"].as_u64(), "progress within its total: {j}");
+    let status = j["status"].as_u64().unwrap() as u16;
+    match j["state"].as_str() {
+        Some("done") => (status, j["result"].clone()),
+        _ => (status, serde_json::json!({ "error": j["error"] })),
+    }
+}
+
 pub fn token_in(dir: &std::path::Path, role: &[&str]) -> String {
     let out = Command::new(bin()).args(["token", "create"]).args(role).arg("--data-dir").arg(dir).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

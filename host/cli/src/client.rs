@@ -246,3 +246,29 @@ pub fn confirm(args: IdArgs) -> Result<ExitCode> {
     eprintln!("submission {} confirmed (請求確定) at {}", args.id, s["confirmed_at"].as_str().unwrap_or("?"));
     Ok(ExitCode::SUCCESS)
 }
+
+/// Follows a job the server answered 202 with (`GET /v1/payers/{payer}/jobs/{id}`) until
+/// it finishes, showing its progress on `bar`; its result, or its error as the request
+/// would have answered it.
+pub fn follow_job(conn: &Conn, job: &Value, bar: &indicatif::ProgressBar) -> Result<Value> {
+    let (payer, id) = (job["payer"].as_str().context("a job names its payer")?, job["id"].as_u64().context("job id")?);
+    let path = format!("/v1/payers/{payer}/jobs/{id}");
+    loop {
+        let j = get(conn, &path)?;
+        bar.set_length(j["total"].as_u64().unwrap_or(0).max(1));
+        bar.set_position(j["done"].as_u64().unwrap_or(0));
+        match j["state"].as_str() {
+            Some("done") => return Ok(j["result"].clone()),
+            Some("failed") => {
+                let status = j["status"].as_u64().unwrap_or(500) as u16;
+                let e = &j["error"];
+                bail!(
+                    "{status} {}: {} (job {id})",
+                    e["code"].as_str().unwrap_or("?"),
+                    e["message"].as_str().unwrap_or("")
+                );
+            }
+            _ => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
+}

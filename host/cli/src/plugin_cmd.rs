@@ -88,6 +88,17 @@ fn send(conn: &Conn, method: &str, path: &str, body: Option<Value>) -> Result<Va
     Ok(body)
 }
 
+/// A progress bar for a server job (hidden when stderr is not a terminal).
+fn job_bar(what: &'static str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(1);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {msg} [{bar:20}] {pos}/{len}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_message(what);
+    bar
+}
+
 fn secret_key(path: &PathBuf) -> Result<ed25519_dalek::SigningKey> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let bytes = hex::decode(text.trim()).context("the key file must hold 64 hex characters")?;
@@ -160,7 +171,10 @@ pub fn run(cmd: PluginCmd) -> Result<ExitCode> {
         Action::Describe(_) | Action::Test(_) => unreachable!("dispatched above"),
         Action::List => get(c, &format!("/v1/payers/{p}/plugins"))?,
         Action::Show { digest } => get(c, &format!("/v1/payers/{p}/plugins/{digest}"))?,
-        Action::Validate { digest } => send(c, "POST", &format!("/v1/payers/{p}/plugins/{digest}/validate"), None)?,
+        Action::Validate { digest } => {
+            let job = send(c, "POST", &format!("/v1/payers/{p}/plugins/{digest}/validate"), None)?;
+            crate::client::follow_job(c, &job, &job_bar("validating on the server"))?
+        }
         Action::Approve { digest } => send(c, "POST", &format!("/v1/payers/{p}/plugins/{digest}/approve"), None)?,
         Action::Activate { digests, from, reason } => send(
             c,

@@ -437,14 +437,15 @@ fn master_propose(
         list.push(serde_json::json!({"name": name, "blob": b["blob"]}));
         bar.inc(1);
     }
-    bar.set_message("decoding, diffing and impact-checking on the server");
-    let v = http(
+    let job = http(
         conn,
         "POST",
         &format!("/v1/payers/{payer}/masters"),
         None,
         Some(serde_json::json!({"from": from, "base": base, "files": list, "reason": reason})),
     )?;
+    bar.set_message("decoding, diffing and impact-checking on the server (files re-checked)");
+    let v = crate::client::follow_job(conn, &job, &bar)?;
     bar.finish_and_clear();
     println!("{}", serde_json::to_string_pretty(&v)?);
     Ok(std::process::ExitCode::SUCCESS)
@@ -459,7 +460,14 @@ fn master_act(conn: &crate::client::Conn, payer: Payer, action: &str, id: i64) -
             "unknown action {other:?}: approve, activate, rollback, convert-for-ssk or convert-for-kokuho"
         ),
     };
-    let v = http(conn, "POST", &path, None, None)?;
+    let mut v = http(conn, "POST", &path, None, None)?;
+    if action.starts_with("convert-for") {
+        // A conversion is a job: follow it to its result (the new version).
+        let bar = indicatif::ProgressBar::new(1);
+        bar.set_message("converting and proving on the server");
+        v = crate::client::follow_job(conn, &v, &bar)?;
+        bar.finish_and_clear();
+    }
     println!("{}", serde_json::to_string_pretty(&v)?);
     Ok(std::process::ExitCode::SUCCESS)
 }

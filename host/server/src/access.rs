@@ -39,12 +39,13 @@ pub async fn list_notices(State(app): AppState, who: Principal) -> Result<Json<V
     // notices meant for them (an automatic rollback), newest first.
     let payer = who.staff_payer();
     let store = app.store.clone();
+    let max = app.config.api.notices_listed_max;
     let list = blocking(move || -> Result<_, tenken_store::StoreError> {
-        let mut list = store.notices(payer, Audience::Institutions, 100)?;
+        let mut list = store.notices(payer, Audience::Institutions, max)?;
         if payer.is_some() {
-            list.extend(store.notices(payer, Audience::Staff, 100)?);
+            list.extend(store.notices(payer, Audience::Staff, max)?);
             list.sort_by(|a, b| b.id.cmp(&a.id));
-            list.truncate(100);
+            list.truncate(max as usize);
         }
         Ok(list)
     })
@@ -63,8 +64,13 @@ pub async fn post_notice(
     Json(req): Json<NoticeRequest>,
 ) -> Result<(StatusCode, Json<NoticeView>), ApiError> {
     let msg = req.message.trim().to_owned();
-    if msg.is_empty() || msg.chars().count() > 2000 {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad-notice", "a notice is 1–2000 characters"));
+    let max = app.config.api.notice_chars_max as usize;
+    if msg.is_empty() || msg.chars().count() > max {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad-notice",
+            format!("a notice is 1–{max} characters (api.notice_chars_max)"),
+        ));
     }
     let store = app.store.clone();
     let by = who.token_id;

@@ -33,6 +33,8 @@ pub struct App {
     pub boot: u64,
     /// "Now" for windows, timestamps and leases.
     pub clock: Arc<dyn Clock>,
+    /// Lifecycle work run as jobs on each payer's own runner.
+    pub jobs: Arc<crate::jobs::Jobs>,
 }
 
 impl App {

@@ -212,6 +212,9 @@ mod scan {
                 at + 8
             } else if word_at(code, at, "spawn_blocking(") {
                 at + 14
+            } else if word_at(code, at, "jobs.submit(") {
+                // A job's work runs on its payer's job runner thread, never on the runtime.
+                at + 11
             } else {
                 continue;
             };

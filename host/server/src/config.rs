@@ -26,6 +26,7 @@ pub struct Config {
     pub demo_masters: bool,
     pub windows: WindowConfig,
     pub admission: Admission,
+    pub api: Api,
     pub schedule: Schedule,
     pub ssk: PayerConfig,
     pub kokuho: PayerConfig,
@@ -42,6 +43,7 @@ impl Default for Config {
             demo_masters: false,
             windows: WindowConfig::default(),
             admission: Admission::default(),
+            api: Api::default(),
             schedule: Schedule::default(),
             ssk: PayerConfig::default(),
             kokuho: PayerConfig { master_format: "kokuho-fixed".into(), ..PayerConfig::default() },
@@ -136,6 +138,50 @@ impl Default for Admission {
     }
 }
 
+/// Bounds of what one API request reads, lists or accepts (beyond admission).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Api {
+    /// Submissions listed per page when the request does not say, entries.
+    pub list_page_default: u32,
+    /// Submissions listed per page at most, entries.
+    pub list_page_max: u32,
+    /// Audit events listed when the request does not say, entries.
+    pub audit_page_default: u32,
+    /// Audit events listed at most, entries.
+    pub audit_page_max: u32,
+    /// Notices listed, newest first, entries.
+    pub notices_listed_max: u32,
+    /// Longest notice a payer may post, characters.
+    pub notice_chars_max: u32,
+    /// Longest `Idempotency-Key` header, bytes.
+    pub idempotency_key_bytes_max: u32,
+    /// Plugins in one release set, entries.
+    pub release_set_plugins_max: u32,
+    /// Newest submissions looked at when the master impact check samples real files
+    /// (the sample itself is bounded per payer by `master_impact_sample_*`), entries.
+    pub impact_sample_scan_max: u32,
+    /// Differences a refused conversion names in its 422, entries.
+    pub conversion_diffs_shown_max: u32,
+}
+
+impl Default for Api {
+    fn default() -> Self {
+        Api {
+            list_page_default: 100,
+            list_page_max: 1_000,
+            audit_page_default: 200,
+            audit_page_max: 10_000,
+            notices_listed_max: 100,
+            notice_chars_max: 2_000,
+            idempotency_key_bytes_max: 200,
+            release_set_plugins_max: 64,
+            impact_sample_scan_max: 200,
+            conversion_diffs_shown_max: 20,
+        }
+    }
+}
+
 /// Splitting files into chunks and pulling them fairly.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -170,6 +216,12 @@ pub struct Schedule {
     /// Decoded master sets kept beyond those in force, entries (each is tens of MB for the
     /// real masters).
     pub registry_master_sets_idle_max: u32,
+    /// Lifecycle jobs (validation, proposal, conversion) queued per payer beyond the one
+    /// running; beyond it a request is refused at once (503 + Retry-After), entries.
+    pub jobs_queued_max: u32,
+    /// Jobs kept per payer for reading their result (the newest; running ones always),
+    /// entries.
+    pub jobs_kept_max: u32,
 }
 
 impl Default for Schedule {
@@ -187,6 +239,8 @@ impl Default for Schedule {
             check_worker_nice: 5,
             registry_plugins_idle_max: 32,
             registry_master_sets_idle_max: 4,
+            jobs_queued_max: 16,
+            jobs_kept_max: 200,
         }
     }
 }

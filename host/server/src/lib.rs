@@ -14,6 +14,8 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod job_status;
+pub mod jobs;
 pub mod masters;
 pub mod metrics;
 pub mod openapi;
@@ -330,6 +332,10 @@ pub async fn run_with(
         next_request: AtomicU64::new(0),
         boot,
         config: config.clone(),
+        jobs: Arc::new(jobs::Jobs::start(
+            config.schedule.jobs_queued_max as usize,
+            config.schedule.jobs_kept_max as usize,
+        )?),
         clock,
     });
     let result = serve::serve(app, listener, shutdown).await;

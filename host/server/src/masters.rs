@@ -19,6 +19,7 @@ use crate::auth::Principal;
 use crate::blocking::blocking;
 use crate::error::ApiError;
 use crate::extract::{PayerPath, Staff, StaffOrAdmin};
+use crate::jobs::Progress;
 use crate::work::now_ms;
 
 type AppState = State<Arc<App>>;
@@ -63,14 +64,15 @@ pub struct ProposeRequest {
     pub reason: String,
 }
 
-/// Newest submissions looked at when sampling for the impact check (the sample itself is
-/// bounded by `master_impact_sample_files_max` and `…_receipts_max`).
-const IMPACT_SAMPLE_SCAN_MAX: u32 = 200;
-
 /// Impact check: the payer's regression corpus, plus a sample of its newest checked
 /// submissions, re-checked with the release set in force under the current and the proposed
 /// master (`tenken_lifecycle::Impact`: findings delta per rule with example receipts).
-fn impact_report(app: &App, payer: Payer, new: &Arc<tenken_master::MasterSet>) -> Result<ImpactReport, ApiError> {
+fn impact_report(
+    app: &App,
+    payer: Payer,
+    new: &Arc<tenken_master::MasterSet>,
+    progress: &Progress,
+) -> Result<ImpactReport, ApiError> {
     let reg = &app.work.registry;
     let table = reg.table(payer);
     let set = table.sets.last().ok_or_else(|| ApiError::internal("no release set"))?;
@@ -90,7 +92,7 @@ fn impact_report(app: &App, payer: Payer, new: &Arc<tenken_master::MasterSet>) -
             payer: Some(payer),
             institution: None,
             before: None,
-            limit: IMPACT_SAMPLE_SCAN_MAX,
+            limit: app.config.api.impact_sample_scan_max,
         })?;
         for s in
             recent.iter().filter(|s| matches!(s.state, tenken_store::State::Checked | tenken_store::State::Confirmed))
@@ -108,7 +110,9 @@ fn impact_report(app: &App, payer: Payer, new: &Arc<tenken_master::MasterSet>) -
         }
     }
     let mut impact = tenken_lifecycle::Impact::new(tenken_lifecycle::ExampleLimits::PROPOSAL);
+    progress.add_total(files.len() as u64);
     for (name, digest) in &files {
+        progress.step();
         let bytes = app.store.bytes(digest)?;
         let a = old_checker.check_bytes(&bytes, Some(payer)).map_err(ApiError::internal)?.findings;
         let b = new_checker.check_bytes(&bytes, Some(payer)).map_err(ApiError::internal)?.findings;
@@ -119,11 +123,16 @@ fn impact_report(app: &App, payer: Payer, new: &Arc<tenken_master::MasterSet>) -
 
 /// The report staff approve a proposal on: the semantic diff against the version in force
 /// and the impact check.
-fn proposal_report(app: &App, payer: Payer, new: &Arc<tenken_master::MasterSet>) -> Result<MasterReport, ApiError> {
+fn proposal_report(
+    app: &App,
+    payer: Payer,
+    new: &Arc<tenken_master::MasterSet>,
+    progress: &Progress,
+) -> Result<MasterReport, ApiError> {
     let table = app.work.registry.table(payer);
     Ok(MasterReport {
         diff: tenken_lifecycle::diff_report(table.current_masters(), new),
-        impact: Some(impact_report(app, payer, new)?),
+        impact: Some(impact_report(app, payer, new, progress)?),
         ..MasterReport::default()
     })
 }
@@ -141,7 +150,7 @@ pub async fn propose(
     State(app): AppState,
     Staff { payer, who }: Staff,
     Json(req): Json<ProposeRequest>,
-) -> Result<(StatusCode, Json<MasterVersion>), ApiError> {
+) -> Result<Response, ApiError> {
     let from = crate::error::month_param(req.from.as_deref())?;
     let format = app.config.payer(payer).master_format.clone();
     let mut sources: Vec<MasterSource> = match req.base {
@@ -154,14 +163,15 @@ pub async fn propose(
     }
     let app2 = app.clone();
     let by = who.token_id;
-    let v = blocking(move || -> Result<_, ApiError> {
+    let subject = sources.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ");
+    let job = app.jobs.submit(payer, "propose", subject, by, app.now_ms(), app.retry_after(), move |progress| {
         let set = app2
             .work
             .registry
             .decode_sources(&sources)
             .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "master-refused", e))?;
-        let report = proposal_report(&app2, payer, &set)?;
-        Ok(app2.store.add_master_version(
+        let report = proposal_report(&app2, payer, &set, progress)?;
+        let v = app2.store.add_master_version(
             payer,
             from,
             &set.digest(),
@@ -171,10 +181,10 @@ pub async fn propose(
             by,
             &req.reason,
             now_ms(),
-        )?)
-    })
-    .await?;
-    Ok((StatusCode::CREATED, Json(v)))
+        )?;
+        Ok((StatusCode::CREATED, serde_json::to_value(v).map_err(ApiError::internal)?))
+    })?;
+    Ok(crate::job_status::accepted(job))
 }
 
 /// Body of an approval (optional).
@@ -328,21 +338,20 @@ pub async fn convert_for(
     Staff { payer, who }: Staff,
     Path((_, id, other)): Path<(String, i64, String)>,
     Query(q): Query<ConvertQuery>,
-) -> Result<(StatusCode, Json<MasterVersion>), ApiError> {
+) -> Result<Response, ApiError> {
     let other: Payer = other.parse().map_err(|e: String| ApiError::new(StatusCode::NOT_FOUND, "unknown-payer", e))?;
     let v = version(&app, payer, id).await?;
-    let app2 = app.clone();
-    let by = who.token_id;
-    let out = blocking(move || -> Result<_, ApiError> {
-        let conv = |name: &str| {
-            app2.converters.get(name).cloned().ok_or_else(|| ApiError::internal(format!("no converter {name}")))
-        };
-        let target = match &q.converter {
-            None => conv(&app2.config.payer(other).master_format)?,
-            Some(d) => {
-                let d = crate::error::digest_param(d)?;
-                let rec = app2
-                    .store
+    // The converter is settled before a job starts: refusing an unapproved one is immediate.
+    let target = match &q.converter {
+        None => {
+            let name = &app.config.payer(other).master_format;
+            app.converters.get(name).cloned().ok_or_else(|| ApiError::internal(format!("no converter {name}")))?
+        }
+        Some(d) => {
+            let d = crate::error::digest_param(d)?;
+            let (store, reg) = (app.store.clone(), app.work.registry.clone());
+            blocking(move || -> Result<_, ApiError> {
+                let rec = store
                     .plugin(other, &d)?
                     .ok_or_else(|| ApiError::not_found(format!("{other} has no converter {d}")))?;
                 if rec.kind() != tenken_store::PluginKind::Converter || rec.state != tenken_store::PluginState::Approved
@@ -356,8 +365,18 @@ pub async fn convert_for(
                         ),
                     ));
                 }
-                app2.work.registry.converter(&d).map_err(ApiError::internal)?
-            }
+                reg.converter(&d).map_err(ApiError::internal)
+            })
+            .await?
+        }
+    };
+    let app2 = app.clone();
+    let by = who.token_id;
+    let subject = format!("master version {id} for {other}");
+    let job = app.jobs.submit(payer, "convert-for", subject, by, app.now_ms(), app.retry_after(), move |progress| {
+        progress.set_total(v.sources.len() as u64);
+        let conv = |name: &str| {
+            app2.converters.get(name).cloned().ok_or_else(|| ApiError::internal(format!("no converter {name}")))
         };
         let mut converted = Vec::new();
         let mut proven = Vec::new();
@@ -369,7 +388,13 @@ pub async fn convert_for(
             let rows = source.decode(kind, &bytes).map_err(|e| {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "master-refused", format!("{name}: {e}"))
             })?;
-            let proof = tenken_lifecycle::round_trip_through(&target, kind, &rows, 20).map_err(|e| {
+            let proof = tenken_lifecycle::round_trip_through(
+                &target,
+                kind,
+                &rows,
+                app2.config.api.conversion_diffs_shown_max as usize,
+            )
+            .map_err(|e| {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "conversion-failed", format!("{name}: {e}"))
             })?;
             if !proof.proven() {
@@ -384,15 +409,17 @@ pub async fn convert_for(
                     ),
                 ));
             }
+            progress.step();
             let blob = app2.store.put_file(&proof.encoded)?;
             proven.push(ProvenFile { name: name.to_owned(), rows: rows.len(), source_blob: s.blob, blob });
             converted.push(MasterSource { name: name.to_owned(), blob, format: target.info.name.clone() });
         }
         // The converted files themselves are decoded (not the source version's set).
         let set = app2.work.registry.decode_sources(&converted).map_err(ApiError::internal)?;
-        let report = MasterReport { proof: proven, from_version: Some(v.id), ..proposal_report(&app2, other, &set)? };
+        let report =
+            MasterReport { proof: proven, from_version: Some(v.id), ..proposal_report(&app2, other, &set, progress)? };
         let reason = q.reason.unwrap_or_else(|| format!("converted from {payer} master version {}", v.id));
-        Ok(app2.store.add_master_version(
+        let out = app2.store.add_master_version(
             other,
             v.from_month,
             &set.digest(),
@@ -402,10 +429,10 @@ pub async fn convert_for(
             by,
             &reason,
             now_ms(),
-        )?)
-    })
-    .await?;
-    Ok((StatusCode::CREATED, Json(out)))
+        )?;
+        Ok((StatusCode::CREATED, serde_json::to_value(out).map_err(ApiError::internal)?))
+    })?;
+    Ok(crate::job_status::accepted(job))
 }
 
 /// The receiving payer's staff download a converted file (with its digest).

@@ -143,9 +143,9 @@ const ROUTES: &[(HttpMethod, &str, &str, Body, &str, Option<&str>)] = &[
     (
         HttpMethod::Post,
         "/v1/payers/{payer}/plugins/{digest}/validate",
-        "Validate against the regression corpus; the report gives the findings delta per rule and the gates.",
+        "Validate against the regression corpus (a converter: round trip over the payer's masters), as a job: 202 with the job; its result is the report (findings delta per rule, gates).",
         Body::None,
-        "200",
+        "202",
         None,
     ),
     (
@@ -198,6 +198,22 @@ const ROUTES: &[(HttpMethod, &str, &str, Body, &str, Option<&str>)] = &[
     ),
     (HttpMethod::Get, "/v1/payers/{payer}/audit", "The append-only audit log.", Body::None, "200", None),
     (
+        HttpMethod::Get,
+        "/v1/payers/{payer}/jobs",
+        "The payer's lifecycle jobs (validate, propose, convert-for), newest first, with progress.",
+        Body::None,
+        "200",
+        None,
+    ),
+    (
+        HttpMethod::Get,
+        "/v1/payers/{payer}/jobs/{id}",
+        "One job: state (queued, running, done, failed), progress (done/total), and once finished its status and result or error.",
+        Body::None,
+        "200",
+        None,
+    ),
+    (
         HttpMethod::Post,
         "/v1/payers/{payer}/signing-keys",
         "Register a trusted ed25519 public key; uploads must then be signed.",
@@ -234,17 +250,17 @@ const ROUTES: &[(HttpMethod, &str, &str, Body, &str, Option<&str>)] = &[
     (
         HttpMethod::Post,
         "/v1/payers/{payer}/masters",
-        "Propose a master version {from, files: [{name, blob}], reason}; the report holds the semantic diff.",
+        "Propose a master version {from, files: [{name, blob}], base?, reason}, as a job: 202 with the job; its result (status 201) is the version, whose report holds the semantic diff and the impact check.",
         Body::None,
-        "201",
+        "202",
         None,
     ),
     (
         HttpMethod::Post,
         "/v1/payers/{payer}/masters/{id}/convert-for/{other}",
-        "Convert a version for the other payer, proven by a round trip (422 conversion-not-proven otherwise).",
+        "Convert a version for the other payer, proven by a round trip, as a job: 202 with the job; its result is the new version (201) or 422 conversion-not-proven.",
         Body::None,
-        "201",
+        "202",
         None,
     ),
     (

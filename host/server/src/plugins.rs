@@ -9,6 +9,7 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use serde::Deserialize;
 use tenken_model::Payer;
 use tenken_store::{
@@ -21,6 +22,7 @@ use crate::auth::Principal;
 use crate::blocking::blocking;
 use crate::error::ApiError;
 use crate::extract::{Staff, StaffOrAdmin};
+use crate::jobs::Progress;
 use crate::work::now_ms;
 
 type AppState = State<Arc<App>>;
@@ -38,12 +40,21 @@ pub fn described_converter(c: &tenken_runtime::Converter) -> Described {
 /// Validates a converter candidate: every source file of the payer's current master versions
 /// is decoded with its format's converter, encoded with the candidate, decoded with it again
 /// and compared field by field (the round-trip proof).
-fn run_converter_validation(app: &App, payer: Payer, candidate: &PluginRecord) -> Result<ValidationReport, ApiError> {
+fn run_converter_validation(
+    app: &App,
+    payer: Payer,
+    candidate: &PluginRecord,
+    progress: &Progress,
+) -> Result<ValidationReport, ApiError> {
     let reg = &app.work.registry;
     let conv = reg.converter(&candidate.digest).map_err(|e| bad("plugin-refused", e.to_string()))?;
     let mut v = tenken_lifecycle::ConverterValidation::new(candidate.digest);
-    for version in app.store.master_versions(payer)?.iter().filter(|v| v.state == MasterState::Active) {
+    let versions: Vec<_> =
+        app.store.master_versions(payer)?.into_iter().filter(|v| v.state == MasterState::Active).collect();
+    progress.set_total(versions.iter().map(|v| v.sources.len() as u64).sum());
+    for version in &versions {
         for src in &version.sources {
+            progress.step();
             let Some(kind) = src.kind() else { continue };
             let Some(source) = reg.converters.get(&src.format) else {
                 v.add_failure(format!("{}: no converter for its format {:?}", src.name, src.format));
@@ -195,7 +206,12 @@ pub async fn show(
 }
 
 /// Runs the candidate on every regression case and compares with the expected findings.
-pub fn run_validation(app: &App, payer: Payer, candidate: &PluginRecord) -> Result<ValidationReport, ApiError> {
+pub fn run_validation(
+    app: &App,
+    payer: Payer,
+    candidate: &PluginRecord,
+    progress: &Progress,
+) -> Result<ValidationReport, ApiError> {
     let reg = &app.work.registry;
     let table = reg.table(payer);
     let base = table.sets.last().ok_or_else(|| ApiError::internal("no release set"))?;
@@ -213,10 +229,13 @@ pub fn run_validation(app: &App, payer: Payer, candidate: &PluginRecord) -> Resu
     }
     let checker = reg.checker(payer, &plugins).map_err(|e| bad("plugin-refused", e.to_string()))?;
     let mut v = tenken_lifecycle::CheckerValidation::new(candidate.digest, base.id, replaces);
-    for case in app.store.regression(payer)? {
+    let cases = app.store.regression(payer)?;
+    progress.set_total(cases.len() as u64);
+    for case in cases {
         let bytes = app.store.bytes(&case.digest)?;
         let got = checker.check_bytes(&bytes, Some(payer)).map_err(ApiError::internal)?.findings;
         v.add_case(&case.name, &case.expected, &got);
+        progress.step();
     }
     let pc = app.config.payer(payer);
     Ok(v.finish(tenken_lifecycle::Gates {
@@ -229,17 +248,18 @@ pub async fn validate(
     State(app): AppState,
     Staff { payer, who }: Staff,
     Path((_, digest)): Path<(String, String)>,
-) -> Result<Json<ValidationReport>, ApiError> {
+) -> Result<Response, ApiError> {
     let rec = must_plugin(&app, payer, &digest).await?;
     if rec.state == PluginState::Retired {
         return Err(ApiError::new(StatusCode::CONFLICT, "wrong-state", format!("plugin {digest} is retired")));
     }
     let app2 = app.clone();
     let by = who.token_id;
-    let report = blocking(move || -> Result<_, ApiError> {
+    let subject = rec.digest.to_string();
+    let job = app.jobs.submit(payer, "validate", subject, by, app.now_ms(), app.retry_after(), move |progress| {
         let report = match rec.kind() {
-            PluginKind::Converter => run_converter_validation(&app2, payer, &rec)?,
-            PluginKind::Checker => run_validation(&app2, payer, &rec)?,
+            PluginKind::Converter => run_converter_validation(&app2, payer, &rec, progress)?,
+            PluginKind::Checker => run_validation(&app2, payer, &rec, progress)?,
         };
         // An approved plugin keeps its approvals when re-validated successfully.
         let state = match (report.passed, rec.state) {
@@ -249,10 +269,9 @@ pub async fn validate(
         };
         let why = if report.passed { "validation passed".to_owned() } else { "validation failed a gate".to_owned() };
         app2.store.set_plugin_state(payer, &rec.digest, state, Some(report.clone()), by, &why, now_ms())?;
-        Ok(report)
-    })
-    .await?;
-    Ok(Json(report))
+        Ok((StatusCode::OK, serde_json::to_value(report).map_err(ApiError::internal)?))
+    })?;
+    Ok(crate::job_status::accepted(job))
 }
 
 pub async fn approve(
@@ -337,8 +356,13 @@ pub async fn activate(
 ) -> Result<(StatusCode, Json<ReleaseSet>), ApiError> {
     let (requested, requested_ms) = (std::time::Instant::now(), now_ms());
     let from = crate::error::month_param(req.from.as_deref())?;
-    if req.plugins.is_empty() || req.plugins.len() > 64 {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad-release", "a release set has 1–64 plugins"));
+    let max = app.config.api.release_set_plugins_max as usize;
+    if req.plugins.is_empty() || req.plugins.len() > max {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad-release",
+            format!("a release set has 1–{max} plugins (api.release_set_plugins_max)"),
+        ));
     }
     let mut digests = Vec::with_capacity(req.plugins.len());
     for d in &req.plugins {
@@ -421,7 +445,9 @@ pub async fn audit(
     Query(q): Query<AuditQuery>,
 ) -> Result<Json<Vec<AuditEvent>>, ApiError> {
     let store = app.store.clone();
-    Ok(Json(blocking(move || store.audit(payer, q.limit.unwrap_or(200))).await?))
+    let api = &app.config.api;
+    let limit = q.limit.unwrap_or(api.audit_page_default).clamp(1, api.audit_page_max);
+    Ok(Json(blocking(move || store.audit(payer, limit)).await?))
 }
 
 #[derive(Debug, Deserialize)]

@@ -19,7 +19,7 @@ use crate::app::{App, AppState};
 use crate::error::{ApiError, ErrorCode};
 use crate::metrics::StatusLabel;
 use crate::submissions::*;
-use crate::{masters, plugins};
+use crate::{job_status, masters, plugins};
 
 /// The request id given to every request (`x-request-id`).
 #[derive(Debug, Clone)]
@@ -54,6 +54,8 @@ pub fn router(app: Arc<App>) -> axum::Router {
         .route("/v1/payers/{payer}/releases", get(plugins::releases).post(plugins::activate))
         .route("/v1/payers/{payer}/releases/{id}/rollback", post(plugins::rollback))
         .route("/v1/payers/{payer}/swaps", get(plugins::swaps))
+        .route("/v1/payers/{payer}/jobs", get(job_status::list_jobs))
+        .route("/v1/payers/{payer}/jobs/{id}", get(job_status::get_job))
         .route("/v1/payers/{payer}/audit", get(plugins::audit))
         .route("/v1/payers/{payer}/signing-keys", post(plugins::add_key))
         .route("/v1/payers/{payer}/regression", post(plugins::add_regression).get(plugins::list_regression))

@@ -156,13 +156,14 @@ async fn submit(
     let key = match headers.get("idempotency-key") {
         None => None,
         Some(v) => {
+            let max = app.config.api.idempotency_key_bytes_max as usize;
             let k =
-                v.to_str().ok().filter(|k| !k.is_empty() && k.len() <= 200 && k.bytes().all(|b| b.is_ascii_graphic()));
+                v.to_str().ok().filter(|k| !k.is_empty() && k.len() <= max && k.bytes().all(|b| b.is_ascii_graphic()));
             Some(k.map(str::to_owned).ok_or_else(|| {
                 app.refuse(ApiError::new(
                     StatusCode::BAD_REQUEST,
                     "bad-idempotency-key",
-                    "Idempotency-Key must be 1–200 visible ASCII characters (a UUID is a good choice)",
+                    format!("Idempotency-Key must be 1–{max} visible ASCII characters (a UUID is a good choice)"),
                 ))
             })?)
         }
@@ -443,7 +444,9 @@ pub async fn list_submissions(
     who: Principal,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Vec<SubmissionView>>, ApiError> {
-    let mut filter = ListFilter { before: q.before, limit: q.limit.unwrap_or(100).min(1000), ..Default::default() };
+    let api = &app.config.api;
+    let limit = q.limit.unwrap_or(api.list_page_default).clamp(1, api.list_page_max);
+    let mut filter = ListFilter { before: q.before, limit, ..Default::default() };
     match &who.role {
         Role::Institution { institution } => filter.institution = Some(institution.clone()),
         Role::Staff { payer } => {
