@@ -1,8 +1,8 @@
 //! The lifecycle domain that the server and the CLI share, so each is defined once: what
 //! "the same finding" is when two runs are compared ([`delta`]), the round-trip proof a
 //! master conversion must pass before it is used ([`proof`]), the master impact check
-//! ([`impact`]) and its semantic diff ([`diff_report`]), and plugin validation
-//! ([`validate`]). It computes reports from what it is handed; the caller reads files and
+//! ([`impact`]) and its semantic diff ([`diff_report`]), plugin validation ([`validate`])
+//! and the regression corpus a payer starts with ([`regression`]). It computes reports from what it is handed; the caller reads files and
 //! the store.
 //!
 //! Why a crate of its own: the server (validation, impact check, `convert-for`, replay) and
@@ -14,11 +14,13 @@
 pub mod delta;
 pub mod impact;
 pub mod proof;
+pub mod regression;
 pub mod validate;
 
 pub use delta::{Delta, delta};
 pub use impact::{ExampleLimits, Impact};
 pub use proof::{Proof, ProofError, round_trip, round_trip_through};
+pub use regression::{SeedCase, seed_cases};
 pub use validate::{CheckerValidation, ConverterValidation, Gates};
 
 /// Changed entries shown per master kind in a diff report.

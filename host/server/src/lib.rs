@@ -357,15 +357,7 @@ fn seed_regression(limits: &tenken_limits::Limits, work: &work::Work, store: &Ar
         }
         // A payer without masters gets its seeds once masters are installed (next start).
         let Some(masters) = work.registry.table(payer).masters_now().cloned() else { continue };
-        let opts = tenken_gen::GenOptions {
-            receipts: 120,
-            institutions: 2,
-            seed: 2022,
-            payer: Some(payer),
-            inject: vec![(tenken_gen::InjectKind::MissingDiagnosis, 0.05)],
-            ..Default::default()
-        };
-        let files = match tenken_gen::generate(&opts, &masters) {
+        let files = match tenken_lifecycle::seed_cases(payer, &masters) {
             Ok(f) => f,
             Err(e) => {
                 // Real masters the generator cannot use: staff add cases through the API.
@@ -374,19 +366,9 @@ fn seed_regression(limits: &tenken_limits::Limits, work: &work::Work, store: &Ar
             }
         };
         let table = work.registry.table(payer);
-        for (i, f) in files.iter().enumerate() {
-            let claim = Arc::new(tenken_claim::parse(&f.bytes, limits));
-            let billing = claim.file.header.as_ref().and_then(|h| h.billing_month);
-            let (k, m) = table.pick(billing);
-            let report = table.sets[k].checkers[m].check_claim(claim, Some(payer))?;
-            store.add_regression(
-                payer,
-                &format!("generated-{}", i + 1),
-                &f.bytes,
-                &report.findings,
-                0,
-                work::now_ms(),
-            )?;
+        for f in &files {
+            let expected = table.expected(&f.bytes, payer, limits)?;
+            store.add_regression(payer, &f.name, &f.bytes, &expected, 0, work::now_ms())?;
         }
         tracing::info!(%payer, cases = files.len(), "seeded the regression corpus");
     }

@@ -504,11 +504,11 @@ pub async fn add_regression(
 
 pub fn add_case(app: &App, payer: Payer, name: &str, bytes: &[u8], by: i64) -> Result<RegressionCase, ApiError> {
     let table = app.work.registry.table(payer);
-    let claim = tenken_claim::parse(bytes, &app.config.limits);
-    let billing = claim.file.header.as_ref().and_then(|h| h.billing_month);
-    let (k, m) = table.pick(billing);
-    let report = table.sets[k].checkers[m].check_claim(Arc::new(claim), Some(payer)).map_err(ApiError::internal)?;
-    Ok(app.store.add_regression(payer, name, bytes, &report.findings, by, now_ms())?)
+    if let Some(why) = table.not_ready() {
+        return Err(ApiError::new(StatusCode::CONFLICT, "payer-not-ready", why.message(payer)));
+    }
+    let expected = table.expected(bytes, payer, &app.config.limits).map_err(ApiError::internal)?;
+    Ok(app.store.add_regression(payer, name, bytes, &expected, by, now_ms())?)
 }
 
 pub async fn list_regression(

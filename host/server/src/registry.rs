@@ -111,6 +111,18 @@ impl Releases {
         (self.index_for(month), self.master_for(month))
     }
 
+    /// What the rules in force find in a claim file: a regression case's expectations.
+    pub fn expected(
+        &self,
+        bytes: &[u8],
+        payer: Payer,
+        limits: &Limits,
+    ) -> Result<Vec<tenken_model::Finding>, tenken_check::CheckError> {
+        let claim = Arc::new(tenken_claim::parse(bytes, limits));
+        let (k, m) = self.pick(claim.file.header.as_ref().and_then(|h| h.billing_month));
+        Ok(self.sets[k].checkers[m].check_claim(claim, Some(payer))?.findings)
+    }
+
     /// The newest master version (for tools that need "the current master"); None while
     /// the payer has no masters (`not_ready`).
     pub fn masters_now(&self) -> Option<&Arc<tenken_master::MasterSet>> {
