@@ -46,6 +46,24 @@ fn a_kokuho_diff_in_kokuho_fixed_applies_onto_the_first_start_master_in_ssk_csv(
     assert!(bytes.starts_with(b"D"), "kokuho-fixed records start with D");
     let (st, b) = post_bytes(&url, &k1, "/v1/payers/kokuho/masters/files", &bytes);
     assert_eq!(st, 200, "{b}");
+    // Issue 11, item 6: the same 差分 without a base used to become an empty master (the
+    // digest of nothing), only flagged. It is refused, naming the file and the fix.
+    let (st, refused) = job(
+        &url,
+        &k1,
+        send_json(
+            &url,
+            &k1,
+            "POST",
+            "/v1/payers/kokuho/masters",
+            json!({"from": "2026-06", "files": [{"name": name, "blob": b["blob"]}], "reason": "差分 without its base"}),
+        ),
+    );
+    assert_eq!((st, refused["error"]["code"].as_str()), (422, Some("master-file-not-applied")), "{refused}");
+    let msg = refused["error"]["message"].as_str().unwrap();
+    assert!(msg.contains(&name) && msg.contains("base"), "{msg}");
+    let (_, after) = get(&url, &k1, "/v1/payers/kokuho/masters");
+    assert_eq!(after.as_array().unwrap().len(), versions.as_array().unwrap().len(), "nothing was stored: {after}");
     let (st, v) = job(
         &url,
         &k1,
@@ -94,6 +112,32 @@ fn a_kokuho_diff_in_kokuho_fixed_applies_onto_the_first_start_master_in_ssk_csv(
         [0]
     .to_string();
     assert!(example2.contains("33"), "{example2}");
+
+    // Issue 11, item 6: a proposal can be taken back; then it can be neither approved nor
+    // activated, and a second withdrawal says why it cannot.
+    let id2 = v2["id"].as_i64().unwrap();
+    let (st, w) = send_json(
+        &url,
+        &k1,
+        "POST",
+        &format!("/v1/payers/kokuho/masters/{id2}/withdraw"),
+        json!({"reason": "proposed by mistake"}),
+    );
+    assert_eq!((st, w["state"].as_str()), (200, Some("withdrawn")), "{w}");
+    let (st, b) = send_json(
+        &url,
+        &k2,
+        "POST",
+        &format!("/v1/payers/kokuho/masters/{id2}/approve"),
+        json!({"accept_impact": true, "reason": "x"}),
+    );
+    assert_error(st, &b, 409, "wrong-state");
+    let (st, b) = post(&url, &k2, &format!("/v1/payers/kokuho/masters/{id2}/activate"));
+    assert_eq!(st, 409, "{b}");
+    let (st, b) = post(&url, &k1, &format!("/v1/payers/kokuho/masters/{id2}/withdraw"));
+    assert_error(st, &b, 409, "wrong-state");
+    let (_, audit) = get(&url, &k1, "/v1/payers/kokuho/audit");
+    assert!(audit.to_string().contains("master-withdraw"), "{audit}");
 
     // And it loads: approved by the other staff member, activated (the live table is rebuilt
     // from the stored sources), live without a restart.

@@ -243,7 +243,7 @@ pub enum MasterCommand {
         conn: crate::client::Conn,
         #[arg(long)]
         payer: Payer,
-        /// approve | activate | rollback | convert-for-ssk | convert-for-kokuho
+        /// approve | activate | rollback | withdraw | convert-for-ssk | convert-for-kokuho
         action: String,
         id: i64,
     },
@@ -453,11 +453,11 @@ fn master_propose(
 
 fn master_act(conn: &crate::client::Conn, payer: Payer, action: &str, id: i64) -> Result<std::process::ExitCode> {
     let path = match action {
-        "approve" | "activate" | "rollback" => format!("/v1/payers/{payer}/masters/{id}/{action}"),
+        "approve" | "activate" | "rollback" | "withdraw" => format!("/v1/payers/{payer}/masters/{id}/{action}"),
         "convert-for-ssk" => format!("/v1/payers/{payer}/masters/{id}/convert-for/ssk"),
         "convert-for-kokuho" => format!("/v1/payers/{payer}/masters/{id}/convert-for/kokuho"),
         other => anyhow::bail!(
-            "unknown action {other:?}: approve, activate, rollback, convert-for-ssk or convert-for-kokuho"
+            "unknown action {other:?}: approve, activate, rollback, withdraw, convert-for-ssk or convert-for-kokuho"
         ),
     };
     let mut v = http(conn, "POST", &path, None, None)?;

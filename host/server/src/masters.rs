@@ -157,6 +157,7 @@ pub async fn propose(
         None => Vec::new(),
         Some(b) => version(&app, payer, b).await?.sources,
     };
+    let proposed: Vec<String> = req.files.iter().map(|f| f.name.clone()).collect();
     for f in &req.files {
         let blob = crate::error::digest_param(&f.blob)?;
         sources.push(MasterSource { name: f.name.clone(), blob, format: format.clone() });
@@ -170,6 +171,30 @@ pub async fn propose(
             .registry
             .decode_sources(&sources)
             .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "master-refused", e))?;
+        // A file the set did not take (a 差分 with no full file of its kind to apply onto, or
+        // one older than that full file) would make a version that silently lacks it.
+        let ignored: Vec<&str> = proposed
+            .iter()
+            .map(String::as_str)
+            .filter(|n| !set.sources().iter().any(|s| s.name == *n))
+            .collect();
+        if !ignored.is_empty() {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "master-file-not-applied",
+                format!(
+                    "{} would not be applied: a 差分 needs the full file of its kind (s_ALL…, y_ALL…) in the same proposal, or \"base\": the id of the version whose files it revises, and must be newer than that full file. Nothing was stored",
+                    ignored.join(", ")
+                ),
+            ));
+        }
+        if set.is_empty() {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "master-empty",
+                "the proposal holds no master rows: send full files (or \"base\" plus 差分). Nothing was stored",
+            ));
+        }
         let report = proposal_report(&app2, payer, &set, progress)?;
         let v = app2.store.add_master_version(
             payer,
@@ -265,6 +290,33 @@ pub async fn approve(
     let note = impact_gate(id, &v.report, &req)?;
     let (store, by) = (app.store.clone(), who.token_id);
     Ok(Json(blocking(move || store.approve_master(payer, id, by, approver_payer, &note, now_ms())).await?))
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub struct WithdrawRequest {
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// Takes back a proposal of the payer's (before activation): it can then be neither
+/// approved nor activated, and it stays listed, audited.
+pub async fn withdraw(
+    State(app): AppState,
+    Staff { payer, who }: Staff,
+    Path((_, id)): Path<(String, i64)>,
+    body: Option<Json<WithdrawRequest>>,
+) -> Result<Json<MasterVersion>, ApiError> {
+    let reason = body.map(|b| b.0.reason).unwrap_or_default();
+    let reason = if reason.trim().is_empty() { "withdrawn".to_owned() } else { reason.trim().to_owned() };
+    let (store, by) = (app.store.clone(), who.token_id);
+    let v = blocking(move || -> Result<_, ApiError> {
+        store
+            .master_version(payer, id)?
+            .ok_or_else(|| ApiError::not_found(format!("{payer} has no master version {id}")))?;
+        Ok(store.withdraw_master(payer, id, by, &reason, now_ms())?)
+    })
+    .await?;
+    Ok(Json(v))
 }
 
 pub async fn activate(

@@ -257,6 +257,14 @@ const ROUTES: &[(HttpMethod, &str, &str, Body, &str, Option<&str>)] = &[
     ),
     (
         HttpMethod::Post,
+        "/v1/payers/{payer}/masters/{id}/withdraw",
+        "Take back a proposal before activation {reason?}: it can then be neither approved nor activated (409 wrong-state unless proposed).",
+        Body::None,
+        "200",
+        None,
+    ),
+    (
+        HttpMethod::Post,
         "/v1/payers/{payer}/masters/{id}/convert-for/{other}",
         "Convert a version for the other payer, proven by a round trip, as a job: 202 with the job; its result is the new version (201) or 422 conversion-not-proven.",
         Body::None,

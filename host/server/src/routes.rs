@@ -67,6 +67,7 @@ pub fn router(app: Arc<App>) -> axum::Router {
         .route("/v1/payers/{payer}/masters/{id}/activate", post(masters::activate))
         .route("/v1/payers/{payer}/masters/{id}/rollback", post(masters::rollback))
         .route("/v1/payers/{payer}/masters/{id}/convert-for/{other}", post(masters::convert_for))
+        .route("/v1/payers/{payer}/masters/{id}/withdraw", post(masters::withdraw))
         .route("/v1/payers/{payer}/masters/{id}/files/{name}", get(masters::download))
         .fallback(|| async { ApiError::not_found("no such endpoint; the API is under /v1 (see /v1/openapi.json)") })
         .layer(axum::middleware::from_fn_with_state(app.clone(), request_context))

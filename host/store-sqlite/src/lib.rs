@@ -1969,6 +1969,26 @@ impl MasterStore for SqliteStore {
         })
     }
 
+    fn withdraw_master(
+        &self,
+        payer: Payer,
+        id: i64,
+        actor: i64,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<MasterVersion, StoreError> {
+        let reason = format!("master version {id}: {reason}");
+        self.write(move |conn| {
+            let v = must_master(conn, payer, id)?;
+            if v.state != MasterState::Proposed {
+                return Err(StoreError::Refused(Refusal::MasterState { id, state: v.state, action: "withdrawal" }));
+            }
+            conn.execute("UPDATE master_versions SET state = 'withdrawn' WHERE id = ?1", [id]).map_err(db)?;
+            audit_tx(conn, &event(payer, actor, now_ms, "master-withdraw", None, None, &reason))?;
+            must_master(conn, payer, id)
+        })
+    }
+
     fn activate_master(
         &self,
         payer: Payer,

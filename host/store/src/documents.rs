@@ -88,6 +88,8 @@ pub enum MasterState {
     Superseded,
     /// Replaced by a rollback to an earlier version.
     RolledBack,
+    /// A proposal its payer's staff took back before activation: never activatable.
+    Withdrawn,
 }
 
 impl MasterState {
@@ -97,14 +99,21 @@ impl MasterState {
             MasterState::Active => "active",
             MasterState::Superseded => "superseded",
             MasterState::RolledBack => "rolled-back",
+            MasterState::Withdrawn => "withdrawn",
         }
     }
 
     /// Strict: the spellings `as_str` gives.
     pub fn parse(s: &str) -> Option<MasterState> {
-        [MasterState::Proposed, MasterState::Active, MasterState::Superseded, MasterState::RolledBack]
-            .into_iter()
-            .find(|m| m.as_str() == s)
+        [
+            MasterState::Proposed,
+            MasterState::Active,
+            MasterState::Superseded,
+            MasterState::RolledBack,
+            MasterState::Withdrawn,
+        ]
+        .into_iter()
+        .find(|m| m.as_str() == s)
     }
 }
 

@@ -230,6 +230,16 @@ pub trait MasterStore: Send + Sync {
         note: &str,
         now_ms: i64,
     ) -> Result<MasterVersion, StoreError>;
+    /// Takes back a proposal (state `withdrawn`, audited): it can no longer be approved or
+    /// activated. Refused (in the transaction) unless the version is still proposed.
+    fn withdraw_master(
+        &self,
+        payer: Payer,
+        id: i64,
+        actor: i64,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<MasterVersion, StoreError>;
     /// Makes a version active (superseding the active one with the same `from_month`), or
     /// an earlier one active again (`rollback`), atomically, audited. Activation is refused
     /// (in the transaction) unless staff of the payer, and of the providing payer for a
