@@ -153,4 +153,24 @@ fn a_kokuho_diff_in_kokuho_fixed_applies_onto_the_first_start_master_in_ssk_csv(
     let (st, b) = post(&url, &k1, &format!("/v1/payers/kokuho/masters/{id}/activate"));
     assert_eq!(st, 200, "{b}\n{}", server.log_tail());
     assert_eq!(b["state"], "active");
+
+    // Issue 11, item 2: rolling back this revision (from 2026-06, the only version of that
+    // month) takes it out of force, and the first-start version covers 2026-06 again.
+    let (st, b) = post(&url, &k1, &format!("/v1/payers/kokuho/masters/{id}/rollback"));
+    assert_eq!((st, b["state"].as_str()), (200, Some("rolled-back")), "{b}");
+    let (_, list) = get(&url, &k1, "/v1/payers/kokuho/masters");
+    let active: Vec<i64> =
+        list.as_array().unwrap().iter().filter(|v| v["state"] == "active").map(|v| v["id"].as_i64().unwrap()).collect();
+    assert_eq!(active, vec![first["id"].as_i64().unwrap()], "{list}");
+    let (_, swaps) = get(&url, &k1, "/v1/payers/kokuho/swaps");
+    assert!(
+        swaps.as_array().unwrap().iter().any(|s| s["action"] == "master-rollback" && s["subject"] == id),
+        "the live table was swapped: {swaps}"
+    );
+    let (_, audit) = get(&url, &k1, "/v1/payers/kokuho/audit");
+    assert!(audit.to_string().contains("covered by the versions of earlier months again"), "{audit}");
+    // The last version in force cannot be rolled back: nothing would check claims.
+    let (st, b) = post(&url, &k1, &format!("/v1/payers/kokuho/masters/{}/rollback", first["id"]));
+    let msg = assert_error(st, &b, 409, "wrong-state");
+    assert!(msg.contains("no other master version would be in force"), "{msg}");
 }

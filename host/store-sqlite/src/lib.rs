@@ -939,6 +939,55 @@ fn must_master(conn: &Connection, payer: Payer, id: i64) -> Result<MasterVersion
         .ok_or_else(|| StoreError::Corrupt(format!("{payer} has no master version {id}")))
 }
 
+/// Rolls back the active version `v` itself (issue 11, item 2: a revision that starts in a
+/// new month has no earlier version of that month to roll back *to*, and rolling back to it
+/// used to do nothing): it stops being in force; the newest earlier version of the same
+/// month comes back if there is one, otherwise the versions of earlier months cover its
+/// months again. Refused when no master would be in force at all.
+fn undo_master(
+    conn: &Connection,
+    payer: Payer,
+    v: &MasterVersion,
+    actor: i64,
+    reason: &str,
+    now_ms: i64,
+) -> Result<MasterVersion, StoreError> {
+    let earlier: Option<i64> = conn
+        .query_row(
+            "SELECT id FROM master_versions WHERE payer = ?1 AND from_month = ?2 AND id < ?3 \
+             AND state IN ('superseded', 'rolled-back') ORDER BY id DESC LIMIT 1",
+            params![payer.as_str(), month_to_sql(v.from_month), v.id],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(db)?;
+    let others: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM master_versions WHERE payer = ?1 AND state = 'active' AND id != ?2",
+            params![payer.as_str(), v.id],
+            |r| r.get(0),
+        )
+        .map_err(db)?;
+    if earlier.is_none() && others == 0 {
+        return Err(StoreError::Refused(Refusal::MasterState {
+            id: v.id,
+            state: v.state,
+            action: "rolling it back (no other master version would be in force; activate another first)",
+        }));
+    }
+    conn.execute("UPDATE master_versions SET state = 'rolled-back' WHERE id = ?1", [v.id]).map_err(db)?;
+    let now_in_force = match earlier {
+        Some(e) => {
+            conn.execute("UPDATE master_versions SET state = 'active' WHERE id = ?1", [e]).map_err(db)?;
+            format!("version {e} (same months) is in force again")
+        }
+        None => format!("{} is covered by the versions of earlier months again", month_to_sql(v.from_month)),
+    };
+    let what = format!("master version {} rolled back; {now_in_force}: {reason}", v.id);
+    audit_tx(conn, &event(payer, actor, now_ms, "master-rollback", None, None, &what))?;
+    must_master(conn, payer, v.id)
+}
+
 /// Claims up to `n` chunks in the fair order (see `SubmissionStore::claim_chunks`), in the
 /// caller's transaction.
 ///
@@ -2001,6 +2050,9 @@ impl MasterStore for SqliteStore {
         let reason = reason.to_owned();
         self.write(move |conn| {
             let v = must_master(conn, payer, id)?;
+            if rollback && v.state == MasterState::Active {
+                return undo_master(conn, payer, &v, actor, &reason, now_ms);
+            }
             if rollback {
                 if !matches!(v.state, MasterState::Superseded | MasterState::RolledBack) {
                     return Err(StoreError::Refused(Refusal::MasterState {

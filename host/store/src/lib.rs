@@ -241,7 +241,10 @@ pub trait MasterStore: Send + Sync {
         now_ms: i64,
     ) -> Result<MasterVersion, StoreError>;
     /// Makes a version active (superseding the active one with the same `from_month`), or
-    /// an earlier one active again (`rollback`), atomically, audited. Activation is refused
+    /// an earlier one active again (`rollback`), atomically, audited. `rollback` of the
+    /// active version itself undoes it: it is rolled back, and the newest earlier version of
+    /// its month (or else the versions of earlier months) is in force again; refused when no
+    /// master would be in force. Activation is refused
     /// (in the transaction) unless staff of the payer, and of the providing payer for a
     /// converted master, have approved it.
     fn activate_master(
