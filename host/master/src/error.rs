@@ -39,6 +39,25 @@ pub enum MasterError {
     Columns { file: String, line: usize, kind: MasterKind, found: usize, needed: usize },
 
     #[error(
+        "{file}: line {line} has {found} columns, more than the {layout} of the {kind} master's layout; \
+         a column was inserted or a separator doubled — the file is shifted and is refused",
+        kind = .kind.japanese()
+    )]
+    TooManyColumns { file: String, line: usize, kind: MasterKind, found: usize, layout: usize },
+
+    #[error(
+        "{file}: line {line} has {found} columns but line {first_line} has {first}; every row of a master \
+         file has the same columns — the file is shifted (a column lost or added) and is refused"
+    )]
+    RaggedColumns { file: String, line: usize, found: usize, first_line: usize, first: usize },
+
+    #[error(
+        "{file}: its rows have {found} columns but the full file it revises, {full}, has {expected}; \
+         a 差分 has the layout of its full file — the 差分 is shifted or of another layout and is refused"
+    )]
+    DiffColumns { file: String, found: usize, full: String, expected: usize },
+
+    #[error(
         "{file}: line {line}, column 2: マスター種別 is `{found}`, expected `{expected}` for the {kind} master; \
          the file belongs to another master — check its name prefix (s_/y_/t_/c_/b_/z_)",
         kind = .kind.japanese()

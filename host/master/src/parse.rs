@@ -311,6 +311,8 @@ pub fn parse_ssk_named(kind: MasterKind, file: &str, bytes: &[u8]) -> Result<Vec
     let lay = layout(kind);
     let letter = kind.letter().to_ascii_uppercase();
     let mut rows = Vec::with_capacity(text.len() / (lay.columns * 4).max(1) + 1);
+    // (line, columns) of the first row: every later row must have as many.
+    let mut first: Option<(usize, usize)> = None;
     for (idx, raw) in text.split('\n').enumerate() {
         let line_no = idx + 1;
         let line = raw.strip_suffix('\r').unwrap_or(raw);
@@ -327,6 +329,28 @@ pub fn parse_ssk_named(kind: MasterKind, file: &str, bytes: &[u8]) -> Result<Vec
                 found: columns.len(),
                 needed: lay.min_columns,
             });
+        }
+        if columns.len() > lay.columns {
+            return Err(MasterError::TooManyColumns {
+                file: file.into(),
+                line: line_no,
+                kind,
+                found: columns.len(),
+                layout: lay.columns,
+            });
+        }
+        match first {
+            None => first = Some((line_no, columns.len())),
+            Some((first_line, n)) if n != columns.len() => {
+                return Err(MasterError::RaggedColumns {
+                    file: file.into(),
+                    line: line_no,
+                    found: columns.len(),
+                    first_line,
+                    first: n,
+                });
+            }
+            Some(_) => {}
         }
         let change = match columns[0].as_str() {
             c @ ("0" | "1" | "2" | "3" | "5" | "9") => c.chars().next().unwrap_or('0'),

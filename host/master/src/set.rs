@@ -340,8 +340,19 @@ impl MasterSet {
                 })
                 .collect();
             diffs.sort_by(|(a, _), (b, _)| (&a.date, &a.name).cmp(&(&b.date, &b.name)));
+            let full_columns = set.rows(kind).next().map(|r| r.columns.len());
             for (c, rows) in diffs {
                 let rows = rows.clone().unwrap_or_default();
+                if let (Some(expected), Some(found)) = (full_columns, rows.first().map(|r| r.columns.len()))
+                    && expected != found
+                {
+                    return Err(MasterError::DiffColumns {
+                        file: c.name.clone(),
+                        found,
+                        full: fc.name.clone(),
+                        expected,
+                    });
+                }
                 set.apply_rows(kind, &c.name, &c.bytes, rows);
             }
         }

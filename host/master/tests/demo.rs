@@ -173,3 +173,39 @@ fn diff_semantics_delete_and_restore() {
     assert!(empty.kinds_loaded().is_empty());
     assert_eq!(empty.lookup(MasterKind::Drug, "610406079", on), Lookup::Unknown);
 }
+
+/// Issue 11, item 4: shifted columns used to pass ("proven: 62 rows", impact 0). A row with
+/// more columns than the layout, a file whose rows disagree on their column count, and a
+/// 差分 whose rows do not have its full file's columns are each refused, naming the file.
+#[test]
+fn shifted_columns_are_refused_naming_the_file() {
+    let files = demo::demo_files();
+    let (full_name, full) = files.iter().find(|(n, _)| n.starts_with("s_")).unwrap();
+    let row = parse_ssk(MasterKind::Procedure, full).unwrap().remove(0);
+    let line = |columns: &[String]| -> Vec<u8> {
+        let text = format!("\"{}\"\r\n", columns.join("\",\""));
+        encoding_rs::SHIFT_JIS.encode(&text).0.into_owned()
+    };
+    let mut changed = row.columns.clone();
+    changed[0] = "5".into();
+    let layout = tenken_master::layout(MasterKind::Procedure).columns;
+    assert_eq!(changed.len(), layout, "the demo row has the layout's columns");
+    let set =
+        |diff: Vec<u8>| MasterSet::from_files(&[(full_name.clone(), full.clone()), ("s_20990101.csv".into(), diff)]);
+    // The same 差分, unshifted, applies.
+    assert!(set(line(&changed)).is_ok());
+
+    let mut wide = changed.clone();
+    wide.insert(20, String::new());
+    let e = set(line(&wide)).unwrap_err().to_string();
+    assert!(e.contains("s_20990101.csv") && e.contains(&format!("{}", layout + 1)) && e.contains("shifted"), "{e}");
+
+    let narrow = changed[..layout - 1].to_vec();
+    let e = set(line(&narrow)).unwrap_err().to_string();
+    assert!(e.contains("s_20990101.csv") && e.contains(full_name.as_str()) && e.contains("149"), "{e}");
+
+    let mut ragged = line(&changed);
+    ragged.extend(line(&narrow));
+    let e = set(ragged).unwrap_err().to_string();
+    assert!(e.contains("line 2") && e.contains("line 1") && e.contains("shifted"), "{e}");
+}
