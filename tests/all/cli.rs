@@ -106,6 +106,30 @@ fn demo_masters_written_and_used() {
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
 }
 
+/// Issue 11, item 3: `tenken master import` on a data directory that has masters made an
+/// active version with no approval at all (in force at the next swap): the May 2022 path
+/// around the proposal, the impact check and the joint check. It installs the first master
+/// only; later it is refused, saying which route to take, and nothing changes.
+#[test]
+fn master_import_installs_only_the_first_master() {
+    let dir = tempfile::tempdir().unwrap();
+    let masters = dir.path().join("masters");
+    let data = dir.path().join("data");
+    assert!(tenken(&["gen", "--demo-masters", path(&masters)]).status.success());
+    let import = || tenken(&["master", "import", "--payer", "kokuho", "--data-dir", path(&data), path(&masters)]);
+    let first = import();
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let second = import();
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "a second import is refused: {err}");
+    assert!(err.contains("already has 1 master version") && err.contains("tenken master propose"), "{err}");
+    assert!(err.contains("convert-for-kokuho"), "kokuho is told the conversion route: {err}");
+    let config = tenken_server::Config { data_dir: data.clone(), ..Default::default() };
+    let store = tenken_server::open_store(&config).unwrap();
+    let versions = store.master_versions(tenken_model::Payer::Kokuho).unwrap();
+    assert_eq!(versions.len(), 1, "nothing was added: {versions:?}");
+}
+
 #[test]
 fn corpus_claim_via_cli_matches_the_library() {
     let Some(corpus) = common::corpus() else { return };

@@ -341,6 +341,25 @@ pub fn master(cmd: MasterCommand) -> Result<std::process::ExitCode> {
     // Then install through the converter plugins as the payer's active master version (the
     // operator's route; staff use the master API with approval).
     let store = tenken_server::open_store(&config)?;
+    // Only the first master: a master made active here needs no approval, so on a store
+    // that has masters already it would bypass the proposal, the impact check and the
+    // joint check (issue 11, item 3: the May 2022 path).
+    let existing = store.master_versions(payer)?;
+    if let Some(newest) = existing.first() {
+        anyhow::bail!(
+            "{payer} already has {} master version(s) (newest: {}, {}); `tenken master import` installs only the first one. \
+             Send a revision through the server so it is diffed, impact-checked and approved: \
+             `tenken master propose --payer {payer} FILES` (or `master apply-diff` onto a version){}",
+            existing.len(),
+            newest.id,
+            newest.state,
+            if payer == Payer::Kokuho {
+                "; masters 支払基金 publishes reach kokuho as a proven conversion (`tenken master act --payer ssk convert-for-kokuho ID`)"
+            } else {
+                ""
+            }
+        );
+    }
     let runtime = std::sync::Arc::new(tenken_runtime::Runtime::new(&config.limits, None)?);
     let mut converters = std::collections::HashMap::new();
     for name in ["ssk-csv", "kokuho-fixed"] {
