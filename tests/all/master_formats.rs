@@ -29,7 +29,9 @@ fn kokuho_fixed_diff(points: &str) -> (String, Vec<u8>) {
 
 #[test]
 fn a_kokuho_diff_in_kokuho_fixed_applies_onto_the_first_start_master_in_ssk_csv() {
-    let server = Server::start(&[]);
+    // kokuho proposing files of its own is off by default (its masters come as ssk's proven
+    // conversions); this test is about one version holding two formats, so it allows it.
+    let server = Server::start(&[("KOKUHO__PROPOSES_MASTERS", "true")]);
     let url = server.url.clone();
     let (k1, k2) = (server.token(&["--staff", "kokuho"]), server.token(&["--staff", "kokuho"]));
 

@@ -50,6 +50,13 @@ fn a_master_provided_by_ssk_is_converted_proven_approved_jointly_and_swapped_wit
         assert_eq!(st, 200, "{b}");
         files.push(json!({"name": name, "blob": b["blob"]}));
     }
+    // Issue 11, item 3: kokuho staff cannot put the same files in force as a master of
+    // their own (the May 2022 route: hand-supplied files, converted wrongly, one payer's
+    // approval); kokuho's masters come only as ssk's proven conversion.
+    let (st, own) =
+        send_json(&url, &k1, "POST", "/v1/payers/kokuho/masters", json!({"files": files, "reason": "手作業"}));
+    let msg = assert_error(st, &own, 409, "masters-converted-only");
+    assert!(msg.contains("convert-for/kokuho") && msg.contains("both payers"), "{msg}");
     let (st, ssk_v) = job(
         &url,
         &s1,

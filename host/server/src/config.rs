@@ -46,7 +46,11 @@ impl Default for Config {
             api: Api::default(),
             schedule: Schedule::default(),
             ssk: PayerConfig::default(),
-            kokuho: PayerConfig { master_format: "kokuho-fixed".into(), ..PayerConfig::default() },
+            kokuho: PayerConfig {
+                master_format: "kokuho-fixed".into(),
+                proposes_masters: false,
+                ..PayerConfig::default()
+            },
             limits: Limits::default(),
         }
     }
@@ -272,6 +276,11 @@ pub struct PayerConfig {
     /// The format of this payer's own master files (a converter name: `ssk-csv`,
     /// `kokuho-fixed`): masters converted for this payer are encoded in it.
     pub master_format: String,
+    /// Whether this payer's staff may propose master files of their own. Off for kokuho:
+    /// every master kind tenken checks is published by 支払基金, so kokuho's masters come
+    /// only as proven conversions of ssk versions, approved by both payers (the route the
+    /// May 2022 outage bypassed with hand-supplied files).
+    pub proposes_masters: bool,
     /// Impact check: findings changed over the regression corpus beyond which a proposed
     /// master version is flagged (a master that suddenly makes a rule fire is the 2022 error).
     pub master_impact_delta_max: u32,
@@ -295,6 +304,7 @@ impl Default for PayerConfig {
             plugin_upload_bytes_max: 64 * 1024 * 1024,
             plugin_compile_ms_max: 120_000,
             master_format: "ssk-csv".into(),
+            proposes_masters: true,
             master_impact_delta_max: 50,
             master_impact_sample_files_max: 20,
             master_impact_sample_receipts_max: 20_000,
@@ -313,14 +323,19 @@ impl Config {
     /// Reads the TOML file (if any), then overlays `TENKEN_CFG__SECTION__KEY=value`
     /// environment variables (value parsed as TOML, else taken as a string).
     pub fn load(file: Option<&std::path::Path>, env: impl Iterator<Item = (String, String)>) -> anyhow::Result<Config> {
-        let mut value = match file {
-            Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", p.display()))?;
-                text.parse::<toml::Table>().map_err(|e| anyhow::anyhow!("config file {}: {e}", p.display()))?
-            }
-            None => toml::Table::new(),
+        // Layered over the whole default configuration, not over each section's type
+        // default: `[kokuho]` with one key must keep kokuho's own defaults (its master format,
+        // converted-only masters), not become ssk's.
+        let mut value = match toml::Value::try_from(Config::default())? {
+            toml::Value::Table(t) => t,
+            _ => anyhow::bail!("the default configuration is not a table"),
         };
+        if let Some(p) = file {
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", p.display()))?;
+            let over = text.parse::<toml::Table>().map_err(|e| anyhow::anyhow!("config file {}: {e}", p.display()))?;
+            merge(&mut value, over);
+        }
         for (k, v) in env {
             let Some(path) = k.strip_prefix("TENKEN_CFG__") else { continue };
             let keys: Vec<String> = path.split("__").map(|s| s.to_ascii_lowercase()).collect();
@@ -334,6 +349,18 @@ impl Config {
         let config: Config =
             toml::Value::Table(value).try_into().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
         Ok(config)
+    }
+}
+
+/// `over` on top of `base`: tables merge key by key, anything else replaces.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
     }
 }
 
@@ -387,6 +414,28 @@ mod tests {
             }
         }
         assert!(missing.is_empty(), "docs/SERVER.md does not document {missing:?}");
+    }
+
+    /// Overriding one key of `[kokuho]` (file or env) used to rebuild the whole section from
+    /// the type's default, silently turning kokuho's master format into ssk-csv.
+    #[test]
+    fn a_section_override_keeps_that_sections_other_defaults() {
+        let env = [("TENKEN_CFG__KOKUHO__WORKERS".to_owned(), "1".to_owned())];
+        let c = Config::load(None, env.into_iter()).unwrap();
+        assert_eq!(c.kokuho.workers, 1);
+        assert_eq!(c.kokuho.master_format, "kokuho-fixed");
+        assert!(!c.kokuho.proposes_masters);
+        assert_eq!(c.ssk.master_format, "ssk-csv");
+        let dir = std::env::temp_dir().join(format!("tenken-config-sections-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("t.toml");
+        std::fs::write(&file, "[kokuho]\nproposes_masters = true\n").unwrap();
+        let c = Config::load(Some(&file), std::iter::empty()).unwrap();
+        assert!(c.kokuho.proposes_masters);
+        assert_eq!(c.kokuho.master_format, "kokuho-fixed");
+        std::fs::write(&file, "[kokuho]\nno_such_key = 1\n").unwrap();
+        let e = Config::load(Some(&file), std::iter::empty()).unwrap_err().to_string();
+        assert!(e.contains("no_such_key"), "unknown keys are still refused: {e}");
     }
 
     #[test]

@@ -152,6 +152,16 @@ pub async fn propose(
     Json(req): Json<ProposeRequest>,
 ) -> Result<Response, ApiError> {
     let from = crate::error::month_param(req.from.as_deref())?;
+    if !app.config.payer(payer).proposes_masters {
+        let other = Payer::ALL.into_iter().find(|p| *p != payer).unwrap_or(payer);
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "masters-converted-only",
+            format!(
+                "{payer}'s masters are published by {other}: they reach {payer} only as a proven conversion of a {other} version, approved by both payers ({other} staff: POST /v1/payers/{other}/masters/{{id}}/convert-for/{payer}, CLI `tenken master act --payer {other} convert-for-{payer} ID`); proposing master files of {payer}'s own is off ({payer}.proposes_masters)"
+            ),
+        ));
+    }
     let format = app.config.payer(payer).master_format.clone();
     let mut sources: Vec<MasterSource> = match req.base {
         None => Vec::new(),
