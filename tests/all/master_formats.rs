@@ -27,6 +27,11 @@ fn kokuho_fixed_diff(points: &str) -> (String, Vec<u8>) {
     ("s_20260615.csv".to_owned(), fixed.encode(MasterKind::Procedure, &rows).unwrap())
 }
 
+/// A kokuho proposal followed to its job's end: (status, version or error).
+fn propose(url: &str, token: &str, body: Value) -> (u16, Value) {
+    job(url, token, send_json(url, token, "POST", "/v1/payers/kokuho/masters", body))
+}
+
 #[test]
 fn a_kokuho_diff_in_kokuho_fixed_applies_onto_the_first_start_master_in_ssk_csv() {
     // kokuho proposing files of its own is off by default (its masters come as ssk's proven
@@ -50,32 +55,20 @@ fn a_kokuho_diff_in_kokuho_fixed_applies_onto_the_first_start_master_in_ssk_csv(
     assert_eq!(st, 200, "{b}");
     // Issue 11, item 6: the same 差分 without a base used to become an empty master (the
     // digest of nothing), only flagged. It is refused, naming the file and the fix.
-    let (st, refused) = job(
+    let (st, refused) = propose(
         &url,
         &k1,
-        send_json(
-            &url,
-            &k1,
-            "POST",
-            "/v1/payers/kokuho/masters",
-            json!({"from": "2026-06", "files": [{"name": name, "blob": b["blob"]}], "reason": "差分 without its base"}),
-        ),
+        json!({"from": "2026-06", "files": [{"name": name, "blob": b["blob"]}], "reason": "差分 without its base"}),
     );
     assert_eq!((st, refused["error"]["code"].as_str()), (422, Some("master-file-not-applied")), "{refused}");
     let msg = refused["error"]["message"].as_str().unwrap();
     assert!(msg.contains(&name) && msg.contains("base"), "{msg}");
     let (_, after) = get(&url, &k1, "/v1/payers/kokuho/masters");
     assert_eq!(after.as_array().unwrap().len(), versions.as_array().unwrap().len(), "nothing was stored: {after}");
-    let (st, v) = job(
+    let (st, v) = propose(
         &url,
         &k1,
-        send_json(
-            &url,
-            &k1,
-            "POST",
-            "/v1/payers/kokuho/masters",
-            json!({"from": "2026-06", "base": first["id"], "files": [{"name": name, "blob": b["blob"]}], "reason": "点数改定 (差分)"}),
-        ),
+        json!({"from": "2026-06", "base": first["id"], "files": [{"name": name, "blob": b["blob"]}], "reason": "点数改定 (差分)"}),
     );
     assert_eq!(st, 201, "a kokuho 差分 onto the ssk-csv base: {v}\n{}", server.log_tail());
     let sources: Vec<Value> = serde_json::from_value(v["sources"].clone()).unwrap();
@@ -96,16 +89,10 @@ fn a_kokuho_diff_in_kokuho_fixed_applies_onto_the_first_start_master_in_ssk_csv(
     // A second proposal is decoded from its own files too (not the first one's set again).
     let (name2, bytes2) = kokuho_fixed_diff("33.00");
     let (_, b2) = post_bytes(&url, &k1, "/v1/payers/kokuho/masters/files", &bytes2);
-    let (st, v2) = job(
+    let (st, v2) = propose(
         &url,
         &k1,
-        send_json(
-            &url,
-            &k1,
-            "POST",
-            "/v1/payers/kokuho/masters",
-            json!({"from": "2026-07", "base": first["id"], "files": [{"name": name2, "blob": b2["blob"]}]}),
-        ),
+        json!({"from": "2026-07", "base": first["id"], "files": [{"name": name2, "blob": b2["blob"]}]}),
     );
     assert_eq!(st, 201, "{v2}");
     assert_ne!(v2["digest"], v["digest"], "two different 差分, two different master sets");

@@ -99,7 +99,9 @@ impl Job {
     fn view(&self) -> JobView {
         let mut v = self.view.clone();
         v.done = self.progress.done.load(Ordering::Relaxed);
-        v.total = self.progress.total.load(Ordering::Relaxed).max(v.done);
+        // Not clamped to `done`: work sets its total before it steps, and a test holds it to
+        // that (`done ≤ total`), so a miscounted job shows.
+        v.total = self.progress.total.load(Ordering::Relaxed);
         v
     }
 }

@@ -112,11 +112,11 @@ fn impact_report(
     let mut impact = tenken_lifecycle::Impact::new(tenken_lifecycle::ExampleLimits::PROPOSAL);
     progress.add_total(files.len() as u64);
     for (name, digest) in &files {
-        progress.step();
         let bytes = app.store.bytes(digest)?;
         let a = old_checker.check_bytes(&bytes, Some(payer)).map_err(ApiError::internal)?.findings;
         let b = new_checker.check_bytes(&bytes, Some(payer)).map_err(ApiError::internal)?.findings;
         impact.add(name, &a, &b);
+        progress.step();
     }
     Ok(impact.report(cases.len(), sampled, sampled_receipts, pc.master_impact_delta_max as usize))
 }
