@@ -226,21 +226,24 @@ fn master_cli_converts_with_proof_diffs_and_checks_impact() {
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let diff: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
     let procedure = diff.as_array().unwrap().iter().find(|d| d["kind"] == "procedure").unwrap();
-    let changed = procedure["changed"].as_array().unwrap();
+    // Totals, then the entries: every changed procedure is a 点数 change, named.
+    let changed = procedure["examples"].as_array().unwrap();
     assert!(!changed.is_empty());
+    assert_eq!(procedure["changed"], changed.len(), "--json lists every entry");
+    assert_eq!(procedure["value_changed"], procedure["changed"], "{procedure}");
     let f = &changed[0]["fields"][0];
-    assert_eq!(f["field"], "value");
+    assert_eq!((f["field"].as_str(), f["label"].as_str()), (Some("value"), Some("新又は現点数")));
+    assert!(!changed[0]["name"].as_str().unwrap().is_empty(), "{}", changed[0]);
     assert_eq!(
         f["new"].as_str().unwrap().parse::<f64>().unwrap(),
         f["old"].as_str().unwrap().parse::<f64>().unwrap() + 3.0
     );
-    assert!(
-        diff.as_array()
-            .unwrap()
-            .iter()
-            .filter(|d| d["kind"] != "procedure")
-            .all(|d| d["changed"].as_array().unwrap().is_empty())
-    );
+    assert_eq!(procedure["value_changes"][0]["new"], f["new"]);
+    assert!(diff.as_array().unwrap().iter().filter(|d| d["kind"] != "procedure").all(|d| d["changed"] == 0));
+    // The readable form: names, fields in words, totals.
+    let r = tenken(&[&os("master"), &os("diff"), &os("--show"), &os("2"), old.as_os_str(), new.as_os_str()]);
+    let text = String::from_utf8_lossy(&r.stdout);
+    assert!(text.contains("点数/金額 changes (first 2 of") && text.contains("新又は現点数"), "{text}");
 
     // Impact: the claims that were clean under the old master now fail the points rule.
     let claim = dir.path().join("claim.UKE");

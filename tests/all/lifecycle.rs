@@ -443,17 +443,21 @@ fn hot_swap_under_load_with_replay() {
             .collect();
         assert_eq!(got, want);
         // Each receipt is covered by exactly one decision entry, naming the set in force when
-        // its chunk started.
+        // the file's checking started (its pin): one file, one set (issue 11, item 7), however
+        // many swaps happened while its chunks ran.
         let (_, decisions) = get(&url, token, &format!("/v1/submissions/{id}/decisions"));
         let mut covered = vec![0u32; case.receipts];
+        let mut sets_used = std::collections::BTreeSet::new();
         for d in decisions.as_array().unwrap() {
             for e in d["sets"].as_array().unwrap() {
                 let set = e["release_set"].as_i64().unwrap();
-                let started = e["started_ms"].as_i64().unwrap();
-                let ok = in_force(&timeline, started, 100);
+                sets_used.insert(set);
+                let pinned = e["pinned_ms"].as_i64().expect("decision entries name the pin");
+                assert!(pinned <= e["started_ms"].as_i64().unwrap(), "{e}");
+                let ok = in_force(&timeline, pinned, 100);
                 assert!(
                     ok.contains(&set),
-                    "set {set} was not in force at {started} (in force: {ok:?}); timeline {timeline:?}; swaps {swaps:?}"
+                    "set {set} was not in force at {pinned} (in force: {ok:?}); timeline {timeline:?}; swaps {swaps:?}"
                 );
                 if let Some(r) = e["receipts"].as_array() {
                     for i in r[0].as_u64().unwrap()..r[1].as_u64().unwrap() {
@@ -463,6 +467,7 @@ fn hot_swap_under_load_with_replay() {
             }
         }
         assert!(covered.iter().all(|&c| c == 1), "receipt coverage {covered:?}");
+        assert_eq!(sets_used.len(), 1, "submission {id} was checked with sets {sets_used:?}");
     }
 
     // Replay reproduces the stored findings exactly, under the recorded versions.

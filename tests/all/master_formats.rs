@@ -139,13 +139,15 @@ fn a_kokuho_diff_in_kokuho_fixed_applies_onto_the_first_start_master_in_ssk_csv(
         json!({"accept_impact": true, "reason": "one procedure revised, as intended"}),
     );
     assert_eq!(st, 200, "{b}");
-    let (st, b) = post(&url, &k1, &format!("/v1/payers/kokuho/masters/{id}/activate"));
+    let (st, b) =
+        send_json(&url, &k1, "POST", &format!("/v1/payers/kokuho/masters/{id}/activate"), json!({"reason": "r"}));
     assert_eq!(st, 200, "{b}\n{}", server.log_tail());
     assert_eq!(b["state"], "active");
 
     // Issue 11, item 2: rolling back this revision (from 2026-06, the only version of that
     // month) takes it out of force, and the first-start version covers 2026-06 again.
-    let (st, b) = post(&url, &k1, &format!("/v1/payers/kokuho/masters/{id}/rollback"));
+    let (st, b) =
+        send_json(&url, &k1, "POST", &format!("/v1/payers/kokuho/masters/{id}/rollback"), json!({"reason": "r"}));
     assert_eq!((st, b["state"].as_str()), (200, Some("rolled-back")), "{b}");
     let (_, list) = get(&url, &k1, "/v1/payers/kokuho/masters");
     let active: Vec<i64> =
@@ -159,7 +161,13 @@ fn a_kokuho_diff_in_kokuho_fixed_applies_onto_the_first_start_master_in_ssk_csv(
     let (_, audit) = get(&url, &k1, "/v1/payers/kokuho/audit");
     assert!(audit.to_string().contains("covered by the versions of earlier months again"), "{audit}");
     // The last version in force cannot be rolled back: nothing would check claims.
-    let (st, b) = post(&url, &k1, &format!("/v1/payers/kokuho/masters/{}/rollback", first["id"]));
+    let (st, b) = send_json(
+        &url,
+        &k1,
+        "POST",
+        &format!("/v1/payers/kokuho/masters/{}/rollback", first["id"]),
+        json!({"reason": "r"}),
+    );
     let msg = assert_error(st, &b, 409, "wrong-state");
     assert!(msg.contains("no other master version would be in force"), "{msg}");
 }

@@ -13,10 +13,12 @@
 
 mod date;
 mod lines;
+mod redate;
 mod scan;
 mod views;
 
 pub use date::{parse_date, parse_year_month};
+pub use redate::as_of_month;
 pub use scan::{Scan, scan};
 
 use tenken_limits::Limits;

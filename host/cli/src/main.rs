@@ -8,6 +8,7 @@ mod bench_masters;
 mod bench_server;
 mod bench_swap;
 mod client;
+mod master_view;
 mod output;
 mod plugin_cmd;
 mod plugin_test;

@@ -172,9 +172,12 @@ pub enum MasterCommand {
         new: PathBuf,
         #[arg(long)]
         json: bool,
-        /// Changed codes listed per kind.
+        /// Entries printed per list and kind (new codes, 点数 changes, abolished, …).
         #[arg(long, default_value_t = 10)]
         show: usize,
+        /// Print one list whole.
+        #[arg(long, value_enum)]
+        list: Option<crate::master_view::DiffList>,
     },
     /// Convert a master file to another payer's format, proven by a round trip (nothing is
     /// written when the proof fails; the differences are listed).
@@ -188,8 +191,22 @@ pub enum MasterCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Staff: one master version — files, state, who proposed and approved it, warnings, and
+    /// its report: the diff (codes with names, fields in words, totals), the impact check, the
+    /// conversion proof. `--list added|points|abolished|…` prints one list whole.
+    Show {
+        #[command(flatten)]
+        version: VersionArgs,
+        /// Entries printed per list and kind.
+        #[arg(long, default_value_t = 10)]
+        show: usize,
+        #[arg(long, value_enum)]
+        list: Option<crate::master_view::DiffList>,
+    },
     /// Staff: upload files and propose a new master version (full files, or 差分 onto --base).
     Propose {
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         conn: crate::client::Conn,
         #[arg(long)]
@@ -207,6 +224,8 @@ pub enum MasterCommand {
     },
     /// Staff: apply 差分 files onto a version, proposing the result (`propose --base`).
     ApplyDiff {
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         conn: crate::client::Conn,
         #[arg(long)]
@@ -234,18 +253,34 @@ pub enum MasterCommand {
         reason: String,
     },
     /// Staff: make an approved version live for its 診療年月, without a restart (`act activate`).
-    Activate(VersionArgs),
-    /// Staff: make an earlier version live again (`act rollback`).
-    Rollback(VersionArgs),
-    /// Staff: approve, activate, roll back, or convert a version for the other payer.
+    /// While an acceptance window whose claims it affects is open, a --reason is required.
+    Activate {
+        #[command(flatten)]
+        version: VersionArgs,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Staff: make an earlier version live again, or undo the active one (`act rollback`).
+    Rollback {
+        #[command(flatten)]
+        version: VersionArgs,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Staff: approve, activate, roll back, withdraw, re-check, or convert a version for the
+    /// other payer.
     Act {
         #[command(flatten)]
         conn: crate::client::Conn,
         #[arg(long)]
         payer: Payer,
-        /// approve | activate | rollback | withdraw | convert-for-ssk | convert-for-kokuho
+        /// approve | activate | rollback | withdraw | recheck | convert-for-ssk | convert-for-kokuho
         action: String,
         id: i64,
+        #[arg(long, default_value = "")]
+        reason: String,
+        #[arg(long)]
+        json: bool,
     },
     /// Staff: download a version's file (e.g. a converted one) with its digest.
     Export {
@@ -283,32 +318,45 @@ pub struct VersionArgs {
     payer: Payer,
     /// The master version id (`tenken master list`).
     id: i64,
+    /// Print the API's JSON instead of the readable report.
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn master(cmd: MasterCommand) -> Result<std::process::ExitCode> {
     let (payer, files, config) = match cmd {
         MasterCommand::Import { payer, files, config } => (payer, files, config),
-        MasterCommand::Diff { old, new, json, show } => return master_diff(&old, &new, json, show),
+        MasterCommand::Diff { old, new, json, show, list } => return master_diff(&old, &new, json, show, list),
         MasterCommand::Convert(args) => return master_convert(args),
         MasterCommand::Impact { old, new, claims, threshold, json } => {
             return master_impact(&old, &new, &claims, threshold, json);
         }
         MasterCommand::List { conn, payer, json } => return master_list(&conn, payer, json),
-        MasterCommand::Propose { conn, payer, from, base, reason, files } => {
-            return master_propose(&conn, payer, from, base, &reason, &files);
+        MasterCommand::Show { version: v, show, list } => {
+            let out = http(&v.conn, "GET", &format!("/v1/payers/{}/masters/{}", v.payer, v.id), None, None)?;
+            return print_version_or_json(&out, v.json, show, list);
         }
-        MasterCommand::ApplyDiff { conn, payer, base, from, reason, files } => {
-            return master_propose(&conn, payer, from, Some(base), &reason, &files);
+        MasterCommand::Propose { json, conn, payer, from, base, reason, files } => {
+            return master_propose(&conn, payer, from, base, &reason, &files, json);
+        }
+        MasterCommand::ApplyDiff { json, conn, payer, base, from, reason, files } => {
+            return master_propose(&conn, payer, from, Some(base), &reason, &files, json);
         }
         MasterCommand::Approve { version: v, accept_impact, reason } => {
             let body = serde_json::json!({ "accept_impact": accept_impact, "reason": reason });
             let path = format!("/v1/payers/{}/masters/{}/approve", v.payer, v.id);
-            println!("{}", serde_json::to_string_pretty(&http(&v.conn, "POST", &path, None, Some(body))?)?);
-            return Ok(std::process::ExitCode::SUCCESS);
+            let out = http(&v.conn, "POST", &path, None, Some(body))?;
+            return print_version_or_json(&out, v.json, 10, None);
         }
-        MasterCommand::Activate(v) => return master_act(&v.conn, v.payer, "activate", v.id),
-        MasterCommand::Rollback(v) => return master_act(&v.conn, v.payer, "rollback", v.id),
-        MasterCommand::Act { conn, payer, action, id } => return master_act(&conn, payer, &action, id),
+        MasterCommand::Activate { version: v, reason } => {
+            return master_act(&v.conn, v.payer, "activate", v.id, &reason, v.json);
+        }
+        MasterCommand::Rollback { version: v, reason } => {
+            return master_act(&v.conn, v.payer, "rollback", v.id, &reason, v.json);
+        }
+        MasterCommand::Act { conn, payer, action, id, reason, json } => {
+            return master_act(&conn, payer, &action, id, &reason, json);
+        }
         MasterCommand::Export { conn, payer, id, name, out } => return master_export(&conn, payer, id, &name, &out),
     };
     let config = config.load()?;
@@ -430,6 +478,12 @@ fn master_list(conn: &crate::client::Conn, payer: Payer, json: bool) -> Result<s
                 m["reason"].as_str().unwrap_or("")
             );
         }
+        let mut warned = std::collections::BTreeSet::new();
+        for w in v.as_array().into_iter().flatten().flat_map(|m| m["warnings"].as_array().into_iter().flatten()) {
+            if warned.insert(w.as_str().unwrap_or("").to_owned()) {
+                println!("WARNING: {}", w.as_str().unwrap_or(""));
+            }
+        }
     }
     Ok(std::process::ExitCode::SUCCESS)
 }
@@ -441,6 +495,7 @@ fn master_propose(
     base: Option<i64>,
     reason: &str,
     files: &[PathBuf],
+    json: bool,
 ) -> Result<std::process::ExitCode> {
     let bar = indicatif::ProgressBar::new(files.len() as u64 + 1);
     bar.set_style(
@@ -466,29 +521,56 @@ fn master_propose(
     bar.set_message("decoding, diffing and impact-checking on the server (files re-checked)");
     let v = crate::client::follow_job(conn, &job, &bar)?;
     bar.finish_and_clear();
-    println!("{}", serde_json::to_string_pretty(&v)?);
+    print_version_or_json(&v, json, 10, None)
+}
+
+/// A version answer: the readable report, or (`--json`) the API's JSON.
+fn print_version_or_json(
+    v: &serde_json::Value,
+    json: bool,
+    show: usize,
+    list: Option<crate::master_view::DiffList>,
+) -> Result<std::process::ExitCode> {
+    if json || v.get("id").is_none() {
+        println!("{}", serde_json::to_string_pretty(v)?);
+    } else {
+        crate::master_view::print_version(v, show, list)?;
+    }
     Ok(std::process::ExitCode::SUCCESS)
 }
 
-fn master_act(conn: &crate::client::Conn, payer: Payer, action: &str, id: i64) -> Result<std::process::ExitCode> {
+fn master_act(
+    conn: &crate::client::Conn,
+    payer: Payer,
+    action: &str,
+    id: i64,
+    reason: &str,
+    json: bool,
+) -> Result<std::process::ExitCode> {
     let path = match action {
-        "approve" | "activate" | "rollback" | "withdraw" => format!("/v1/payers/{payer}/masters/{id}/{action}"),
+        "approve" | "activate" | "rollback" | "withdraw" | "recheck" => {
+            format!("/v1/payers/{payer}/masters/{id}/{action}")
+        }
         "convert-for-ssk" => format!("/v1/payers/{payer}/masters/{id}/convert-for/ssk"),
         "convert-for-kokuho" => format!("/v1/payers/{payer}/masters/{id}/convert-for/kokuho"),
         other => anyhow::bail!(
             "unknown action {other:?}: approve, activate, rollback, withdraw, convert-for-ssk or convert-for-kokuho"
         ),
     };
-    let mut v = http(conn, "POST", &path, None, None)?;
-    if action.starts_with("convert-for") {
-        // A conversion is a job: follow it to its result (the new version).
+    let body = (!reason.is_empty()).then(|| serde_json::json!({ "reason": reason }));
+    let mut v = http(conn, "POST", &path, None, body)?;
+    if action.starts_with("convert-for") || action == "recheck" {
+        // A conversion or a re-check is a job: follow it to its result (the version).
         let bar = indicatif::ProgressBar::new(1);
-        bar.set_message("converting and proving on the server");
+        bar.set_message(if action == "recheck" {
+            "diffing and impact-checking on the server"
+        } else {
+            "converting and proving on the server"
+        });
         v = crate::client::follow_job(conn, &v, &bar)?;
         bar.finish_and_clear();
     }
-    println!("{}", serde_json::to_string_pretty(&v)?);
-    Ok(std::process::ExitCode::SUCCESS)
+    print_version_or_json(&v, json, 10, None)
 }
 
 fn master_export(
@@ -525,50 +607,21 @@ fn load_master_dir(dir: &std::path::Path) -> Result<tenken_master::MasterSet> {
     tenken_master::MasterSet::load_dir(dir).with_context(|| format!("loading masters from {}", dir.display()))
 }
 
-/// `tenken master diff OLD NEW`: added, changed (field by field), abolished, restored and
-/// removed codes per kind.
+/// `tenken master diff OLD NEW`: per kind, new codes, 点数 changes, abolished, restored and
+/// removed codes with their names, and changed codes field by field (fields in words).
 fn master_diff(
     old: &std::path::Path,
     new: &std::path::Path,
     json: bool,
     show: usize,
+    list: Option<crate::master_view::DiffList>,
 ) -> Result<std::process::ExitCode> {
     let (a, b) = (load_master_dir(old)?, load_master_dir(new)?);
-    let diff = tenken_master::canon::semantic_diff(&a, &b);
+    let diff = tenken_lifecycle::diff_report(&a, &b, tenken_lifecycle::DiffLimits::ALL);
     if json {
-        let v: Vec<serde_json::Value> = diff
-            .iter()
-            .map(|d| {
-                serde_json::json!({
-                    "kind": d.kind.map(|k| k.as_str()),
-                    "added": d.added, "removed": d.removed, "abolished": d.abolished, "restored": d.restored,
-                    "changed": d.changed.iter().map(|(code, fields)| serde_json::json!({
-                        "code": code,
-                        "fields": fields.iter().map(|f| serde_json::json!({"field": f.field, "old": f.expected, "new": f.got})).collect::<Vec<_>>(),
-                    })).collect::<Vec<_>>(),
-                })
-            })
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&v)?);
-        return Ok(std::process::ExitCode::SUCCESS);
-    }
-    println!("{:10} {:>8} {:>8} {:>9} {:>8} {:>8}", "KIND", "ADDED", "CHANGED", "ABOLISHED", "RESTORED", "REMOVED");
-    for d in &diff {
-        println!(
-            "{:10} {:>8} {:>8} {:>9} {:>8} {:>8}",
-            d.kind.map(|k| k.as_str()).unwrap_or("?"),
-            d.added.len(),
-            d.changed.len(),
-            d.abolished.len(),
-            d.restored.len(),
-            d.removed.len()
-        );
-    }
-    for d in &diff {
-        for (code, fields) in d.changed.iter().take(show) {
-            let what: Vec<String> = fields.iter().map(|f| format!("{} {} → {}", f.field, f.expected, f.got)).collect();
-            println!("  {} {code}: {}", d.kind.map(|k| k.as_str()).unwrap_or("?"), what.join("; "));
-        }
+        println!("{}", serde_json::to_string_pretty(&diff)?);
+    } else {
+        crate::master_view::print_diff(&diff, show, list);
     }
     Ok(std::process::ExitCode::SUCCESS)
 }

@@ -92,6 +92,8 @@ impl Impact {
             threshold,
             flagged: changed > threshold,
             rules: self.by_rule.into_values().collect(),
+            as_of: None,
+            redated_files: 0,
         }
     }
 }

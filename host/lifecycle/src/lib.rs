@@ -23,33 +23,101 @@ pub use proof::{Proof, ProofError, round_trip, round_trip_through};
 pub use regression::{SeedCase, seed_cases};
 pub use validate::{CheckerValidation, ConverterValidation, Gates};
 
-/// Changed entries shown per master kind in a diff report.
-const DIFF_EXAMPLES_MAX: usize = 5;
+/// How much of a diff a report lists (the counts are always the totals).
+#[derive(Debug, Clone, Copy)]
+pub struct DiffLimits {
+    /// Entries listed per kind and list (added, 点数 changes, abolished, restored, removed).
+    pub codes_listed_max: usize,
+    /// Changed entries shown field by field per kind.
+    pub examples_max: usize,
+}
 
-/// The semantic diff of a proposed master set against the one in force, per kind: counts
-/// plus the first changed entries (what staff read before approving).
+impl DiffLimits {
+    /// Everything (the CLI on two directories).
+    pub const ALL: DiffLimits = DiffLimits { codes_listed_max: usize::MAX, examples_max: usize::MAX };
+}
+
+/// The semantic diff of a proposed master set against the one in force, per kind: totals,
+/// the added / abolished / restored / removed entries and the 点数 changes with their names,
+/// and the changed entries field by field with each field in words (what staff read before
+/// approving).
 pub fn diff_report(
     current: &tenken_master::MasterSet,
     proposed: &tenken_master::MasterSet,
+    limits: DiffLimits,
 ) -> Vec<tenken_store::KindDiff> {
+    use std::collections::HashMap;
+    use tenken_master::canon::to_canon;
+    use tenken_model::CanonRow;
     tenken_master::canon::semantic_diff(current, proposed)
-        .iter()
-        .map(|d| tenken_store::KindDiff {
-            kind: d.kind,
-            added: d.added.len(),
-            changed: d.changed.len(),
-            abolished: d.abolished.len(),
-            restored: d.restored.len(),
-            removed: d.removed.len(),
-            examples: d
+        .into_iter()
+        .map(|d| {
+            let kind = d.kind;
+            let rows = |set: &tenken_master::MasterSet| -> HashMap<String, CanonRow> {
+                match kind {
+                    Some(k) => set.rows(k).map(|r| (r.code.clone(), to_canon(r))).collect(),
+                    None => HashMap::new(),
+                }
+            };
+            let (old, new) = (rows(current), rows(proposed));
+            let name = |code: &str| new.get(code).or_else(|| old.get(code)).map(|r| r.name.clone()).unwrap_or_default();
+            let entry = |r: Option<&CanonRow>, code: &str, date: Option<tenken_model::Date>| tenken_store::CodeEntry {
+                code: code.to_owned(),
+                name: name(code),
+                value: r.map(|r| r.value.clone()).unwrap_or_default(),
+                date,
+            };
+            let list = |codes: &[String], pick: &dyn Fn(&str) -> tenken_store::CodeEntry| {
+                codes.iter().take(limits.codes_listed_max).map(|c| pick(c)).collect::<Vec<_>>()
+            };
+            let value_changes: Vec<tenken_store::ValueChange> = d
                 .changed
                 .iter()
-                .take(DIFF_EXAMPLES_MAX)
-                .map(|(code, fields)| tenken_store::ChangedEntry {
-                    code: code.clone(),
-                    fields: fields.iter().map(|f| format!("{} {} → {}", f.field, f.expected, f.got)).collect(),
+                .filter(|(_, fields)| fields.iter().any(|f| f.field == "value"))
+                .map(|(code, fields)| {
+                    let f = fields.iter().find(|f| f.field == "value").expect("filtered on it");
+                    tenken_store::ValueChange {
+                        code: code.clone(),
+                        name: name(code),
+                        old: f.expected.clone(),
+                        new: f.got.clone(),
+                    }
                 })
-                .collect(),
+                .collect();
+            tenken_store::KindDiff {
+                kind,
+                added: d.added.len(),
+                changed: d.changed.len(),
+                abolished: d.abolished.len(),
+                restored: d.restored.len(),
+                removed: d.removed.len(),
+                value_changed: value_changes.len(),
+                examples: d
+                    .changed
+                    .iter()
+                    .take(limits.examples_max)
+                    .map(|(code, fields)| tenken_store::ChangedEntry {
+                        code: code.clone(),
+                        name: name(code),
+                        fields: fields
+                            .iter()
+                            .map(|f| tenken_store::FieldChange {
+                                label: kind
+                                    .map(|k| tenken_master::labels::field_label(k, &f.field))
+                                    .unwrap_or_else(|| f.field.clone()),
+                                field: f.field.clone(),
+                                old: f.expected.clone(),
+                                new: f.got.clone(),
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+                added_codes: list(&d.added, &|c| entry(new.get(c), c, new.get(c).and_then(|r| r.changed_on))),
+                value_changes: value_changes.into_iter().take(limits.codes_listed_max).collect(),
+                abolished_codes: list(&d.abolished, &|c| entry(new.get(c), c, new.get(c).and_then(|r| r.abolished_on))),
+                restored_codes: list(&d.restored, &|c| entry(new.get(c), c, new.get(c).and_then(|r| r.changed_on))),
+                removed_codes: list(&d.removed, &|c| entry(old.get(c), c, None)),
+            }
         })
         .collect()
 }

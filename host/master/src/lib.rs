@@ -18,6 +18,7 @@
 pub mod canon;
 pub mod demo;
 mod error;
+pub mod labels;
 mod parse;
 mod set;
 

@@ -167,6 +167,11 @@ pub struct Api {
     pub impact_sample_scan_max: u32,
     /// Differences a refused conversion names in its 422, entries.
     pub conversion_diffs_shown_max: u32,
+    /// Entries a master version's stored diff lists per kind and list (added, 点数 changes,
+    /// abolished, restored, removed; the counts are always totals), entries.
+    pub master_diff_codes_listed_max: u32,
+    /// Changed entries a stored diff shows field by field per kind, entries.
+    pub master_diff_examples_max: u32,
 }
 
 impl Default for Api {
@@ -182,6 +187,8 @@ impl Default for Api {
             release_set_plugins_max: 64,
             impact_sample_scan_max: 200,
             conversion_diffs_shown_max: 20,
+            master_diff_codes_listed_max: 5_000,
+            master_diff_examples_max: 50,
         }
     }
 }

@@ -11,7 +11,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use tenken_model::{Digest, Payer};
+use tenken_model::{Digest, Payer, YearMonth};
 use tenken_store::{ImpactReport, MasterReport, MasterSource, MasterState, MasterVersion, ProvenFile};
 
 use crate::app::App;
@@ -35,12 +35,146 @@ async fn version(app: &App, payer: Payer, id: i64) -> Result<MasterVersion, ApiE
     .await
 }
 
+/// Who a token is, as staff read it: its id and its label (`token create --label`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Person {
+    pub token: i64,
+    pub label: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payer: Option<Payer>,
+}
+
+/// A master version as the API answers it: the stored version, the people by name, and
+/// warnings staff must see (the payers' masters differ for a month it is in force).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct VersionView {
+    #[serde(flatten)]
+    pub version: MasterVersion,
+    pub proposed_by: Person,
+    pub approved_by: Vec<Person>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+/// Token labels by id (the token table is small: staff, institutions, admins).
+fn labels(store: &dyn tenken_store::Store) -> Result<std::collections::HashMap<i64, String>, ApiError> {
+    let mut m: std::collections::HashMap<i64, String> =
+        store.list_tokens()?.into_iter().map(|t| (t.id, t.label)).collect();
+    m.insert(0, "tenken (operator or system)".into());
+    Ok(m)
+}
+
+fn view(v: MasterVersion, labels: &std::collections::HashMap<i64, String>, divergence: &[Divergence]) -> VersionView {
+    let person = |token: i64, payer: Option<Payer>| Person {
+        token,
+        label: labels.get(&token).cloned().unwrap_or_else(|| format!("token {token}")),
+        payer,
+    };
+    let warnings = if v.state == MasterState::Active {
+        divergence.iter().filter(|d| d.involves(v.payer, v.id)).map(|d| d.message.clone()).collect()
+    } else {
+        Vec::new()
+    };
+    VersionView {
+        proposed_by: person(v.created_by, None),
+        approved_by: v.approvals.iter().map(|(t, p)| person(*t, Some(*p))).collect(),
+        warnings,
+        version: v,
+    }
+}
+
+/// A month for which the two payers check claims with different masters.
+#[derive(Debug, Clone)]
+pub struct Divergence {
+    pub ssk: i64,
+    pub kokuho: i64,
+    pub message: String,
+}
+
+impl Divergence {
+    fn involves(&self, payer: Payer, id: i64) -> bool {
+        match payer {
+            Payer::Ssk => self.ssk == id,
+            Payer::Kokuho => self.kokuho == id,
+        }
+    }
+}
+
+/// Where the payers' live masters differ: for every month at which either payer's master
+/// changes, the version each payer has in force. They agree when they are the same files
+/// (the same digest) or one is the proven conversion of the other; otherwise the month is
+/// named, with both versions and what would bring them together. (May 2022: the two
+/// payers ended up checking one month with different masters, and nobody saw it.)
+pub fn divergence(app: &App) -> Result<Vec<Divergence>, ApiError> {
+    let (s, k) = (app.work.registry.table(Payer::Ssk), app.work.registry.table(Payer::Kokuho));
+    if s.masters.is_empty() || k.masters.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut months: Vec<Option<YearMonth>> = s.masters.iter().chain(&k.masters).map(|m| m.from).collect();
+    months.sort();
+    months.dedup();
+    let mut out: Vec<Divergence> = Vec::new();
+    for month in months {
+        let (Some(a), Some(b)) = (in_force_for(&s, month), in_force_for(&k, month)) else { continue };
+        if a.digest == b.digest || out.iter().any(|d| d.ssk == a.id && d.kokuho == b.id) {
+            continue;
+        }
+        let converted_from = |payer: Payer, id: i64| -> Result<Option<i64>, ApiError> {
+            Ok(app.store.master_version(payer, id)?.and_then(|v| v.report.from_version))
+        };
+        let (kf, sf) = (converted_from(Payer::Kokuho, b.id)?, converted_from(Payer::Ssk, a.id)?);
+        if kf == Some(a.id) || sf == Some(b.id) {
+            continue;
+        }
+        let when = month.map(|m| m.to_string()).unwrap_or_else(|| "the months before any later version".into());
+        out.push(Divergence {
+            ssk: a.id,
+            kokuho: b.id,
+            message: format!(
+                "the payers check {when} with different masters: ssk with version {}, kokuho with version {}{}. Convert ssk version {} for kokuho (`tenken master act --payer ssk convert-for-kokuho {}`) and approve it jointly, or roll back the version that should not be in force",
+                a.id,
+                b.id,
+                kf.map(|f| format!(" (converted from ssk version {f})")).unwrap_or_default(),
+                a.id,
+                a.id
+            ),
+        });
+    }
+    Ok(out)
+}
+
+/// Versions with names and warnings (a store read plus the live tables).
+async fn views(app: &Arc<App>, versions: Vec<MasterVersion>) -> Result<Vec<VersionView>, ApiError> {
+    let app = app.clone();
+    blocking(move || -> Result<_, ApiError> {
+        let (labels, divergence) = (labels(&*app.store)?, divergence(&app)?);
+        Ok(versions.into_iter().map(|v| view(v, &labels, &divergence)).collect())
+    })
+    .await
+}
+
+async fn one_view(app: &Arc<App>, v: MasterVersion) -> Result<Json<VersionView>, ApiError> {
+    let mut v = views(app, vec![v]).await?;
+    Ok(Json(v.remove(0)))
+}
+
 pub async fn list(
     State(app): AppState,
     StaffOrAdmin { payer, .. }: StaffOrAdmin,
-) -> Result<Json<Vec<MasterVersion>>, ApiError> {
+) -> Result<Json<Vec<VersionView>>, ApiError> {
     let store = app.store.clone();
-    Ok(Json(blocking(move || store.master_versions(payer)).await?))
+    let versions = blocking(move || store.master_versions(payer)).await?;
+    Ok(Json(views(&app, versions).await?))
+}
+
+/// One version: its files, state, people, and the full report (diff lists and impact).
+pub async fn show(
+    State(app): AppState,
+    StaffOrAdmin { payer, .. }: StaffOrAdmin,
+    Path((_, id)): Path<(String, i64)>,
+) -> Result<Json<VersionView>, ApiError> {
+    let v = version(&app, payer, id).await?;
+    one_view(&app, v).await
 }
 
 pub async fn upload_file(State(app): AppState, _staff: Staff, body: Body) -> Result<Json<serde_json::Value>, ApiError> {
@@ -64,28 +198,44 @@ pub struct ProposeRequest {
     pub reason: String,
 }
 
-/// Impact check: the payer's regression corpus, plus a sample of its newest checked
-/// submissions, re-checked with the release set in force under the current and the proposed
-/// master (`tenken_lifecycle::Impact`: findings delta per rule with example receipts).
+/// The live master version a proposal starting at `from` would replace: the one in force
+/// for that 診療年月 (for a proposal without a month, the newest without one, else the
+/// earliest). None while the payer has no master.
+fn in_force_for(table: &crate::registry::Releases, from: Option<YearMonth>) -> Option<&crate::registry::LiveMaster> {
+    match from {
+        Some(m) => table.masters.iter().rev().find(|v| v.from.is_none_or(|f| f <= m)).or(table.masters.first()),
+        None => table.masters.iter().rev().find(|v| v.from.is_none()).or(table.masters.first()),
+    }
+}
+
+/// Impact check: files re-checked with the release set in force for the proposal's first
+/// 診療年月, under the master in force for it and under the proposed one
+/// (`tenken_lifecycle::Impact`: findings delta per rule with example receipts).
+///
+/// The files are the payer's real submissions once it has any (the newest checked ones,
+/// bounded in files and receipts) plus the cases staff added to the regression corpus; the
+/// generated seed cases (the project's demo data, which real masters mostly do not know)
+/// count only while no real submission exists. A proposal for a month reached by no claim
+/// yet changes nothing for the claims of earlier months, so each file is re-checked *as if*
+/// it were of that month (`tenken_claim::as_of_month`); the report says so.
 fn impact_report(
     app: &App,
     payer: Payer,
+    from: Option<YearMonth>,
     new: &Arc<tenken_master::MasterSet>,
     progress: &Progress,
 ) -> Result<ImpactReport, ApiError> {
     let reg = &app.work.registry;
     let table = reg.table(payer);
-    let set = table.sets.last().ok_or_else(|| ApiError::internal("no release set"))?;
-    let old_checker = reg.checker_with(&set.plugins, table.current_masters().clone()).map_err(ApiError::internal)?;
+    let set = &table.sets[table.index_for(from)];
+    let current = in_force_for(&table, from).ok_or_else(|| ApiError::internal("no master version"))?;
+    let old_checker = reg.checker_with(&set.plugins, current.set.clone()).map_err(ApiError::internal)?;
     let new_checker = reg.checker_with(&set.plugins, new.clone()).map_err(ApiError::internal)?;
-    let cases = app.store.regression(payer)?;
-    // The files: the regression corpus, then a sample of what institutions actually sent
-    // (the newest checked submissions, bounded in files and receipts).
-    let mut files: Vec<(String, Digest)> = cases.iter().map(|c| (c.name.clone(), c.digest)).collect();
     let pc = app.config.payer(payer);
     let (files_max, receipts_max) =
         (pc.master_impact_sample_files_max as usize, pc.master_impact_sample_receipts_max as u64);
-    let mut sampled = 0usize;
+    // What institutions actually sent: the newest checked submissions, bounded.
+    let mut files: Vec<(String, Digest)> = Vec::new();
     let mut sampled_receipts = 0u64;
     if files_max > 0 {
         let recent = app.store.list(&tenken_store::ListFilter {
@@ -97,42 +247,68 @@ fn impact_report(
         for s in
             recent.iter().filter(|s| matches!(s.state, tenken_store::State::Checked | tenken_store::State::Confirmed))
         {
-            if sampled >= files_max {
+            if files.len() >= files_max {
                 break;
             }
-            // Too big for what is left of the budget, or already re-checked as a corpus case.
             if sampled_receipts + s.receipts as u64 > receipts_max || files.iter().any(|(_, d)| *d == s.digest) {
                 continue;
             }
-            sampled += 1;
             sampled_receipts += s.receipts as u64;
             files.push((format!("submission {}", s.reception), s.digest));
         }
     }
+    let sampled = files.len();
+    // Staff-added cases always; the generated seeds (added by the system, id 0) only while
+    // there is nothing real to look at.
+    let cases: Vec<_> = app.store.regression(payer)?.into_iter().filter(|c| c.added_by != 0 || sampled == 0).collect();
+    for c in &cases {
+        if !files.iter().any(|(_, d)| *d == c.digest) {
+            files.push((c.name.clone(), c.digest));
+        }
+    }
     let mut impact = tenken_lifecycle::Impact::new(tenken_lifecycle::ExampleLimits::PROPOSAL);
     progress.add_total(files.len() as u64);
+    let limits = &reg.limits;
+    let mut redated = 0usize;
     for (name, digest) in &files {
-        let bytes = app.store.bytes(digest)?;
+        let mut bytes = app.store.bytes(digest)?;
+        if let Some(month) = from {
+            let claim = tenken_claim::parse(&bytes, limits);
+            if claim.receipts.iter().any(|r| r.service_month.is_some_and(|m| m < month)) {
+                bytes = tenken_claim::as_of_month(&bytes, month);
+                redated += 1;
+            }
+        }
         let a = old_checker.check_bytes(&bytes, Some(payer)).map_err(ApiError::internal)?.findings;
         let b = new_checker.check_bytes(&bytes, Some(payer)).map_err(ApiError::internal)?.findings;
         impact.add(name, &a, &b);
         progress.step();
     }
-    Ok(impact.report(cases.len(), sampled, sampled_receipts, pc.master_impact_delta_max as usize))
+    let mut report = impact.report(cases.len(), sampled, sampled_receipts, pc.master_impact_delta_max as usize);
+    report.as_of = from.filter(|_| redated > 0);
+    report.redated_files = redated;
+    Ok(report)
 }
 
 /// The report staff approve a proposal on: the semantic diff against the version in force
-/// and the impact check.
+/// for its first month, and the impact check.
 fn proposal_report(
     app: &App,
     payer: Payer,
+    from: Option<YearMonth>,
     new: &Arc<tenken_master::MasterSet>,
     progress: &Progress,
 ) -> Result<MasterReport, ApiError> {
     let table = app.work.registry.table(payer);
+    let current = in_force_for(&table, from).ok_or_else(|| ApiError::internal("no master version"))?;
+    let limits = tenken_lifecycle::DiffLimits {
+        codes_listed_max: app.config.api.master_diff_codes_listed_max as usize,
+        examples_max: app.config.api.master_diff_examples_max as usize,
+    };
     Ok(MasterReport {
-        diff: tenken_lifecycle::diff_report(table.current_masters(), new),
-        impact: Some(impact_report(app, payer, new, progress)?),
+        diff: tenken_lifecycle::diff_report(&current.set, new, limits),
+        impact: Some(impact_report(app, payer, from, new, progress)?),
+        compared_with: Some(current.id),
         ..MasterReport::default()
     })
 }
@@ -205,7 +381,7 @@ pub async fn propose(
                 "the proposal holds no master rows: send full files (or \"base\" plus 差分). Nothing was stored",
             ));
         }
-        let report = proposal_report(&app2, payer, &set, progress)?;
+        let report = proposal_report(&app2, payer, from, &set, progress)?;
         let v = app2.store.add_master_version(
             payer,
             from,
@@ -285,7 +461,7 @@ pub async fn approve(
     PayerPath(payer): PayerPath,
     Path((_, id)): Path<(String, i64)>,
     body: Option<Json<ApproveRequest>>,
-) -> Result<Json<MasterVersion>, ApiError> {
+) -> Result<Json<VersionView>, ApiError> {
     let req = body.map(|b| b.0).unwrap_or_default();
     let v = version(&app, payer, id).await?;
     // The payer's own staff, or — for a master it provided — the providing payer's staff.
@@ -297,9 +473,66 @@ pub async fn approve(
             ApiError::forbidden("the proposer cannot approve their own master version").with_code("self-approval")
         );
     }
+    stale_gate(&app, &v)?;
     let note = impact_gate(id, &v.report, &req)?;
     let (store, by) = (app.store.clone(), who.token_id);
-    Ok(Json(blocking(move || store.approve_master(payer, id, by, approver_payer, &note, now_ms())).await?))
+    let v = blocking(move || store.approve_master(payer, id, by, approver_payer, &note, now_ms())).await?;
+    one_view(&app, v).await
+}
+
+/// A report compared with a version that is no longer the one in force for the proposal's
+/// month (another revision was activated meanwhile) says nothing about what this one would
+/// change: approval waits for a re-check.
+fn stale_gate(app: &App, v: &MasterVersion) -> Result<(), ApiError> {
+    let Some(compared) = v.report.compared_with else { return Ok(()) };
+    let table = app.work.registry.table(v.payer);
+    let Some(now) = in_force_for(&table, v.from_month) else { return Ok(()) };
+    if now.id == compared || v.state != MasterState::Proposed {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        "report-stale",
+        format!(
+            "master version {}'s diff and impact were computed against version {compared}, but version {} is in force for its month now: the report is stale. Re-check it (POST /v1/payers/{}/masters/{}/recheck, CLI `tenken master act --payer {} recheck {}`), read the new report, then approve",
+            v.id, now.id, v.payer, v.id, v.payer, v.id
+        ),
+    ))
+}
+
+/// Runs a proposed version's diff and impact check again, against the version now in force
+/// for its month, as a job; its result is the version with the new report.
+pub async fn recheck(
+    State(app): AppState,
+    Staff { payer, who }: Staff,
+    Path((_, id)): Path<(String, i64)>,
+) -> Result<Response, ApiError> {
+    let v = version(&app, payer, id).await?;
+    if v.state != MasterState::Proposed {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "wrong-state",
+            format!("master version {id} is {}: only a proposed version is re-checked", v.state),
+        ));
+    }
+    let app2 = app.clone();
+    let by = who.token_id;
+    let job = app.jobs.submit(
+        payer,
+        "recheck",
+        format!("master version {id}"),
+        by,
+        app.now_ms(),
+        app.retry_after(),
+        move |progress| {
+            let set = app2.work.registry.master_set(&v).map_err(ApiError::internal)?;
+            let fresh = proposal_report(&app2, payer, v.from_month, &set, progress)?;
+            let report = MasterReport { proof: v.report.proof.clone(), from_version: v.report.from_version, ..fresh };
+            let out = app2.store.set_master_report(payer, id, &report, by, now_ms())?;
+            Ok((StatusCode::OK, serde_json::to_value(out).map_err(ApiError::internal)?))
+        },
+    )?;
+    Ok(crate::job_status::accepted(job))
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -315,7 +548,7 @@ pub async fn withdraw(
     Staff { payer, who }: Staff,
     Path((_, id)): Path<(String, i64)>,
     body: Option<Json<WithdrawRequest>>,
-) -> Result<Json<MasterVersion>, ApiError> {
+) -> Result<Json<VersionView>, ApiError> {
     let reason = body.map(|b| b.0.reason).unwrap_or_default();
     let reason = if reason.trim().is_empty() { "withdrawn".to_owned() } else { reason.trim().to_owned() };
     let (store, by) = (app.store.clone(), who.token_id);
@@ -326,14 +559,23 @@ pub async fn withdraw(
         Ok(store.withdraw_master(payer, id, by, &reason, now_ms())?)
     })
     .await?;
-    Ok(Json(v))
+    one_view(&app, v).await
+}
+
+/// Body of an activation or rollback (optional).
+#[derive(Debug, Default, Deserialize)]
+pub struct SwapRequest {
+    /// Why (audited); needed while an acceptance window whose claims it affects is open.
+    #[serde(default)]
+    pub reason: String,
 }
 
 pub async fn activate(
     State(app): AppState,
     Staff { payer, who }: Staff,
     Path((_, id)): Path<(String, i64)>,
-) -> Result<Json<MasterVersion>, ApiError> {
+    body: Option<Json<SwapRequest>>,
+) -> Result<Json<VersionView>, ApiError> {
     let v = version(&app, payer, id).await?;
     let own = v.approvals.iter().any(|(_, p)| *p == payer);
     let provider = v.provided_by.is_none_or(|q| v.approvals.iter().any(|(_, p)| *p == q));
@@ -349,14 +591,17 @@ pub async fn activate(
             },
         ));
     }
-    swap(&app, payer, id, who.token_id, false).await
+    stale_gate(&app, &v)?;
+    let reason = body.map(|b| b.0.reason).unwrap_or_default();
+    swap(&app, &v, who.token_id, false, reason).await
 }
 
 pub async fn rollback(
     State(app): AppState,
     Staff { payer, who }: Staff,
     Path((_, id)): Path<(String, i64)>,
-) -> Result<Json<MasterVersion>, ApiError> {
+    body: Option<Json<SwapRequest>>,
+) -> Result<Json<VersionView>, ApiError> {
     let v = version(&app, payer, id).await?;
     if v.state == MasterState::Proposed {
         return Err(ApiError::new(
@@ -365,22 +610,110 @@ pub async fn rollback(
             format!("master version {id} was never active"),
         ));
     }
-    swap(&app, payer, id, who.token_id, true).await
+    let reason = body.map(|b| b.0.reason).unwrap_or_default();
+    swap(&app, &v, who.token_id, true, reason).await
 }
 
-async fn swap(app: &Arc<App>, payer: Payer, id: i64, by: i64, rollback: bool) -> Result<Json<MasterVersion>, ApiError> {
+/// The acceptance window open now whose claims a version starting at `from` would check:
+/// the window of this month's 請求年月 (claims of the months before it), when `from` is not
+/// later than those claims' month. None when no such window is open.
+async fn open_window_affected(app: &App, payer: Payer, from: Option<YearMonth>) -> Result<Option<String>, ApiError> {
+    let now = app.now_ms();
+    let t = time::OffsetDateTime::from_unix_timestamp(now.div_euclid(1000))
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+        .to_offset(crate::window::jst());
+    let billing = YearMonth { year: t.year() as u16, month: t.month() as u8 };
+    let mut out = None;
+    // This month's window, and last month's (a staff extension can keep it open).
+    for b in [billing, billing.prev()] {
+        if from.is_some_and(|f| f > b.prev()) {
+            continue;
+        }
+        let w = crate::access::effective_window(app, payer, b).await?;
+        if crate::window::is_open(&app.config.windows, w, now) {
+            let until = w.map(|w| crate::window::format_jst_close(w.closes_ms)).unwrap_or_else(|| "always open".into());
+            out = Some(format!(
+                "{payer}'s acceptance window for 請求年月 {b} (claims of {} and earlier) is open (closes: {until})",
+                b.prev()
+            ));
+            break;
+        }
+    }
+    Ok(out)
+}
+
+async fn swap(
+    app: &Arc<App>,
+    v: &MasterVersion,
+    by: i64,
+    rollback: bool,
+    reason: String,
+) -> Result<Json<VersionView>, ApiError> {
+    let (payer, id) = (v.payer, v.id);
+    // During an open window claims are arriving and being checked: a swap then is a
+    // deliberate decision (files already being checked keep the master they started with).
+    let open = open_window_affected(app, payer, v.from_month).await?;
+    if let Some(w) = &open
+        && reason.trim().is_empty()
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "window-open",
+            format!(
+                "{w}: {} master version {id} now changes the master claims arriving in it are checked with (files already being checked finish with the master they started with). To do it anyway, give a reason: {{\"reason\": \"…\"}} (CLI: --reason …); it is audited",
+                if rollback { "rolling back to" } else { "activating" }
+            ),
+        ));
+    }
     let app2 = app.clone();
     let (requested, requested_ms) = (std::time::Instant::now(), now_ms());
+    let reason = reason.trim().to_owned();
     let v = blocking(move || -> Result<_, ApiError> {
-        let v = app2.store.activate_master(payer, id, by, rollback, "", now_ms())?;
+        let v = app2.store.activate_master(payer, id, by, rollback, &reason, now_ms())?;
         let action = if rollback { "master-rollback" } else { "master-activate" };
         let cause = crate::registry::SwapCause::since(action, id, requested, requested_ms);
         app2.work.registry.reload(payer, cause).map_err(ApiError::internal)?;
+        // Institutions learn which master their claims are now checked with.
+        let table = app2.work.registry.table(payer);
+        let live: Vec<String> = table
+            .masters
+            .iter()
+            .map(|m| format!("{} from {}", m.id, m.from.map(|f| f.to_string()).unwrap_or_else(|| "the beginning".into())))
+            .collect();
+        let summary: Vec<String> = v
+            .report
+            .diff
+            .iter()
+            .filter(|d| d.added + d.changed + d.abolished + d.restored + d.removed > 0)
+            .map(|d| {
+                format!(
+                    "{}: 新規 {}, 変更 {} (点数 {}), 廃止 {}",
+                    d.kind.map(|k| k.as_str()).unwrap_or("?"),
+                    d.added,
+                    d.changed,
+                    d.value_changed,
+                    d.abolished
+                )
+            })
+            .collect();
+        let text = format!(
+            "{payer}: master version {id} {} at {} for 診療年月 {}{}. Claims are checked with master versions {} (files already being checked finish with the one they started with)",
+            if rollback { "was rolled back / restored" } else { "is in force" },
+            crate::window::format_jst(now_ms()),
+            v.from_month.map(|m| format!("{m} onward")).unwrap_or_else(|| "all months".into()),
+            if summary.is_empty() { String::new() } else { format!(" ({})", summary.join("; ")) },
+            live.join(", ")
+        );
+        app2.store.add_notice(Some(payer), tenken_store::Audience::Institutions, &text, by, now_ms())?;
         Ok(v)
     })
     .await?;
     tracing::info!(%payer, version = id, rollback, "master version swapped in");
-    Ok(Json(v))
+    let mut out = one_view(app, v).await?;
+    if let Some(w) = open {
+        out.0.warnings.insert(0, format!("{w}; swapped with the reason given"));
+    }
+    Ok(out)
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -478,8 +811,11 @@ pub async fn convert_for(
         }
         // The converted files themselves are decoded (not the source version's set).
         let set = app2.work.registry.decode_sources(&converted).map_err(ApiError::internal)?;
-        let report =
-            MasterReport { proof: proven, from_version: Some(v.id), ..proposal_report(&app2, other, &set, progress)? };
+        let report = MasterReport {
+            proof: proven,
+            from_version: Some(v.id),
+            ..proposal_report(&app2, other, v.from_month, &set, progress)?
+        };
         let reason = q.reason.unwrap_or_else(|| format!("converted from {payer} master version {}", v.id));
         let out = app2.store.add_master_version(
             other,
@@ -541,6 +877,8 @@ mod tests {
                 threshold,
                 flagged,
                 rules: Vec::new(),
+                as_of: None,
+                redated_files: 0,
             }),
             ..MasterReport::default()
         }

@@ -90,6 +90,10 @@ pub struct SwapRecord {
     pub first_use_after_ms: Option<f64>,
 }
 
+/// Tables kept for files pinned to sets or masters that are no longer live, entries (each
+/// holds its checkers; files started before a swap finish on them).
+pub const PINNED_TABLES_MAX: usize = 4;
+
 /// Swap records kept per payer (a bounded ring: the oldest go first).
 pub const SWAPS_KEPT_MAX: usize = 1024;
 
@@ -109,6 +113,23 @@ impl Releases {
     /// (rule set index, master index) for a 診療年月.
     pub fn pick(&self, month: Option<YearMonth>) -> (usize, usize) {
         (self.index_for(month), self.master_for(month))
+    }
+
+    /// The pin a file whose checking starts now gets: these sets and masters.
+    pub fn pin(&self, taken_ms: i64) -> tenken_store::CheckPin {
+        tenken_store::CheckPin {
+            taken_ms,
+            sets: self.sets.iter().map(|s| tenken_store::Pinned { id: s.id, from: s.from }).collect(),
+            masters: self.masters.iter().map(|m| tenken_store::Pinned { id: m.id, from: m.from }).collect(),
+        }
+    }
+
+    /// True when this table holds exactly the pinned sets and masters.
+    pub fn holds(&self, pin: &tenken_store::CheckPin) -> bool {
+        self.sets.len() == pin.sets.len()
+            && self.masters.len() == pin.masters.len()
+            && self.sets.iter().zip(&pin.sets).all(|(s, p)| s.id == p.id && s.from == p.from)
+            && self.masters.iter().zip(&pin.masters).all(|(m, p)| m.id == p.id && m.from == p.from)
     }
 
     /// What the rules in force find in a claim file: a regression case's expectations.
@@ -186,6 +207,9 @@ pub struct Registry {
     swaps: HashMap<Payer, Mutex<VecDeque<SwapRecord>>>,
     /// Observes activation-to-first-use (seconds), per payer.
     pub on_first_use: Option<Box<dyn Fn(Payer, f64) + Send + Sync>>,
+    /// Tables rebuilt for pinned files whose sets or masters are no longer the live ones
+    /// (a swap while they were being checked), newest last, at most `PINNED_TABLES_MAX`.
+    pinned: Mutex<VecDeque<(Payer, Arc<Releases>)>>,
     /// Reload tickets, taken before a reload reads the store.
     tickets: AtomicU64,
     /// Called by `reload` after building a table and before publishing it: a fault
@@ -309,6 +333,7 @@ impl Registry {
             tables: HashMap::new(),
             swaps: HashMap::new(),
             on_first_use: None,
+            pinned: Mutex::new(VecDeque::new()),
             tickets: AtomicU64::new(0),
             before_publish: None,
         };
@@ -441,6 +466,49 @@ impl Registry {
         // `Releases::not_ready` until masters and rules are installed.
         sets.sort_by_key(|s| (s.from, s.id));
         Ok(Releases { sets, masters, cause, first_used: AtomicBool::new(false), ticket })
+    }
+
+    /// The table a pinned file is checked with: `current` when it holds the pin (nearly
+    /// always), else one rebuilt from the pinned ids (kept for the file's other chunks).
+    pub fn table_for_pin(
+        &self,
+        payer: Payer,
+        current: Arc<Releases>,
+        pin: &tenken_store::CheckPin,
+    ) -> Result<Arc<Releases>, RegistryError> {
+        if current.holds(pin) {
+            return Ok(current);
+        }
+        if let Some((_, t)) = self.pinned.lock().unwrap().iter().find(|(p, t)| *p == payer && t.holds(pin)) {
+            return Ok(t.clone());
+        }
+        let mut masters: Vec<LiveMaster> = Vec::new();
+        for p in &pin.masters {
+            let v = self.store.master_version(payer, p.id)?.ok_or_else(|| RegistryError::Masters {
+                id: p.id,
+                message: "the pinned master version is gone from the store".into(),
+            })?;
+            masters.push(LiveMaster { id: v.id, from: p.from, digest: v.digest, set: self.master_set(&v)? });
+        }
+        let mut sets: Vec<LiveSet> = Vec::new();
+        for p in &pin.sets {
+            let s = self.store.release_set(payer, p.id)?.ok_or_else(|| RegistryError::Masters {
+                id: p.id,
+                message: "the pinned release set is gone from the store".into(),
+            })?;
+            let checkers = masters
+                .iter()
+                .map(|m| self.checker_with(&s.plugins, m.set.clone()).map(Arc::new))
+                .collect::<Result<Vec<_>, _>>()?;
+            sets.push(LiveSet { id: s.id, from: p.from, plugins: s.plugins.clone(), checkers });
+        }
+        let t = Arc::new(Releases { sets, masters, cause: None, first_used: AtomicBool::new(true), ticket: 0 });
+        let mut kept = self.pinned.lock().unwrap();
+        if kept.len() >= PINNED_TABLES_MAX {
+            kept.pop_front();
+        }
+        kept.push_back((payer, t.clone()));
+        Ok(t)
     }
 
     /// Rebuilds the payer's table from the store and swaps it in. Everything is loaded

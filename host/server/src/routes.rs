@@ -63,7 +63,9 @@ pub fn router(app: Arc<App>) -> axum::Router {
         // Masters: versions, proposals, approvals, conversion (staff of the payer).
         .route("/v1/payers/{payer}/masters", get(masters::list).post(masters::propose))
         .route("/v1/payers/{payer}/masters/files", post(masters::upload_file))
+        .route("/v1/payers/{payer}/masters/{id}", get(masters::show))
         .route("/v1/payers/{payer}/masters/{id}/approve", post(masters::approve))
+        .route("/v1/payers/{payer}/masters/{id}/recheck", post(masters::recheck))
         .route("/v1/payers/{payer}/masters/{id}/activate", post(masters::activate))
         .route("/v1/payers/{payer}/masters/{id}/rollback", post(masters::rollback))
         .route("/v1/payers/{payer}/masters/{id}/convert-for/{other}", post(masters::convert_for))

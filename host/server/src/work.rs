@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use tenken_check::FileJob;
 use tenken_model::{self as m, Finding, Payer, Severity};
 use tenken_store::{
-    ChunkClaim, ChunkOutcome, ChunkResult, Counts, DecisionEntry, DecisionRecord, NodeId, ReleaseSet, Store,
+    CheckPin, ChunkClaim, ChunkOutcome, ChunkResult, Counts, DecisionEntry, DecisionRecord, NodeId, ReleaseSet, Store,
     StoreError, Submission, SubmissionId, chunk_range,
 };
 
@@ -31,6 +31,9 @@ pub use crate::clock::system_now_ms as now_ms;
 /// A file being checked: parsed once, prepared once per release set.
 struct Active {
     claim: Arc<m::Claim>,
+    /// What the file is checked with (taken, or read from the store, by its first chunk
+    /// on this node).
+    pin: OnceLock<CheckPin>,
     /// Prepared per (release set id, master version id).
     jobs: Mutex<HashMap<(i64, i64), Arc<FileJob>>>,
 }
@@ -319,7 +322,7 @@ impl Work {
         cell.get_or_init(|| {
             let bytes = self.store.bytes(&s.digest).map_err(|e| e.to_string())?;
             let claim = Arc::new(tenken_claim::parse(&bytes, &self.registry.limits));
-            Ok(Arc::new(Active { claim, jobs: Mutex::new(HashMap::new()) }))
+            Ok(Arc::new(Active { claim, pin: OnceLock::new(), jobs: Mutex::new(HashMap::new()) }))
         })
         .clone()
     }
@@ -348,9 +351,19 @@ impl Work {
             return Ok(());
         }
         let active = self.active(pw, &s)?;
-        // The table in force when this chunk started: kept for the whole chunk (hot swap).
-        let table = self.registry.table_for_work(pw.payer);
+        // The table in force when the file's checking started (its pin, stored, so every
+        // node and every restart agrees): one file, one master and one set per 診療年月,
+        // whatever is swapped in while it is checked. New files start on the live table.
+        let live = self.registry.table_for_work(pw.payer);
         let started_ms = self.clock.now_ms();
+        let pin = match active.pin.get() {
+            Some(p) => p.clone(),
+            None => {
+                let p = self.store.pin_check(s.id, &live.pin(started_ms)).map_err(|e| e.to_string())?;
+                active.pin.get_or_init(|| p).clone()
+            }
+        };
+        let table = self.registry.table_for_pin(pw.payer, live, &pin).map_err(|e| e.to_string())?;
         let claim = &active.claim;
         let mut findings: Vec<Finding> = Vec::new();
         let mut receipts = 0usize;
@@ -363,7 +376,7 @@ impl Work {
             let (set, master) = (&table.sets[k], &table.masters[m]);
             let job = self.job(pw, &active, set, m, master)?;
             findings.extend(set.checkers[m].check_file_level(&job));
-            decision.push(decision_entry(set, master, None, started_ms));
+            decision.push(decision_entry(set, master, None, started_ms, pin.taken_ms));
         } else {
             let r = chunk_range(chunk.index, s.chunks, s.chunk_receipts);
             let n = claim.receipts.len();
@@ -390,7 +403,7 @@ impl Work {
                     .len() as u32;
                 per_set.push((set.id, (j - i) as u32, failed));
                 findings.extend(found);
-                decision.push(decision_entry(set, master, Some((i as u32, j as u32)), started_ms));
+                decision.push(decision_entry(set, master, Some((i as u32, j as u32)), started_ms, pin.taken_ms));
                 i = j;
             }
         }
@@ -493,7 +506,13 @@ fn lower_priority(nice: u8) {
     tracing::debug!(nice, "check_worker_nice is applied on Linux only");
 }
 
-fn decision_entry(set: &LiveSet, master: &LiveMaster, receipts: Option<(u32, u32)>, started_ms: i64) -> DecisionEntry {
+fn decision_entry(
+    set: &LiveSet,
+    master: &LiveMaster,
+    receipts: Option<(u32, u32)>,
+    started_ms: i64,
+    pinned_ms: i64,
+) -> DecisionEntry {
     DecisionEntry {
         release_set: set.id,
         started_ms,
@@ -501,6 +520,7 @@ fn decision_entry(set: &LiveSet, master: &LiveMaster, receipts: Option<(u32, u32
         master_version: master.id,
         masters: master.digest,
         receipts,
+        pinned_ms: Some(pinned_ms),
     }
 }
 

@@ -331,6 +331,12 @@ const MIGRATIONS: &[Migration] = &[
     "#,
     ),
     Migration::Rust(typed_documents),
+    // 8: check pins (what a file is checked with, taken when its checking starts).
+    Migration::Sql(
+        r#"
+    CREATE TABLE IF NOT EXISTS check_pins(submission INTEGER PRIMARY KEY, pin TEXT NOT NULL);
+    "#,
+    ),
 ];
 
 /// Migration 7: master sources and conversion proofs name blobs as `sha256:<hex>`; a plugin
@@ -1421,6 +1427,15 @@ impl SubmissionStore for SqliteStore {
         })
     }
 
+    fn pin_check(&self, id: SubmissionId, pin: &CheckPin) -> Result<CheckPin, StoreError> {
+        let json = to_json(pin);
+        self.write(move |conn| {
+            conn.execute("INSERT OR IGNORE INTO check_pins(submission, pin) VALUES (?1, ?2)", params![id, json])
+                .map_err(db)?;
+            conn.query_row("SELECT pin FROM check_pins WHERE submission = ?1", [id], |r| json_col(r, 0)).map_err(db)
+        })
+    }
+
     fn decisions(&self, id: SubmissionId) -> Result<Vec<(u32, DecisionRecord)>, StoreError> {
         self.read(|c| {
             let mut stmt = c
@@ -2034,6 +2049,27 @@ impl MasterStore for SqliteStore {
             }
             conn.execute("UPDATE master_versions SET state = 'withdrawn' WHERE id = ?1", [id]).map_err(db)?;
             audit_tx(conn, &event(payer, actor, now_ms, "master-withdraw", None, None, &reason))?;
+            must_master(conn, payer, id)
+        })
+    }
+
+    fn set_master_report(
+        &self,
+        payer: Payer,
+        id: i64,
+        report: &MasterReport,
+        actor: i64,
+        now_ms: i64,
+    ) -> Result<MasterVersion, StoreError> {
+        let json = to_json(report);
+        self.write(move |conn| {
+            let v = must_master(conn, payer, id)?;
+            if v.state != MasterState::Proposed {
+                return Err(StoreError::Refused(Refusal::MasterState { id, state: v.state, action: "re-checking" }));
+            }
+            conn.execute("UPDATE master_versions SET report = ?2 WHERE id = ?1", params![id, json]).map_err(db)?;
+            let why = format!("master version {id}: diff and impact re-checked against the version now in force");
+            audit_tx(conn, &event(payer, actor, now_ms, "master-recheck", None, None, &why))?;
             must_master(conn, payer, id)
         })
     }

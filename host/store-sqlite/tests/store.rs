@@ -478,9 +478,12 @@ fn master_versions_keep_their_documents_typed() {
                 vanished: 0,
                 receipts: vec!["a#1".into()],
             }],
+            as_of: Some("2026-06".parse().unwrap()),
+            redated_files: 1,
         }),
         proof: Vec::new(),
         from_version: None,
+        compared_with: Some(1),
     };
     let d = d_of(b"set");
     let month = Some("2026-06".parse().unwrap());
@@ -490,4 +493,19 @@ fn master_versions_keep_their_documents_typed() {
     assert_eq!(store.bytes(&blob).unwrap(), b"s_ALL rows");
     let diff = MasterSource { name: "y_20260701.csv".into(), blob: d_of(b"x"), format: "kokuho-fixed".into() };
     assert_eq!(diff.kind(), Some(tenken_model::MasterKind::Drug));
+}
+
+/// Reports stored before diff fields were typed (`"field old → new"`) are read into the
+/// typed form; new ones go out typed, with the field in words.
+#[test]
+fn legacy_diff_fields_are_read_typed() {
+    let legacy = serde_json::json!({
+        "diff": [{"kind": "procedure", "added": 0, "changed": 1, "abolished": 0, "restored": 0, "removed": 0,
+                  "examples": [{"code": "111000110", "fields": ["value 282.00 → 288.00"]}]}]
+    });
+    let r: MasterReport = serde_json::from_value(legacy).unwrap();
+    let f = &r.diff[0].examples[0].fields[0];
+    assert_eq!((f.field.as_str(), f.old.as_str(), f.new.as_str()), ("value", "282.00", "288.00"));
+    let again: MasterReport = serde_json::from_value(serde_json::to_value(&r).unwrap()).unwrap();
+    assert_eq!(again, r);
 }

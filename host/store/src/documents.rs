@@ -170,17 +170,109 @@ pub struct ImpactReport {
     /// `changed > threshold`: approval then needs a deliberate acceptance with a reason.
     pub flagged: bool,
     pub rules: Vec<RuleImpact>,
+    /// The files were re-checked as if they were of this 診療年月 (the proposal's first
+    /// month, which the files' own months precede); None: at their own months.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub as_of: Option<tenken_model::YearMonth>,
+    /// How many of the files were re-dated to `as_of`.
+    #[serde(default)]
+    pub redated_files: usize,
 }
 
-/// A changed master entry in a diff's examples.
+/// One field of a changed master entry: the canonical field (`value`, `c035`), what the
+/// column is called (`新又は現点数`, `上限回数`), the old and the new value (dates as
+/// `YYYY-MM-DD`, an absent date as `-`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "FieldChangeRepr")]
+pub struct FieldChange {
+    pub field: String,
+    pub label: String,
+    pub old: String,
+    pub new: String,
+}
+
+/// Reports stored before fields were typed hold `"field old → new"` strings; they are read
+/// into the typed form (the label is then the canonical field).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum FieldChangeRepr {
+    Typed { field: String, label: String, old: String, new: String },
+    Legacy(String),
+}
+
+impl From<FieldChangeRepr> for FieldChange {
+    fn from(r: FieldChangeRepr) -> FieldChange {
+        match r {
+            FieldChangeRepr::Typed { field, label, old, new } => FieldChange { field, label, old, new },
+            FieldChangeRepr::Legacy(s) => {
+                let (field, rest) = s.split_once(' ').unwrap_or((s.as_str(), ""));
+                let (old, new) = rest.split_once(" → ").unwrap_or((rest, ""));
+                FieldChange {
+                    field: field.to_owned(),
+                    label: field.to_owned(),
+                    old: old.to_owned(),
+                    new: new.to_owned(),
+                }
+            }
+        }
+    }
+}
+
+/// A changed master entry: its code, its name, and each changed field.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChangedEntry {
     pub code: String,
-    /// `field old → new`.
-    pub fields: Vec<String>,
+    #[serde(default)]
+    pub name: String,
+    pub fields: Vec<FieldChange>,
 }
 
-/// The semantic diff of one master kind against the version in force.
+/// An added, abolished or removed master entry as staff read it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodeEntry {
+    pub code: String,
+    pub name: String,
+    /// 点数 / 金額 as the master states it (empty for masters without one).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub value: String,
+    /// 変更年月日 (added) or 廃止年月日 (abolished), `YYYY-MM-DD`.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_date")]
+    pub date: Option<tenken_model::Date>,
+}
+
+/// A 点数 / 金額 change of one entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValueChange {
+    pub code: String,
+    pub name: String,
+    pub old: String,
+    pub new: String,
+}
+
+/// Dates in reports as `YYYY-MM-DD`.
+mod opt_date {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use tenken_model::Date;
+
+    pub fn serialize<S: Serializer>(d: &Option<Date>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_str(&d.to_string()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Date>, D::Error> {
+        let Some(s) = Option::<String>::deserialize(d)? else { return Ok(None) };
+        Date::parse_yyyymmdd(&s.replace('-', ""))
+            .map(Some)
+            .ok_or_else(|| serde::de::Error::custom(format!("not a date (YYYY-MM-DD): {s:?}")))
+    }
+}
+
+/// The semantic diff of one master kind against the version in force for the proposal's
+/// first month: counts of every kind of change, and the entries themselves (each list
+/// bounded by `api.master_diff_codes_listed_max`, the field-by-field examples by
+/// `api.master_diff_examples_max`; the counts are always the totals).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KindDiff {
     pub kind: Option<MasterKind>,
@@ -189,7 +281,21 @@ pub struct KindDiff {
     pub abolished: usize,
     pub restored: usize,
     pub removed: usize,
+    /// Entries whose 点数 / 金額 changed (counted among `changed`).
+    #[serde(default)]
+    pub value_changed: usize,
+    /// Changed entries, field by field (the first ones).
     pub examples: Vec<ChangedEntry>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub added_codes: Vec<CodeEntry>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub value_changes: Vec<ValueChange>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub abolished_codes: Vec<CodeEntry>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restored_codes: Vec<CodeEntry>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed_codes: Vec<CodeEntry>,
 }
 
 /// One converted file of a version converted for the other payer, proven by a round trip.
@@ -215,6 +321,39 @@ pub struct MasterReport {
     /// For a converted version: the other payer's version it was converted from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from_version: Option<i64>,
+    /// The version the diff and the impact compare against: the one in force for the
+    /// proposal's first 診療年月 when it was proposed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compared_with: Option<i64>,
+}
+
+/// A live release set or master version as a check pin names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pinned {
+    pub id: i64,
+    /// Its first 診療年月 (None = from the beginning).
+    pub from: Option<tenken_model::YearMonth>,
+}
+
+/// What a claim file is checked with, taken when its checking starts: the payer's live
+/// release sets and master versions at that moment (each sorted by month). Every chunk of
+/// the file, on any node and after any swap or restart, picks its set and master per
+/// 診療年月 from these, so one file is never split between two masters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckPin {
+    /// When the pin was taken (Unix ms).
+    pub taken_ms: i64,
+    pub sets: Vec<Pinned>,
+    pub masters: Vec<Pinned>,
+}
+
+impl CheckPin {
+    /// The same sets and masters (the time it was taken aside).
+    pub fn same_tables(&self, other: &CheckPin) -> bool {
+        self.sets == other.sets && self.masters == other.masters
+    }
 }
 
 /// Which release set and master produced a part of a chunk's findings.
@@ -231,6 +370,10 @@ pub struct DecisionEntry {
     pub masters: Digest,
     /// The receipt index range `[from, to)` of the chunk it covers; None: the whole chunk.
     pub receipts: Option<(u32, u32)>,
+    /// When the file's check pin was taken (its checking started): the set and master are
+    /// those in force then (absent in records written before files were pinned).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned_ms: Option<i64>,
 }
 
 /// The decision record of a chunk: what it was checked with, so a replay reproduces it.

@@ -86,6 +86,9 @@ pub trait SubmissionStore: Send + Sync {
     fn withdraw_receipt(&self, id: SubmissionId, receipt: u32) -> Result<Submission, StoreError>;
     /// The decision records of a submission: per chunk, the release set, plugin digests and
     /// master version that produced its findings.
+    /// Pins what a file is checked with: stores `pin` unless the file has one already, and
+    /// returns the file's pin (the first one stored wins, whichever node took it).
+    fn pin_check(&self, id: SubmissionId, pin: &CheckPin) -> Result<CheckPin, StoreError>;
     fn decisions(&self, id: SubmissionId) -> Result<Vec<(u32, DecisionRecord)>, StoreError>;
 
     /// Registers a worker node with a lease of `ttl_ms`.
@@ -238,6 +241,18 @@ pub trait MasterStore: Send + Sync {
         id: i64,
         actor: i64,
         reason: &str,
+        now_ms: i64,
+    ) -> Result<MasterVersion, StoreError>;
+    /// Replaces a proposed version's report (its diff and impact check run again against the
+    /// version now in force for its month), audited as `master-recheck`; refused unless the
+    /// version is still proposed. Approvals given on the old report are kept: the approvers
+    /// saw the version's files, and approval checks the new report's impact again.
+    fn set_master_report(
+        &self,
+        payer: Payer,
+        id: i64,
+        report: &MasterReport,
+        actor: i64,
         now_ms: i64,
     ) -> Result<MasterVersion, StoreError>;
     /// Makes a version active (superseding the active one with the same `from_month`), or
