@@ -62,10 +62,18 @@ pub fn print_diff(diff: &[KindDiff], show: usize, full: Option<DiffList>) {
     let wanted = |l: DiffList| full.is_none() || full == Some(l);
     for d in diff {
         let k = kind_name(d);
-        if wanted(DiffList::Added) && d.added > 0 {
-            println!("\n{k}: new codes ({})", shown(d.added_codes.len(), d.added, limit(DiffList::Added)));
-            for e in d.added_codes.iter().take(limit(DiffList::Added)) {
-                println!("{}", entry_line(e, "from"));
+        let lists: [(DiffList, &str, usize, &[CodeEntry], &str); 4] = [
+            (DiffList::Added, "new codes", d.added, &d.added_codes, "from"),
+            (DiffList::Abolished, "abolished", d.abolished, &d.abolished_codes, "until"),
+            (DiffList::Restored, "restored", d.restored, &d.restored_codes, "from"),
+            (DiffList::Removed, "removed (抹消)", d.removed, &d.removed_codes, ""),
+        ];
+        for (list, title, total, entries, date) in lists {
+            if wanted(list) && total > 0 {
+                println!("\n{k}: {title} ({})", shown(entries.len(), total, limit(list)));
+                for e in entries.iter().take(limit(list)) {
+                    println!("{}", entry_line(e, date));
+                }
             }
         }
         if wanted(DiffList::Points) && d.value_changed > 0 {
@@ -75,24 +83,6 @@ pub fn print_diff(diff: &[KindDiff], show: usize, full: Option<DiffList>) {
             );
             for c in d.value_changes.iter().take(limit(DiffList::Points)) {
                 println!("    {}  {}  {} → {}", c.code, c.name, c.old, c.new);
-            }
-        }
-        if wanted(DiffList::Abolished) && d.abolished > 0 {
-            println!("\n{k}: abolished ({})", shown(d.abolished_codes.len(), d.abolished, limit(DiffList::Abolished)));
-            for e in d.abolished_codes.iter().take(limit(DiffList::Abolished)) {
-                println!("{}", entry_line(e, "until"));
-            }
-        }
-        if wanted(DiffList::Restored) && d.restored > 0 {
-            println!("\n{k}: restored ({})", shown(d.restored_codes.len(), d.restored, limit(DiffList::Restored)));
-            for e in d.restored_codes.iter().take(limit(DiffList::Restored)) {
-                println!("{}", entry_line(e, "from"));
-            }
-        }
-        if wanted(DiffList::Removed) && d.removed > 0 {
-            println!("\n{k}: removed (抹消) ({})", shown(d.removed_codes.len(), d.removed, limit(DiffList::Removed)));
-            for e in d.removed_codes.iter().take(limit(DiffList::Removed)) {
-                println!("{}", entry_line(e, ""));
             }
         }
         if wanted(DiffList::Changed) && d.changed > 0 {
