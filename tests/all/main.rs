@@ -15,6 +15,7 @@ mod languages;
 mod lifecycle;
 mod master_formats;
 mod masters;
+mod may2022;
 mod migrate;
 mod registry;
 mod server;

@@ -143,6 +143,12 @@ pub fn divergence(app: &App) -> Result<Vec<Divergence>, ApiError> {
     Ok(out)
 }
 
+/// One version with names and warnings, where blocking is allowed (a job).
+fn view_now(app: &App, v: MasterVersion) -> Result<serde_json::Value, ApiError> {
+    let v = view(v, &labels(&*app.store)?, &divergence(app)?);
+    serde_json::to_value(v).map_err(ApiError::internal)
+}
+
 /// Versions with names and warnings (a store read plus the live tables).
 async fn views(app: &Arc<App>, versions: Vec<MasterVersion>) -> Result<Vec<VersionView>, ApiError> {
     let app = app.clone();
@@ -393,7 +399,7 @@ pub async fn propose(
             &req.reason,
             now_ms(),
         )?;
-        Ok((StatusCode::CREATED, serde_json::to_value(v).map_err(ApiError::internal)?))
+        Ok((StatusCode::CREATED, view_now(&app2, v)?))
     })?;
     Ok(crate::job_status::accepted(job))
 }
@@ -529,7 +535,7 @@ pub async fn recheck(
             let fresh = proposal_report(&app2, payer, v.from_month, &set, progress)?;
             let report = MasterReport { proof: v.report.proof.clone(), from_version: v.report.from_version, ..fresh };
             let out = app2.store.set_master_report(payer, id, &report, by, now_ms())?;
-            Ok((StatusCode::OK, serde_json::to_value(out).map_err(ApiError::internal)?))
+            Ok((StatusCode::OK, view_now(&app2, out)?))
         },
     )?;
     Ok(crate::job_status::accepted(job))
@@ -828,7 +834,7 @@ pub async fn convert_for(
             &reason,
             now_ms(),
         )?;
-        Ok((StatusCode::CREATED, serde_json::to_value(out).map_err(ApiError::internal)?))
+        Ok((StatusCode::CREATED, view_now(&app2, out)?))
     })?;
     Ok(crate::job_status::accepted(job))
 }

@@ -172,7 +172,7 @@ pub struct ImpactReport {
     pub rules: Vec<RuleImpact>,
     /// The files were re-checked as if they were of this 診療年月 (the proposal's first
     /// month, which the files' own months precede); None: at their own months.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_month")]
     pub as_of: Option<tenken_model::YearMonth>,
     /// How many of the files were re-dated to `as_of`.
     #[serde(default)]
@@ -247,6 +247,24 @@ pub struct ValueChange {
     pub name: String,
     pub old: String,
     pub new: String,
+}
+
+/// Months in documents as `YYYY-MM`.
+mod opt_month {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use tenken_model::YearMonth;
+
+    pub fn serialize<S: Serializer>(m: &Option<YearMonth>, s: S) -> Result<S::Ok, S::Error> {
+        match m {
+            Some(m) => s.serialize_str(&m.to_string()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<YearMonth>, D::Error> {
+        let Some(s) = Option::<String>::deserialize(d)? else { return Ok(None) };
+        s.parse().map(Some).map_err(|e: tenken_model::MonthError| serde::de::Error::custom(e.to_string()))
+    }
 }
 
 /// Dates in reports as `YYYY-MM-DD`.
@@ -333,6 +351,7 @@ pub struct MasterReport {
 pub struct Pinned {
     pub id: i64,
     /// Its first 診療年月 (None = from the beginning).
+    #[serde(with = "opt_month")]
     pub from: Option<tenken_model::YearMonth>,
 }
 
