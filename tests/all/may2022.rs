@@ -125,7 +125,34 @@ fn the_may_2022_path_is_closed() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("master propose"), "{err}");
+    assert!(!out.status.success() && err.contains("master propose") && err.contains("--force"), "{err}");
+    // Forced, it is audited and only proposed: approving it needs its check, run on request.
+    let out = std::process::Command::new(bin())
+        .args(["master", "import", "--payer", "ssk", "--force", "--reason", "server down on a holiday"])
+        .arg(corpus.join("ssk-master/full"))
+        .arg("--data-dir")
+        .arg(server.dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && err.contains("PROPOSED") && err.contains("recheck"), "{err}");
+    let forced = versions(&s1, "ssk")[0].clone();
+    assert_eq!(
+        (forced["state"].as_str(), forced["proposed_by"]["token"].as_i64()),
+        (Some("proposed"), Some(0)),
+        "{forced}"
+    );
+    let forced_id = forced["id"].as_i64().unwrap();
+    let (st, b) = act(&url, &s2, "ssk", forced_id, "approve", json!({}));
+    let msg = assert_error(st, &b, 409, "impact-report-unreadable");
+    assert!(msg.contains("recheck"), "{msg}");
+    let (st, rechecked) = job(&url, &s1, post(&url, &s1, &format!("/v1/payers/ssk/masters/{forced_id}/recheck")));
+    assert_eq!(st, 200, "{rechecked}");
+    assert_eq!(procedure(&rechecked)["changed"], 0, "the same files as the version in force: {}", rechecked["report"]);
+    assert!(rechecked["report"]["impact"].is_object(), "{rechecked}");
+    let (_, audit) = get(&url, &s1, "/v1/payers/ssk/audit");
+    assert!(audit.to_string().contains("master-import-forced"), "{audit}");
+    act(&url, &s1, "ssk", forced_id, "withdraw", json!({"reason": "not needed"}));
 
     let all = diff_files(&corpus, 13);
     let ssk_files = upload(&url, &s1, "ssk", &all);

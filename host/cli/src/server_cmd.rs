@@ -159,6 +159,13 @@ pub enum MasterCommand {
     Import {
         #[arg(long)]
         payer: Payer,
+        /// On a store that has masters already: store the files as a *proposed* version
+        /// (audited), which staff then re-check (`master act recheck ID`) and approve like
+        /// any proposal — never active without approval. Needs --reason.
+        #[arg(long)]
+        force: bool,
+        #[arg(long, default_value = "")]
+        reason: String,
         /// Master files, or directories of them.
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -324,8 +331,8 @@ pub struct VersionArgs {
 }
 
 pub fn master(cmd: MasterCommand) -> Result<std::process::ExitCode> {
-    let (payer, files, config) = match cmd {
-        MasterCommand::Import { payer, files, config } => (payer, files, config),
+    let (payer, files, config, force, reason) = match cmd {
+        MasterCommand::Import { payer, files, config, force, reason } => (payer, files, config, force, reason),
         MasterCommand::Diff { old, new, json, show, list } => return master_diff(&old, &new, json, show, list),
         MasterCommand::Convert(args) => return master_convert(args),
         MasterCommand::Impact { old, new, claims, threshold, json } => {
@@ -393,11 +400,17 @@ pub fn master(cmd: MasterCommand) -> Result<std::process::ExitCode> {
     // that has masters already it would bypass the proposal, the impact check and the
     // joint check (issue 11, item 3: the May 2022 path).
     let existing = store.master_versions(payer)?;
-    if let Some(newest) = existing.first() {
-        anyhow::bail!(
+    let forced = match existing.first() {
+        None => false,
+        Some(_) if force => {
+            anyhow::ensure!(!reason.trim().is_empty(), "--force needs --reason (it goes into the audit log)");
+            true
+        }
+        Some(newest) => anyhow::bail!(
             "{payer} already has {} master version(s) (newest: {}, {}); `tenken master import` installs only the first one. \
              Send a revision through the server so it is diffed, impact-checked and approved: \
-             `tenken master propose --payer {payer} FILES` (or `master apply-diff` onto a version){}",
+             `tenken master propose --payer {payer} FILES` (or `master apply-diff` onto a version){}. \
+             If the server cannot take it, `--force --reason …` stores the files as a proposal (audited) that staff still re-check and approve",
             existing.len(),
             newest.id,
             newest.state,
@@ -406,8 +419,8 @@ pub fn master(cmd: MasterCommand) -> Result<std::process::ExitCode> {
             } else {
                 ""
             }
-        );
-    }
+        ),
+    };
     let runtime = std::sync::Arc::new(tenken_runtime::Runtime::new(&config.limits, None)?);
     let mut converters = std::collections::HashMap::new();
     for name in ["ssk-csv", "kokuho-fixed"] {
@@ -425,17 +438,33 @@ pub fn master(cmd: MasterCommand) -> Result<std::process::ExitCode> {
         payer,
         &loader,
         0,
-        "tenken master import (operator)",
+        &if forced {
+            format!("tenken master import --force (operator): {}", reason.trim())
+        } else {
+            "tenken master import (operator)".into()
+        },
         tenken_server::work::now_ms(),
+        forced,
     )?;
     let _ = std::fs::remove_dir_all(&staging);
     let _ = dest;
-    eprintln!(
-        "{payer}: master version {} ({} file(s), digest {}) is active; a running server uses it after its next start",
-        v.id,
-        loaded.len(),
-        v.digest
-    );
+    if forced {
+        eprintln!(
+            "{payer}: master version {} ({} file(s), digest {}) is PROPOSED, not active: staff re-check it (`tenken master act --payer {payer} recheck {}`), read its diff and impact, approve{} and activate it",
+            v.id,
+            loaded.len(),
+            v.digest,
+            v.id,
+            if payer == Payer::Kokuho { " (kokuho and ssk staff)" } else { "" }
+        );
+    } else {
+        eprintln!(
+            "{payer}: master version {} ({} file(s), digest {}) is active; a running server uses it after its next start",
+            v.id,
+            loaded.len(),
+            v.digest
+        );
+    }
     Ok(std::process::ExitCode::SUCCESS)
 }
 

@@ -122,6 +122,7 @@ pub fn build_registry(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<
                 0,
                 "installed from the masters directory (first start)",
                 now,
+                false,
             )?;
             tracing::info!(%payer, version = v.id, digest = %v.digest, "first master version activated");
         }
@@ -210,7 +211,10 @@ pub fn master_loader(
 }
 
 /// Stores every file of a masters directory and makes them the payer's active master
-/// version (the operator's bootstrap: first start and `tenken master import`).
+/// version (the operator's bootstrap: first start and `tenken master import`), or — with
+/// `force_proposal`, `master import --force` on a store that has masters — a *proposed*
+/// version, audited as `master-import-forced`, that staff re-check and approve like any
+/// other (kokuho's needs ssk's approval too).
 pub fn install_masters_dir(
     store: &dyn Store,
     dir: &Path,
@@ -219,6 +223,7 @@ pub fn install_masters_dir(
     actor: i64,
     reason: &str,
     now: i64,
+    force_proposal: bool,
 ) -> anyhow::Result<tenken_store::MasterVersion> {
     let mut sources = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -240,6 +245,33 @@ pub fn install_masters_dir(
     }
     let set = loader(&sources).map_err(|e| anyhow::anyhow!("{payer} masters in {}: {e}", dir.display()))?;
     anyhow::ensure!(!set.is_empty(), "no master rows in {}", dir.display());
+    if force_proposal {
+        // Not active: a proposal like any other, with no report yet (staff re-check it on the
+        // server for its diff and impact, then approve it; kokuho's needs ssk too).
+        let provided_by = (payer == Payer::Kokuho).then_some(Payer::Ssk);
+        let v = store.add_master_version(
+            payer,
+            None,
+            &set.digest(),
+            &sources,
+            provided_by,
+            &tenken_store::MasterReport::default(),
+            actor,
+            reason,
+            now,
+        )?;
+        store.add_audit(tenken_store::AuditEvent {
+            id: 0,
+            payer,
+            actor,
+            at_ms: now,
+            action: "master-import-forced".into(),
+            digest: Some(v.digest),
+            release_set: None,
+            reason: format!("master version {}: {reason}", v.id),
+        })?;
+        return Ok(v);
+    }
     Ok(store.install_master(payer, None, &set.digest(), &sources, actor, reason, now)?)
 }
 

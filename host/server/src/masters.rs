@@ -430,7 +430,7 @@ fn impact_gate(id: i64, report: &MasterReport, req: &ApproveRequest) -> Result<S
                 StatusCode::CONFLICT,
                 "impact-report-unreadable",
                 format!(
-                    "the stored impact report of master version {id} cannot be read: {why}. Approval is refused because the impact check cannot be confirmed; propose the version again (same files) to re-run the impact check, and report this if it recurs"
+                    "master version {id} has no impact check to approve it on: {why} (a forced import, or a stored report that cannot be read). Run the check: POST …/masters/{id}/recheck (CLI `tenken master act recheck {id}`), read the report, then approve"
                 ),
             ));
         }

@@ -165,21 +165,39 @@ fn decode(kind: MasterKind, bytes: &[u8]) -> Result<Vec<CanonRow>, (String, u32)
             return Err(err(format!("変更区分 {change:?}")));
         }
         let mut at = 3;
+        // (where the field starts, its bytes)
         let mut take = |w: usize| {
             let s = &line[at..at + w];
             at += w;
-            s
+            (at - w, s)
         };
-        let changed_on = seireki(&text(take(7))).map_err(err)?;
-        let abolished_on = seireki(&text(take(7))).map_err(err)?;
-        let code = text(take(CODE_BYTES)).trim_end_matches(' ').to_owned();
-        let present = take(1) == b"1";
-        let units: u64 = text(take(15)).parse().map_err(|_| err("value is not a number".into()))?;
-        let dec = take(1)[0].wrapping_sub(b'0');
+        // A field that does not hold what the layout puts there almost always means the
+        // record is shifted (a byte added or lost before it, e.g. a name edited by hand in an
+        // editor that re-encoded it): say which field, where, and what it held.
+        let shifted = |field: &str, from: usize, width: usize, held: &[u8], why: String| {
+            err(format!(
+                "the {field} field (bytes {}–{} of the record) holds {:?}: {why}. The record does not line up with the kokuho-fixed layout (docs/formats/kokuho-fixed.md) — a byte was added or lost before this field, or this is not a kokuho-fixed file; export it again instead of editing it",
+                from + 1,
+                from + width,
+                text(held)
+            ))
+        };
+        let date = |name: &str, (from, b): (usize, &[u8])| seireki(&text(b)).map_err(|e| shifted(name, from, 7, b, e));
+        let changed_on = date("変更年月日", take(7))?;
+        let abolished_on = date("廃止年月日", take(7))?;
+        let code = text(take(CODE_BYTES).1).trim_end_matches(' ').to_owned();
+        let present = take(1).1 == b"1";
+        let (from, b) = take(15);
+        let units: u64 =
+            text(b).parse().map_err(|_| shifted("点数/金額", from, 15, b, "not a 15-digit number".into()))?;
+        let dec = take(1).1[0].wrapping_sub(b'0');
         let value = if present { from_units(units, dec.min(3)) } else { String::new() };
-        let value_kind = text(take(2)).trim_end_matches(' ').to_owned();
-        let name = text(take(NAME_BYTES)).trim_end_matches(' ').to_owned();
-        let count: usize = text(take(4)).parse().map_err(|_| err("column count is not a number".into()))?;
+        let value_kind = text(take(2).1).trim_end_matches(' ').to_owned();
+        let name = text(take(NAME_BYTES).1).trim_end_matches(' ').to_owned();
+        let (from, b) = take(4);
+        let count: usize = text(b).parse().map_err(|_| {
+            shifted("列数 (column count, after the 200-byte name)", from, 4, b, "not a 4-digit number".into())
+        })?;
         let mut extra = Vec::with_capacity(count);
         for _ in 0..count {
             if at + 8 > line.len() {
@@ -197,4 +215,32 @@ fn decode(kind: MasterKind, bytes: &[u8]) -> Result<Vec<CanonRow>, (String, u32)
         rows.push(CanonRow { kind, change, code, name, value_kind, value, changed_on, abolished_on, extra });
     }
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A record with one byte added inside its name: the message names the file's layout
+    /// and the field that no longer lines up, not just "not a number".
+    #[test]
+    fn a_shifted_record_is_named_as_shifted() {
+        let row = CanonRow {
+            kind: MasterKind::Procedure,
+            change: '0',
+            code: "111000110".into(),
+            name: "初診料".into(),
+            value_kind: "3".into(),
+            value: "288.00".into(),
+            changed_on: Some(Date { year: 2022, month: 4, day: 1 }),
+            abolished_on: None,
+            extra: vec![("c012".into(), "0".into())],
+        };
+        let mut bytes = encode(MasterKind::Procedure, vec![row.clone()]).unwrap();
+        assert_eq!(decode(MasterKind::Procedure, &bytes).unwrap(), vec![row]);
+        bytes.insert(HEAD + 10, b' ');
+        let (msg, line) = decode(MasterKind::Procedure, &bytes).unwrap_err();
+        assert_eq!(line, 1);
+        assert!(msg.contains("列数") && msg.contains("does not line up") && msg.contains("bytes 249–252"), "{msg}");
+    }
 }
