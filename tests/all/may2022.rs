@@ -330,6 +330,10 @@ fn the_may_2022_path_is_closed() {
         BTreeSet::from([base]),
         "2022-04 is checked with the old master again"
     );
+    // Item 9: the status says which version checked it, without reading decision records.
+    let (_, status) = get(&url, &claim_token, &format!("/v1/submissions/{id}"));
+    assert_eq!(status["checked_with"][0]["master_version"], base, "{status}");
+    assert_eq!(status["checked_with"][0]["receipts"], 20, "{status}");
     // …and the payers now differ for 2022-04, which staff see.
     let (_, list) = get(&url, &k1, "/v1/payers/kokuho/masters");
     assert!(list.to_string().contains("different masters"), "{list}");

@@ -224,7 +224,16 @@ fn print_findings(conn: &Conn, status: &Value, file: &std::path::Path, format: c
     };
     match format {
         crate::Format::Json => println!("{}", serde_json::to_string_pretty(&crate::output::json_report(&report))?),
-        crate::Format::Text => crate::output::print_text(&report, file)?,
+        crate::Format::Text => {
+            crate::output::print_text(&report, file)?;
+            // Which master and rules checked it (a swap may be in between two files).
+            for w in status["checked_with"].as_array().into_iter().flatten() {
+                println!(
+                    "checked with release set {} and master version {} ({} receipt(s))",
+                    w["release_set"], w["master_version"], w["receipts"]
+                );
+            }
+        }
     }
     Ok(if report.has_errors() { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }

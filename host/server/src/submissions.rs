@@ -49,6 +49,19 @@ pub struct SubmissionView {
     pub supersedes: Option<SubmissionId>,
     pub superseded_by: Option<SubmissionId>,
     pub withdrawn_receipts: Vec<u32>,
+    /// The release sets and master versions that checked it (`GET /v1/submissions/{id}`
+    /// only; lists leave it out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checked_with: Option<Vec<CheckedWith>>,
+}
+
+/// What checked (part of) a file: a release set and a master version, and how many of its
+/// receipts they checked (from the decision records).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CheckedWith {
+    pub release_set: i64,
+    pub master_version: i64,
+    pub receipts: u32,
 }
 
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
@@ -90,6 +103,7 @@ pub fn view(s: &Submission) -> SubmissionView {
         supersedes: s.supersedes,
         superseded_by: s.superseded_by,
         withdrawn_receipts: s.withdrawn_receipts.clone(),
+        checked_with: None,
     }
 }
 
@@ -429,7 +443,20 @@ pub async fn status(
     who: Principal,
     Path(id): Path<SubmissionId>,
 ) -> Result<Json<SubmissionView>, ApiError> {
-    Ok(Json(view(&visible(&app, &who, id).await?)))
+    let s = visible(&app, &who, id).await?;
+    let store = app.store.clone();
+    let decisions = blocking(move || store.decisions(id)).await?;
+    let mut used: Vec<CheckedWith> = Vec::new();
+    for e in decisions.iter().flat_map(|(_, d)| &d.sets) {
+        let n = e.receipts.map(|(a, b)| b.saturating_sub(a)).unwrap_or(0);
+        match used.iter_mut().find(|u| u.release_set == e.release_set && u.master_version == e.master_version) {
+            Some(u) => u.receipts += n,
+            None => {
+                used.push(CheckedWith { release_set: e.release_set, master_version: e.master_version, receipts: n })
+            }
+        }
+    }
+    Ok(Json(SubmissionView { checked_with: Some(used), ..view(&s) }))
 }
 
 #[derive(Debug, Deserialize)]
