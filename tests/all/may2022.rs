@@ -236,15 +236,6 @@ fn the_may_2022_path_is_closed() {
     assert_ne!(b2["digest"], a["digest"]);
     let p2 = procedure(&b2);
     assert!(p2["added"].as_u64().unwrap() > 0 && p2["added"] != p["added"], "{p2}");
-    let (st, _) = act(
-        &url,
-        &s1,
-        "ssk",
-        b2["id"].as_i64().unwrap(),
-        "withdraw",
-        json!({"reason": "superseded by the whole revision"}),
-    );
-    assert_eq!(st, 200);
 
     // Approval by a second person (the impact is flagged or not; either way deliberate).
     let (st, ok) = act(&url, &s2, "ssk", a_id, "approve", json!({"accept_impact": true, "reason": "改定内容どおり"}));
@@ -286,6 +277,16 @@ fn the_may_2022_path_is_closed() {
     }
     eprintln!("{} file(s) sent before the swap, {spanned} checked across it", ids.len());
     assert!(spanned > 0, "no file was being checked across the swap: the test proved nothing");
+    // Item 8: the second proposal's report was computed against the old master; since the
+    // revision went live it is stale, and approving it waits for a re-check.
+    let b2_id = b2["id"].as_i64().unwrap();
+    let (st, b) = act(&url, &s2, "ssk", b2_id, "approve", json!({"accept_impact": true, "reason": "r"}));
+    let msg = assert_error(st, &b, 409, "report-stale");
+    assert!(msg.contains("recheck") && msg.contains(&format!("version {a_id}")), "{msg}");
+    let (st, b) = job(&url, &s1, post(&url, &s1, &format!("/v1/payers/ssk/masters/{b2_id}/recheck")));
+    assert_eq!((st, b["report"]["compared_with"].as_i64()), (200, Some(a_id)), "{b}");
+    let (st, _) = act(&url, &s1, "ssk", b2_id, "withdraw", json!({"reason": "superseded by the whole revision"}));
+    assert_eq!(st, 200);
     // Institutions were told.
     let claim_token = ids[0].1.clone();
     let (_, notices) = get(&url, &claim_token, "/v1/notices");

@@ -56,10 +56,13 @@ impl Impact {
                 e.vanished += 1;
             }
             let prefix = format!("{file}#");
+            let example = format!("{prefix}{}", f.receipt.map(|r| r.to_string()).unwrap_or("-".into()));
+            // One entry per receipt: a receipt with three changed lines is one place to look.
             if e.receipts.len() < self.limits.per_rule
+                && !e.receipts.contains(&example)
                 && e.receipts.iter().filter(|r| r.starts_with(&prefix)).count() < self.limits.per_file
             {
-                e.receipts.push(format!("{prefix}{}", f.receipt.map(|r| r.to_string()).unwrap_or("-".into())));
+                e.receipts.push(example);
             }
         }
     }
