@@ -318,9 +318,33 @@ fn the_may_2022_path_is_closed() {
     let (_, list) = get(&url, &s1, "/v1/payers/ssk/masters");
     assert!(!list.to_string().contains("different masters"), "the payers agree again: {list}");
 
-    // Item 2: rolling back the revision (it starts in a new month) really rolls it back.
+    // Item 2: rolling back the revision (it starts in a new month) really rolls it back —
+    // also for a file that was being checked with it: that one starts over on the old
+    // master rather than finishing with the version taken back.
+    let big = april_claim(5000, 77);
+    let big_token = server.institution_token(&institution_of(&big));
+    let r = submit(&url, &big_token, &big, None);
+    let big_id = r.body["submission"]["id"].as_i64().unwrap();
+    wait_for("the large file being checked with the revision", Duration::from_secs(120), || {
+        let (_, s) = get(&url, &big_token, &format!("/v1/submissions/{big_id}"));
+        if s["progress"]["chunks_done"].as_u64().unwrap_or(0) > 0 { Ok(()) } else { Err(s.to_string()) }
+    });
+    let (_, before) = get(&url, &big_token, &format!("/v1/submissions/{big_id}"));
+    let early = before["progress"]["fraction"].as_f64().unwrap() < 0.5;
     let (st, b) = act(&url, &s1, "ssk", a_id, "rollback", json!({"reason": "設定誤り"}));
     assert_eq!((st, b["state"].as_str()), (200, Some("rolled-back")), "{b}");
+    let s = server.wait_checked(&big_token, big_id, Duration::from_secs(300));
+    assert_eq!(s["state"], "checked", "{s}");
+    let (used, _) = masters_used(&url, &big_token, big_id);
+    let restarted = used == BTreeSet::from([base]);
+    eprintln!("large file during the rollback: checked with {used:?}");
+    assert!(used.len() == 1 && (restarted || used == BTreeSet::from([a_id])), "{used:?}");
+    // Less than half checked when the rollback came (313 chunks on one worker): restarted.
+    assert!(restarted || !early, "a file being checked with the rolled-back master finished with it: {before}");
+    if restarted {
+        let (_, notices) = get(&url, &big_token, "/v1/notices");
+        assert!(notices.to_string().contains("checked again from the start"), "{notices}");
+    }
     let bytes = april_claim(20, 99);
     let claim_token = server.institution_token(&institution_of(&bytes));
     let r = submit(&url, &claim_token, &bytes, None);

@@ -678,13 +678,18 @@ async fn swap(
         let v = app2.store.activate_master(payer, id, by, rollback, &reason, now_ms())?;
         let action = if rollback { "master-rollback" } else { "master-activate" };
         let cause = crate::registry::SwapCause::since(action, id, requested, requested_ms);
+        let before = app2.work.registry.table(payer);
         app2.work.registry.reload(payer, cause).map_err(ApiError::internal)?;
+        // A rolled-back master never finishes a file: files pinned to it start over.
+        let restarted = if rollback { app2.work.restart_rolled_back(payer, &before)? } else { 0 };
         // Institutions learn which master their claims are now checked with.
         let table = app2.work.registry.table(payer);
         let live: Vec<String> = table
             .masters
             .iter()
-            .map(|m| format!("{} from {}", m.id, m.from.map(|f| f.to_string()).unwrap_or_else(|| "the beginning".into())))
+            .map(|m| {
+                format!("{} from {}", m.id, m.from.map(|f| f.to_string()).unwrap_or_else(|| "the beginning".into()))
+            })
             .collect();
         let summary: Vec<String> = v
             .report
@@ -703,12 +708,19 @@ async fn swap(
             })
             .collect();
         let text = format!(
-            "{payer}: master version {id} {} at {} for 診療年月 {}{}. Claims are checked with master versions {} (files already being checked finish with the one they started with)",
+            "{payer}: master version {id} {} at {} for 診療年月 {}{}. Claims are checked with master versions {} ({})",
             if rollback { "was rolled back / restored" } else { "is in force" },
             crate::window::format_jst(now_ms()),
             v.from_month.map(|m| format!("{m} onward")).unwrap_or_else(|| "all months".into()),
             if summary.is_empty() { String::new() } else { format!(" ({})", summary.join("; ")) },
-            live.join(", ")
+            live.join(", "),
+            if restarted > 0 {
+                format!(
+                    "{restarted} file(s) being checked with the version taken back are checked again from the start"
+                )
+            } else {
+                "files already being checked finish with the one they started with".into()
+            }
         );
         app2.store.add_notice(Some(payer), tenken_store::Audience::Institutions, &text, by, now_ms())?;
         Ok(v)

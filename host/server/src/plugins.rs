@@ -427,7 +427,9 @@ pub async fn rollback(
         }
         let cause = crate::registry::SwapCause::now("rollback", id);
         let set = app2.store.rollback(payer, id, by, &reason, now_ms())?;
+        let before = app2.work.registry.table(payer);
         app2.work.registry.reload(payer, cause).map_err(ApiError::internal)?;
+        app2.work.restart_rolled_back(payer, &before)?;
         Ok(set)
     })
     .await?;

@@ -213,6 +213,42 @@ impl Work {
         self.payer(payer).active.lock().unwrap().remove(&id);
     }
 
+    /// After a rollback: the files still being checked with a release set or master version
+    /// that was live in `before` and is now rolled back start over on the live tables (a
+    /// file is checked with one set and one master, but never finished with a version staff
+    /// or the auto-rollback took back). Returns how many files were restarted.
+    pub fn restart_rolled_back(&self, payer: Payer, before: &crate::registry::Releases) -> Result<usize, StoreError> {
+        let now = self.registry.table(payer);
+        let gone_sets: Vec<i64> =
+            before.sets.iter().map(|s| s.id).filter(|id| !now.sets.iter().any(|s| s.id == *id)).collect();
+        let gone_masters: Vec<i64> =
+            before.masters.iter().map(|m| m.id).filter(|id| !now.masters.iter().any(|m| m.id == *id)).collect();
+        let mut restarted = std::collections::BTreeSet::new();
+        let sets = self.store.release_sets(payer)?;
+        for id in gone_sets {
+            if sets.iter().any(|s| s.id == id && s.state == tenken_store::ReleaseState::RolledBack) {
+                restarted.extend(self.store.restart_pinned(payer, Some(id), None)?);
+            }
+        }
+        for id in gone_masters {
+            if self.store.master_version(payer, id)?.is_some_and(|v| v.state == tenken_store::MasterState::RolledBack) {
+                restarted.extend(self.store.restart_pinned(payer, None, Some(id))?);
+            }
+        }
+        let pw = self.payer(payer);
+        for id in &restarted {
+            self.forget(payer, *id);
+            if let Some(s) = self.store.get(*id)? {
+                pw.backlog.fetch_add(s.chunks as u64, Ordering::Relaxed);
+            }
+        }
+        if !restarted.is_empty() {
+            tracing::warn!(%payer, files = restarted.len(), "files being checked with a rolled-back version start over");
+            pw.notify();
+        }
+        Ok(restarted.len())
+    }
+
     /// Finalizes what is fully checked but not finalized (a crash in between); returns how
     /// many submissions still wait for checking, per the store's backlog.
     pub fn recover(&self) -> Result<usize, StoreError> {
@@ -577,7 +613,9 @@ impl Work {
         );
         self.store.rollback(payer, good.id, 0, &reason, self.clock.now_ms()).map_err(|e| e.to_string())?;
         let cause = crate::registry::SwapCause::now("auto-rollback", good.id);
+        let before = self.registry.table(payer);
         self.registry.reload(payer, cause).map_err(|e| e.to_string())?;
+        self.restart_rolled_back(payer, &before).map_err(|e| e.to_string())?;
         let _ = self.store.add_notice(
             Some(payer),
             tenken_store::Audience::Staff,

@@ -1352,7 +1352,8 @@ impl SubmissionStore for SqliteStore {
             let changed = conn
                 .prepare_cached(
                     "UPDATE submissions SET state = 'checked', n_error = ?2, n_warning = ?3, n_info = ?4, \
-                     findings_dropped = ?5, checked_ms = ?6 WHERE id = ?1 AND state IN ('queued', 'checking')",
+                     findings_dropped = ?5, checked_ms = ?6 WHERE id = ?1 AND state IN ('queued', 'checking') \
+                     AND chunks_done >= chunks",
                 )
                 .map_err(db)?
                 .execute(params![
@@ -1433,6 +1434,43 @@ impl SubmissionStore for SqliteStore {
             conn.execute("INSERT OR IGNORE INTO check_pins(submission, pin) VALUES (?1, ?2)", params![id, json])
                 .map_err(db)?;
             conn.query_row("SELECT pin FROM check_pins WHERE submission = ?1", [id], |r| json_col(r, 0)).map_err(db)
+        })
+    }
+
+    fn restart_pinned(
+        &self,
+        payer: Payer,
+        set: Option<i64>,
+        master: Option<i64>,
+    ) -> Result<Vec<SubmissionId>, StoreError> {
+        self.write(move |conn| {
+            let pinned: Vec<(SubmissionId, CheckPin)> = conn
+                .prepare_cached(
+                    "SELECT p.submission, p.pin FROM check_pins p JOIN submissions s ON s.id = p.submission \
+                     WHERE s.payer = ?1 AND s.state IN ('queued', 'checking')",
+                )
+                .map_err(db)?
+                .query_map([payer.as_str()], |r| Ok((r.get(0)?, json_col(r, 1)?)))
+                .map_err(db)?
+                .collect::<Result<_, _>>()
+                .map_err(db)?;
+            let mut out = Vec::new();
+            for (id, pin) in pinned {
+                let hit = set.is_some_and(|x| pin.sets.iter().any(|p| p.id == x))
+                    || master.is_some_and(|x| pin.masters.iter().any(|p| p.id == x));
+                if !hit {
+                    continue;
+                }
+                let s = must_load(conn, id)?;
+                drop_chunks(conn, &s)?;
+                conn.execute("DELETE FROM chunk_results WHERE submission = ?1", [id]).map_err(db)?;
+                conn.execute("DELETE FROM check_pins WHERE submission = ?1", [id]).map_err(db)?;
+                conn.execute("UPDATE submissions SET chunks_done = 0, state = 'queued' WHERE id = ?1", [id])
+                    .map_err(db)?;
+                add_chunks(conn, &s)?;
+                out.push(id);
+            }
+            Ok(out)
         })
     }
 

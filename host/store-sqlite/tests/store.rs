@@ -509,3 +509,44 @@ fn legacy_diff_fields_are_read_typed() {
     let again: MasterReport = serde_json::from_value(serde_json::to_value(&r).unwrap()).unwrap();
     assert_eq!(again, r);
 }
+
+/// A file pinned to a version that is rolled back starts over: its pin and chunk results are
+/// gone, every chunk is claimable again, a result still in flight is fenced, and a finalize
+/// computed from the old results changes nothing. Files pinned elsewhere are untouched.
+#[test]
+fn a_rollback_restarts_the_files_pinned_to_the_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), StoreOptions::default()).unwrap();
+    let now = 1_000;
+    let node = store.register_node("a", now, 60_000).unwrap();
+    let s = store.accept(new_sub("1234567", "2026-11", b"x", None)).unwrap().submission;
+    let other = store.accept(new_sub("7654321", "2026-11", b"y", None)).unwrap().submission;
+    let pin = |master: i64| CheckPin {
+        taken_ms: now,
+        sets: vec![Pinned { id: 1, from: None }],
+        masters: vec![Pinned { id: master, from: None }],
+    };
+    assert_eq!(store.pin_check(s.id, &pin(7)).unwrap(), pin(7));
+    assert_eq!(store.pin_check(s.id, &pin(8)).unwrap(), pin(7), "the first pin wins");
+    store.pin_check(other.id, &pin(8)).unwrap();
+    let claims = store.claim_chunks(node, Payer::Ssk, 4, now).unwrap();
+    let mine: Vec<&ChunkClaim> = claims.iter().filter(|c| c.submission == s.id).collect();
+    assert_eq!(mine.len(), 2);
+    assert_eq!(
+        store.complete_chunk(result(s.id, mine[0], node, now)).unwrap(),
+        ChunkOutcome::Recorded { all_done: false }
+    );
+
+    assert_eq!(store.restart_pinned(Payer::Ssk, None, Some(7)).unwrap(), vec![s.id]);
+    let again = store.get(s.id).unwrap().unwrap();
+    assert_eq!((again.state, again.chunks_done), (State::Queued, 0));
+    assert!(store.chunk_findings(s.id).unwrap().is_empty());
+    assert_eq!(store.complete_chunk(result(s.id, mine[1], node, now)).unwrap(), ChunkOutcome::Fenced, "in flight");
+    store.finalize(s.id, &[finding(0)], Counts { error: 1, warning: 0, info: 0 }, 0, now).unwrap();
+    assert_eq!(store.get(s.id).unwrap().unwrap().state, State::Queued, "a stale finalize changes nothing");
+    let reclaimed = store.claim_chunks(node, Payer::Ssk, 4, now).unwrap();
+    assert_eq!(reclaimed.iter().filter(|c| c.submission == s.id).count(), 2, "every chunk claimable again");
+    assert_eq!(store.pin_check(s.id, &pin(9)).unwrap(), pin(9), "a new pin is taken");
+    assert_eq!(store.get(other.id).unwrap().unwrap().chunks_done, 0);
+    assert!(store.restart_pinned(Payer::Kokuho, None, Some(8)).unwrap().is_empty(), "per payer");
+}

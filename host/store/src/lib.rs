@@ -89,6 +89,16 @@ pub trait SubmissionStore: Send + Sync {
     /// Pins what a file is checked with: stores `pin` unless the file has one already, and
     /// returns the file's pin (the first one stored wins, whichever node took it).
     fn pin_check(&self, id: SubmissionId, pin: &CheckPin) -> Result<CheckPin, StoreError>;
+    /// Starts over the checks of the payer's pending files pinned to release set `set` or
+    /// master version `master` (their chunk results and pin dropped, all their chunks
+    /// claimable again; a result still in flight for one of them is fenced), so that a
+    /// rolled-back version never finishes a file. Returns the files restarted.
+    fn restart_pinned(
+        &self,
+        payer: Payer,
+        set: Option<i64>,
+        master: Option<i64>,
+    ) -> Result<Vec<SubmissionId>, StoreError>;
     fn decisions(&self, id: SubmissionId) -> Result<Vec<(u32, DecisionRecord)>, StoreError>;
 
     /// Registers a worker node with a lease of `ttl_ms`.
