@@ -1,8 +1,9 @@
 //! The PostgreSQL store backend, for several nodes on one database (issue 12). Built in
 //! steps: this step holds the connection pool, the schema migrations (run at start under an
-//! advisory lock, so nodes may start together) and the content-addressed blobs, which live
-//! in the database so that no shared file system is needed. The aggregates (submissions
-//! and claimed chunks, access, registry, masters) follow on the same pool.
+//! advisory lock, so nodes may start together), the content-addressed blobs, which live
+//! in the database so that no shared file system is needed, and the access aggregate
+//! (tokens, window overrides, notices). The other aggregates (submissions and claimed
+//! chunks, registry, masters) follow on the same pool.
 //!
 //! Why the synchronous `postgres` client: the store traits are synchronous and are called
 //! from the server's blocking pool, as the SQLite backend is.
@@ -13,8 +14,8 @@ use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use postgres::{Client, NoTls};
-use tenken_model::Digest;
-use tenken_store::{BlobStore, StoreError};
+use tenken_model::{Digest, Payer, YearMonth};
+use tenken_store::{AccessStore, Audience, BlobStore, Notice, Role, StoreError, TokenInfo, WindowOverride};
 
 /// The advisory lock key the migrations run under (`tenken` in ASCII).
 const MIGRATION_LOCK: i64 = 0x7465_6e6b_656e;
@@ -24,6 +25,18 @@ const MIGRATION_LOCK: i64 = 0x7465_6e6b_656e;
 const MIGRATIONS: &[&str] = &[
     // 1: content-addressed blobs (claim files, plugin components, master files).
     "CREATE TABLE blobs(digest TEXT PRIMARY KEY, bytes BYTEA NOT NULL, stored_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+    // 2: access: tokens (only their hashes), acceptance-window overrides, notices.
+    r#"
+    CREATE TABLE tokens(id BIGSERIAL PRIMARY KEY, hash TEXT NOT NULL UNIQUE,
+        role TEXT NOT NULL CHECK (role IN ('institution', 'staff', 'admin')),
+        institution TEXT, payer TEXT CHECK (payer IN ('ssk', 'kokuho')), label TEXT NOT NULL,
+        created_ms BIGINT NOT NULL, revoked BOOLEAN NOT NULL DEFAULT false);
+    CREATE TABLE windows(payer TEXT NOT NULL, billing_month TEXT NOT NULL, opens_ms BIGINT NOT NULL,
+        closes_ms BIGINT NOT NULL, updated_by BIGINT NOT NULL, updated_ms BIGINT NOT NULL,
+        PRIMARY KEY (payer, billing_month));
+    CREATE TABLE notices(id BIGSERIAL PRIMARY KEY, payer TEXT, audience TEXT NOT NULL, message TEXT NOT NULL,
+        created_ms BIGINT NOT NULL, created_by BIGINT NOT NULL);
+    "#,
 ];
 
 /// Connection settings and bounds.
@@ -195,6 +208,152 @@ impl BlobStore for PgStore {
             return Err(StoreError::Blob(format!("{digest} (its bytes no longer match their digest)")));
         }
         Ok(bytes)
+    }
+}
+
+fn payer_of(s: &str) -> Result<Payer, StoreError> {
+    s.parse().map_err(|e: String| StoreError::Corrupt(format!("payer column: {e}")))
+}
+
+const TOKEN_COLS: &str = "id, role, institution, payer, label, created_ms, revoked";
+
+fn token_info(r: &postgres::Row) -> Result<TokenInfo, StoreError> {
+    let role = match r.get::<_, &str>(1) {
+        "institution" => Role::Institution { institution: r.get::<_, Option<String>>(2).unwrap_or_default() },
+        "staff" => Role::Staff { payer: payer_of(r.get::<_, Option<&str>>(3).unwrap_or(""))? },
+        "admin" => Role::Admin,
+        other => return Err(StoreError::Corrupt(format!("unknown role {other}"))),
+    };
+    Ok(TokenInfo { id: r.get(0), role, label: r.get(4), created_ms: r.get(5), revoked: r.get(6) })
+}
+
+impl AccessStore for PgStore {
+    fn create_token(&self, role: Role, label: &str, now_ms: i64) -> Result<(i64, String), StoreError> {
+        let mut raw = [0u8; 24];
+        getrandom::fill(&mut raw).map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?;
+        let secret = format!("tk_{}", hex::encode(raw));
+        let hash = tenken_store::token_hash(&secret);
+        let (kind, institution, payer) = match &role {
+            Role::Institution { institution } => ("institution", Some(institution.clone()), None),
+            Role::Staff { payer } => ("staff", None, Some(payer.as_str())),
+            Role::Admin => ("admin", None, None),
+        };
+        let id = self.pool.with(|c| {
+            c.query_one(
+                "INSERT INTO tokens(hash, role, institution, payer, label, created_ms) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+                &[&hash, &kind, &institution, &payer, &label, &now_ms],
+            )
+            .map(|r| r.get::<_, i64>(0))
+            .map_err(db)
+        })?;
+        Ok((id, secret))
+    }
+
+    fn find_token(&self, secret: &str) -> Result<Option<TokenInfo>, StoreError> {
+        let hash = tenken_store::token_hash(secret);
+        self.pool.with(|c| {
+            c.query_opt(&format!("SELECT {TOKEN_COLS} FROM tokens WHERE hash = $1"), &[&hash])
+                .map_err(db)?
+                .as_ref()
+                .map(token_info)
+                .transpose()
+        })
+    }
+
+    fn list_tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
+        self.pool.with(|c| {
+            c.query(&format!("SELECT {TOKEN_COLS} FROM tokens ORDER BY id"), &[])
+                .map_err(db)?
+                .iter()
+                .map(token_info)
+                .collect()
+        })
+    }
+
+    fn revoke_token(&self, id: i64) -> Result<bool, StoreError> {
+        self.pool.with(|c| Ok(c.execute("UPDATE tokens SET revoked = true WHERE id = $1", &[&id]).map_err(db)? == 1))
+    }
+
+    fn window(&self, payer: Payer, billing_month: YearMonth) -> Result<Option<WindowOverride>, StoreError> {
+        self.pool.with(|c| {
+            Ok(c.query_opt(
+                "SELECT opens_ms, closes_ms, updated_by, updated_ms FROM windows WHERE payer = $1 AND billing_month = $2",
+                &[&payer.as_str(), &billing_month.to_string()],
+            )
+            .map_err(db)?
+            .map(|r| WindowOverride {
+                payer,
+                billing_month,
+                opens_ms: r.get(0),
+                closes_ms: r.get(1),
+                updated_by: r.get(2),
+                updated_ms: r.get(3),
+            }))
+        })
+    }
+
+    fn set_window(&self, w: WindowOverride) -> Result<(), StoreError> {
+        self.pool.with(|c| {
+            c.execute(
+                "INSERT INTO windows(payer, billing_month, opens_ms, closes_ms, updated_by, updated_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (payer, billing_month) DO UPDATE SET \
+                 opens_ms = excluded.opens_ms, closes_ms = excluded.closes_ms, \
+                 updated_by = excluded.updated_by, updated_ms = excluded.updated_ms",
+                &[
+                    &w.payer.as_str(),
+                    &w.billing_month.to_string(),
+                    &w.opens_ms,
+                    &w.closes_ms,
+                    &w.updated_by,
+                    &w.updated_ms,
+                ],
+            )
+            .map_err(db)?;
+            Ok(())
+        })
+    }
+
+    fn add_notice(
+        &self,
+        payer: Option<Payer>,
+        audience: Audience,
+        message: &str,
+        by: i64,
+        now_ms: i64,
+    ) -> Result<Notice, StoreError> {
+        let id = self.pool.with(|c| {
+            c.query_one(
+                "INSERT INTO notices(payer, audience, message, created_ms, created_by) VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                &[&payer.map(|p| p.as_str()), &audience.as_str(), &message, &now_ms, &by],
+            )
+            .map(|r| r.get::<_, i64>(0))
+            .map_err(db)
+        })?;
+        Ok(Notice { id, payer, audience, message: message.to_owned(), created_ms: now_ms, created_by: by })
+    }
+
+    fn notices(&self, payer: Option<Payer>, audience: Audience, limit: u32) -> Result<Vec<Notice>, StoreError> {
+        let limit = limit.clamp(1, 1000) as i64;
+        self.pool.with(|c| {
+            c.query(
+                "SELECT id, payer, message, created_ms, created_by FROM notices \
+                 WHERE ($1::TEXT IS NULL OR payer IS NULL OR payer = $1) AND audience = $2 ORDER BY id DESC LIMIT $3",
+                &[&payer.map(|p| p.as_str()), &audience.as_str(), &limit],
+            )
+            .map_err(db)?
+            .iter()
+            .map(|r| {
+                Ok(Notice {
+                    id: r.get(0),
+                    payer: r.get::<_, Option<&str>>(1).map(payer_of).transpose()?,
+                    audience,
+                    message: r.get(2),
+                    created_ms: r.get(3),
+                    created_by: r.get(4),
+                })
+            })
+            .collect()
+        })
     }
 }
 

@@ -282,34 +282,14 @@ fn group_commit_serves_many_writers() {
 fn tokens_windows_notices() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path(), StoreOptions::default()).unwrap();
-    let (id, secret) = store.create_token(Role::Staff { payer: Payer::Kokuho }, "staff", 5).unwrap();
-    let info = store.find_token(&secret).unwrap().unwrap();
-    assert_eq!(info.id, id);
-    assert_eq!(info.role, Role::Staff { payer: Payer::Kokuho });
-    assert!(store.find_token("tk_wrong").unwrap().is_none());
-    assert!(store.revoke_token(id).unwrap());
-    assert!(store.find_token(&secret).unwrap().unwrap().revoked);
+    tenken_store_conformance::check_access(&store);
+}
 
-    let month = "2026-11".parse().unwrap();
-    assert!(store.window(Payer::Ssk, month).unwrap().is_none());
-    let w = WindowOverride {
-        payer: Payer::Ssk,
-        billing_month: month,
-        opens_ms: 1,
-        closes_ms: 2,
-        updated_by: id,
-        updated_ms: 3,
-    };
-    store.set_window(w.clone()).unwrap();
-    assert_eq!(store.window(Payer::Ssk, month).unwrap(), Some(w));
-    store.add_notice(Some(Payer::Ssk), Audience::Institutions, "ssk only", id, 1).unwrap();
-    store.add_notice(None, Audience::Institutions, "everyone", id, 2).unwrap();
-    store.add_notice(Some(Payer::Ssk), Audience::Staff, "ssk staff only", 0, 3).unwrap();
-    assert_eq!(store.notices(Some(Payer::Kokuho), Audience::Institutions, 10).unwrap().len(), 1);
-    assert_eq!(store.notices(Some(Payer::Ssk), Audience::Institutions, 10).unwrap().len(), 2);
-    // Issue 10, defect 5: a staff notice never reaches institutions.
-    let staff = store.notices(Some(Payer::Ssk), Audience::Staff, 10).unwrap();
-    assert_eq!(staff.iter().map(|n| n.message.as_str()).collect::<Vec<_>>(), vec!["ssk staff only"]);
+#[test]
+fn blobs_conform() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), StoreOptions::default()).unwrap();
+    tenken_store_conformance::check_blobs(store.blobs());
 }
 
 #[test]
