@@ -233,7 +233,13 @@ fn impact_report(
 ) -> Result<ImpactReport, ApiError> {
     let reg = &app.work.registry;
     let table = reg.table(payer);
-    let set = &table.sets[table.index_for(from)];
+    let set = table.sets.get(table.index_for(from)).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "payer-not-ready",
+            format!("{payer} has no active release set: the impact check needs the rules in force; activate a release set first"),
+        )
+    })?;
     let current = in_force_for(&table, from).ok_or_else(|| ApiError::internal("no master version"))?;
     let old_checker = reg.checker_with(&set.plugins, current.set.clone()).map_err(ApiError::internal)?;
     let new_checker = reg.checker_with(&set.plugins, new.clone()).map_err(ApiError::internal)?;

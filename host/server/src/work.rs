@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use tenken_check::FileJob;
 use tenken_model::{self as m, Finding, Payer, Severity};
 use tenken_store::{
-    CheckPin, ChunkClaim, ChunkOutcome, ChunkResult, Counts, DecisionEntry, DecisionRecord, NodeId, ReleaseSet, Store,
+    ChunkClaim, ChunkOutcome, ChunkResult, Counts, DecisionEntry, DecisionRecord, NodeId, ReleaseSet, Store,
     StoreError, Submission, SubmissionId, chunk_range,
 };
 
@@ -31,9 +31,6 @@ pub use crate::clock::system_now_ms as now_ms;
 /// A file being checked: parsed once, prepared once per release set.
 struct Active {
     claim: Arc<m::Claim>,
-    /// What the file is checked with (taken, or read from the store, by its first chunk
-    /// on this node).
-    pin: OnceLock<CheckPin>,
     /// Prepared per (release set id, master version id).
     jobs: Mutex<HashMap<(i64, i64), Arc<FileJob>>>,
 }
@@ -358,7 +355,7 @@ impl Work {
         cell.get_or_init(|| {
             let bytes = self.store.bytes(&s.digest).map_err(|e| e.to_string())?;
             let claim = Arc::new(tenken_claim::parse(&bytes, &self.registry.limits));
-            Ok(Arc::new(Active { claim, pin: OnceLock::new(), jobs: Mutex::new(HashMap::new()) }))
+            Ok(Arc::new(Active { claim, jobs: Mutex::new(HashMap::new()) }))
         })
         .clone()
     }
@@ -392,12 +389,11 @@ impl Work {
         // whatever is swapped in while it is checked. New files start on the live table.
         let live = self.registry.table_for_work(pw.payer);
         let started_ms = self.clock.now_ms();
-        let pin = match active.pin.get() {
-            Some(p) => p.clone(),
-            None => {
-                let p = self.store.pin_check(s.id, &live.pin(started_ms)).map_err(|e| e.to_string())?;
-                active.pin.get_or_init(|| p).clone()
-            }
+        // Read for every chunk, never cached: a rollback may have dropped the pin and
+        // restarted the file since the last chunk.
+        let pin = match self.store.check_pin(s.id).map_err(|e| e.to_string())? {
+            Some(p) => p,
+            None => self.store.pin_check(s.id, &live.pin(started_ms)).map_err(|e| e.to_string())?,
         };
         let table = self.registry.table_for_pin(pw.payer, live, &pin).map_err(|e| e.to_string())?;
         let claim = &active.claim;
@@ -458,6 +454,7 @@ impl Work {
             decision: DecisionRecord { node: Some(self.options.node_name.clone()), sets: decision },
             counts,
             now_ms: self.clock.now_ms(),
+            pin: Some(pin.clone()),
         };
         let outcome = self.record(result).map_err(|e| e.to_string())?;
         self.metrics.chunks_checked.get_or_create(&PayerLabel { payer: payer.clone() }).inc();

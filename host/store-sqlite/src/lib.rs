@@ -1264,7 +1264,20 @@ impl SubmissionStore for SqliteStore {
     fn complete_chunk(&self, r: ChunkResult) -> Result<ChunkOutcome, StoreError> {
         // Serialized here, on the caller's thread: the writer thread only writes.
         let (findings, decision) = (to_json(&r.findings), to_json(&r.decision));
+        let pin = r.pin.as_ref().map(to_json);
         self.write(move |conn| {
+            // Checked under a pin the file no longer has (a rollback restarted it): refused.
+            if let Some(pin) = &pin {
+                let stored: Option<String> = conn
+                    .prepare_cached("SELECT pin FROM check_pins WHERE submission = ?1")
+                    .map_err(db)?
+                    .query_row([r.submission], |row| row.get(0))
+                    .optional()
+                    .map_err(db)?;
+                if stored.as_ref() != Some(pin) {
+                    return Ok(ChunkOutcome::Fenced);
+                }
+            }
             let claim: Option<(Option<i64>, i64)> = conn
                 .prepare_cached("SELECT node, fence FROM chunks WHERE submission = ?1 AND idx = ?2")
                 .map_err(db)?
@@ -1434,6 +1447,16 @@ impl SubmissionStore for SqliteStore {
             conn.execute("INSERT OR IGNORE INTO check_pins(submission, pin) VALUES (?1, ?2)", params![id, json])
                 .map_err(db)?;
             conn.query_row("SELECT pin FROM check_pins WHERE submission = ?1", [id], |r| json_col(r, 0)).map_err(db)
+        })
+    }
+
+    fn check_pin(&self, id: SubmissionId) -> Result<Option<CheckPin>, StoreError> {
+        self.read(|c| {
+            c.prepare_cached("SELECT pin FROM check_pins WHERE submission = ?1")
+                .map_err(db)?
+                .query_row([id], |r| json_col(r, 0))
+                .optional()
+                .map_err(db)
         })
     }
 

@@ -67,6 +67,7 @@ fn result(s: SubmissionId, c: &ChunkClaim, node: NodeId, now_ms: i64) -> ChunkRe
         decision: DecisionRecord::default(),
         counts: Counts { error: 1, warning: 0, info: 0 },
         now_ms,
+        pin: None,
     }
 }
 
@@ -527,6 +528,13 @@ fn a_rollback_restarts_the_files_pinned_to_the_version() {
     let reclaimed = store.claim_chunks(node, Payer::Ssk, 4, now).unwrap();
     assert_eq!(reclaimed.iter().filter(|c| c.submission == s.id).count(), 2, "every chunk claimable again");
     assert_eq!(store.pin_check(s.id, &pin(9)).unwrap(), pin(9), "a new pin is taken");
+    // A chunk checked under the old pin (a worker that had it cached) is fenced; under the
+    // file's pin it is recorded.
+    let c = reclaimed.iter().find(|c| c.submission == s.id).unwrap();
+    let stale = ChunkResult { pin: Some(pin(7)), ..result(s.id, c, node, now) };
+    assert_eq!(store.complete_chunk(stale).unwrap(), ChunkOutcome::Fenced);
+    let fresh = ChunkResult { pin: Some(pin(9)), ..result(s.id, c, node, now) };
+    assert_eq!(store.complete_chunk(fresh).unwrap(), ChunkOutcome::Recorded { all_done: false });
     assert_eq!(store.get(other.id).unwrap().unwrap().chunks_done, 0);
     assert!(store.restart_pinned(Payer::Kokuho, None, Some(8)).unwrap().is_empty(), "per payer");
 }

@@ -89,6 +89,9 @@ pub trait SubmissionStore: Send + Sync {
     /// Pins what a file is checked with: stores `pin` unless the file has one already, and
     /// returns the file's pin (the first one stored wins, whichever node took it).
     fn pin_check(&self, id: SubmissionId, pin: &CheckPin) -> Result<CheckPin, StoreError>;
+    /// The file's pin, if its checking has started (a read: every chunk looks, so a pin a
+    /// rollback dropped is never used from a cache).
+    fn check_pin(&self, id: SubmissionId) -> Result<Option<CheckPin>, StoreError>;
     /// Starts over the checks of the payer's pending files pinned to release set `set` or
     /// master version `master` (their chunk results and pin dropped, all their chunks
     /// claimable again; a result still in flight for one of them is fenced), so that a

@@ -158,6 +158,9 @@ pub struct ChunkResult {
     pub decision: DecisionRecord,
     pub counts: Counts,
     pub now_ms: i64,
+    /// The file's pin the chunk was checked under: recorded only while it is still the
+    /// file's pin (a rollback that restarted the file dropped it), else fenced.
+    pub pin: Option<crate::CheckPin>,
 }
 
 /// What [`Store::complete_chunk`] did.
