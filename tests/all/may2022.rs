@@ -66,6 +66,20 @@ fn april_claim(receipts: usize, seed: u64) -> Vec<u8> {
     tenken_gen::generate(&opts, &common::demo_masters()).unwrap().remove(0).bytes
 }
 
+/// `tenken master import --payer P ARGS… DIR --data-dir D`: (succeeded, stderr).
+fn import(payer: &str, args: &[&str], masters: &Path, data_dir: &Path) -> (bool, String) {
+    let out = std::process::Command::new(bin())
+        .args(["master", "import", "--payer", payer])
+        .args(args)
+        .arg(masters)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("TENKEN_CFG__CACHE_DIR", format!("{:?}", common::cache_dir().display().to_string()))
+        .output()
+        .unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
 /// The master versions a submission's decision records name, and their chunks' start times.
 fn masters_used(url: &str, token: &str, id: i64) -> (BTreeSet<i64>, Vec<i64>) {
     let (st, d) = get(url, token, &format!("/v1/submissions/{id}/decisions"));
@@ -88,15 +102,8 @@ fn the_may_2022_path_is_closed() {
     // empty data directory (the one route `master import` still has).
     let dir = tempfile::tempdir().unwrap();
     for payer in ["ssk", "kokuho"] {
-        let out = std::process::Command::new(bin())
-            .args(["master", "import", "--payer", payer])
-            .arg(corpus.join("ssk-master/full"))
-            .arg("--data-dir")
-            .arg(dir.path())
-            .env("TENKEN_CFG__CACHE_DIR", format!("{:?}", common::cache_dir().display().to_string()))
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let (ok, err) = import(payer, &[], &corpus.join("ssk-master/full"), dir.path());
+        assert!(ok, "{err}");
     }
     let mut server =
         Server::start_in(dir, &[("DEMO_MASTERS", "false"), ("SCHEDULE__CHUNK_RECEIPTS", "16"), ("SSK__WORKERS", "1")]);
@@ -117,25 +124,12 @@ fn the_may_2022_path_is_closed() {
     server.wait_checked(&inst, r.body["submission"]["id"].as_i64().unwrap(), Duration::from_secs(120));
 
     // Item 3: a live `master import` would make a version active with no approval.
-    let out = std::process::Command::new(bin())
-        .args(["master", "import", "--payer", "ssk"])
-        .arg(corpus.join("ssk-master/full"))
-        .arg("--data-dir")
-        .arg(server.dir.path())
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("master propose") && err.contains("--force"), "{err}");
+    let full = corpus.join("ssk-master/full");
+    let (ok, err) = import("ssk", &[], &full, server.dir.path());
+    assert!(!ok && err.contains("master propose") && err.contains("--force"), "{err}");
     // Forced, it is audited and only proposed: approving it needs its check, run on request.
-    let out = std::process::Command::new(bin())
-        .args(["master", "import", "--payer", "ssk", "--force", "--reason", "server down on a holiday"])
-        .arg(corpus.join("ssk-master/full"))
-        .arg("--data-dir")
-        .arg(server.dir.path())
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success() && err.contains("PROPOSED") && err.contains("recheck"), "{err}");
+    let (ok, err) = import("ssk", &["--force", "--reason", "server down on a holiday"], &full, server.dir.path());
+    assert!(ok && err.contains("PROPOSED") && err.contains("recheck"), "{err}");
     let forced = versions(&s1, "ssk")[0].clone();
     assert_eq!(
         (forced["state"].as_str(), forced["proposed_by"]["token"].as_i64()),

@@ -227,6 +227,9 @@ pub struct Schedule {
     /// Decoded master sets kept beyond those in force, entries (each is tens of MB for the
     /// real masters).
     pub registry_master_sets_idle_max: u32,
+    /// Tables kept for files pinned to release sets or master versions that are no longer
+    /// live (a swap while they were being checked), entries (each holds its checkers).
+    pub registry_pinned_tables_max: u32,
     /// Lifecycle jobs (validation, proposal, conversion) queued per payer beyond the one
     /// running; beyond it a request is refused at once (503 + Retry-After), entries.
     pub jobs_queued_max: u32,
@@ -250,6 +253,7 @@ impl Default for Schedule {
             check_worker_nice: 5,
             registry_plugins_idle_max: 32,
             registry_master_sets_idle_max: 4,
+            registry_pinned_tables_max: 4,
             jobs_queued_max: 16,
             jobs_kept_max: 200,
         }

@@ -162,6 +162,7 @@ pub fn build_registry(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<
     let cache_limits = registry::CacheLimits {
         plugins_idle_max: config.schedule.registry_plugins_idle_max as usize,
         master_sets_idle_max: config.schedule.registry_master_sets_idle_max as usize,
+        pinned_tables_max: config.schedule.registry_pinned_tables_max as usize,
     };
     let reg =
         registry::Registry::new(store, runtime, config.limits.clone(), Box::new(loader), converters, cache_limits)?;

@@ -115,7 +115,7 @@ pub fn divergence(app: &App) -> Result<Vec<Divergence>, ApiError> {
     months.dedup();
     let mut out: Vec<Divergence> = Vec::new();
     for month in months {
-        let (Some(a), Some(b)) = (in_force_for(&s, month), in_force_for(&k, month)) else { continue };
+        let (Some(a), Some(b)) = (s.master_in_force_for(month), k.master_in_force_for(month)) else { continue };
         if a.digest == b.digest || out.iter().any(|d| d.ssk == a.id && d.kokuho == b.id) {
             continue;
         }
@@ -204,16 +204,6 @@ pub struct ProposeRequest {
     pub reason: String,
 }
 
-/// The live master version a proposal starting at `from` would replace: the one in force
-/// for that 診療年月 (for a proposal without a month, the newest without one, else the
-/// earliest). None while the payer has no master.
-fn in_force_for(table: &crate::registry::Releases, from: Option<YearMonth>) -> Option<&crate::registry::LiveMaster> {
-    match from {
-        Some(m) => table.masters.iter().rev().find(|v| v.from.is_none_or(|f| f <= m)).or(table.masters.first()),
-        None => table.masters.iter().rev().find(|v| v.from.is_none()).or(table.masters.first()),
-    }
-}
-
 /// Impact check: files re-checked with the release set in force for the proposal's first
 /// 診療年月, under the master in force for it and under the proposed one
 /// (`tenken_lifecycle::Impact`: findings delta per rule with example receipts).
@@ -240,7 +230,7 @@ fn impact_report(
             format!("{payer} has no active release set: the impact check needs the rules in force; activate a release set first"),
         )
     })?;
-    let current = in_force_for(&table, from).ok_or_else(|| ApiError::internal("no master version"))?;
+    let current = table.master_in_force_for(from).ok_or_else(|| ApiError::internal("no master version"))?;
     let old_checker = reg.checker_with(&set.plugins, current.set.clone()).map_err(ApiError::internal)?;
     let new_checker = reg.checker_with(&set.plugins, new.clone()).map_err(ApiError::internal)?;
     let pc = app.config.payer(payer);
@@ -283,16 +273,17 @@ fn impact_report(
     let limits = &reg.limits;
     let mut redated = 0usize;
     for (name, digest) in &files {
-        let mut bytes = app.store.bytes(digest)?;
-        if let Some(month) = from {
-            let claim = tenken_claim::parse(&bytes, limits);
-            if claim.receipts.iter().any(|r| r.service_month.is_some_and(|m| m < month)) {
-                bytes = tenken_claim::as_of_month(&bytes, month);
-                redated += 1;
-            }
+        // Parsed once for both checks (and once more only when it is re-dated).
+        let bytes = app.store.bytes(digest)?;
+        let mut claim = Arc::new(tenken_claim::parse(&bytes, limits));
+        if let Some(month) = from
+            && claim.receipts.iter().any(|r| r.service_month.is_some_and(|m| m < month))
+        {
+            claim = Arc::new(tenken_claim::parse(&tenken_claim::as_of_month(&bytes, month), limits));
+            redated += 1;
         }
-        let a = old_checker.check_bytes(&bytes, Some(payer)).map_err(ApiError::internal)?.findings;
-        let b = new_checker.check_bytes(&bytes, Some(payer)).map_err(ApiError::internal)?.findings;
+        let a = old_checker.check_claim(claim.clone(), Some(payer)).map_err(ApiError::internal)?.findings;
+        let b = new_checker.check_claim(claim, Some(payer)).map_err(ApiError::internal)?.findings;
         impact.add(name, &a, &b);
         progress.step();
     }
@@ -312,7 +303,7 @@ fn proposal_report(
     progress: &Progress,
 ) -> Result<MasterReport, ApiError> {
     let table = app.work.registry.table(payer);
-    let current = in_force_for(&table, from).ok_or_else(|| ApiError::internal("no master version"))?;
+    let current = table.master_in_force_for(from).ok_or_else(|| ApiError::internal("no master version"))?;
     let limits = tenken_lifecycle::DiffLimits {
         codes_listed_max: app.config.api.master_diff_codes_listed_max as usize,
         examples_max: app.config.api.master_diff_examples_max as usize,
@@ -498,7 +489,7 @@ pub async fn approve(
 fn stale_gate(app: &App, v: &MasterVersion) -> Result<(), ApiError> {
     let Some(compared) = v.report.compared_with else { return Ok(()) };
     let table = app.work.registry.table(v.payer);
-    let Some(now) = in_force_for(&table, v.from_month) else { return Ok(()) };
+    let Some(now) = table.master_in_force_for(v.from_month) else { return Ok(()) };
     if now.id == compared || v.state != MasterState::Proposed {
         return Ok(());
     }
@@ -547,19 +538,13 @@ pub async fn recheck(
     Ok(crate::job_status::accepted(job))
 }
 
-#[derive(Debug, Deserialize, Default)]
-pub struct WithdrawRequest {
-    #[serde(default)]
-    pub reason: String,
-}
-
 /// Takes back a proposal of the payer's (before activation): it can then be neither
 /// approved nor activated, and it stays listed, audited.
 pub async fn withdraw(
     State(app): AppState,
     Staff { payer, who }: Staff,
     Path((_, id)): Path<(String, i64)>,
-    body: Option<Json<WithdrawRequest>>,
+    body: Option<Json<ReasonRequest>>,
 ) -> Result<Json<VersionView>, ApiError> {
     let reason = body.map(|b| b.0.reason).unwrap_or_default();
     let reason = if reason.trim().is_empty() { "withdrawn".to_owned() } else { reason.trim().to_owned() };
@@ -574,10 +559,10 @@ pub async fn withdraw(
     one_view(&app, v).await
 }
 
-/// Body of an activation or rollback (optional).
+/// Body of a withdrawal, activation or rollback (optional): why, for the audit log (a swap
+/// needs one while an acceptance window whose claims it affects is open).
 #[derive(Debug, Default, Deserialize)]
-pub struct SwapRequest {
-    /// Why (audited); needed while an acceptance window whose claims it affects is open.
+pub struct ReasonRequest {
     #[serde(default)]
     pub reason: String,
 }
@@ -586,7 +571,7 @@ pub async fn activate(
     State(app): AppState,
     Staff { payer, who }: Staff,
     Path((_, id)): Path<(String, i64)>,
-    body: Option<Json<SwapRequest>>,
+    body: Option<Json<ReasonRequest>>,
 ) -> Result<Json<VersionView>, ApiError> {
     let v = version(&app, payer, id).await?;
     let own = v.approvals.iter().any(|(_, p)| *p == payer);
@@ -612,7 +597,7 @@ pub async fn rollback(
     State(app): AppState,
     Staff { payer, who }: Staff,
     Path((_, id)): Path<(String, i64)>,
-    body: Option<Json<SwapRequest>>,
+    body: Option<Json<ReasonRequest>>,
 ) -> Result<Json<VersionView>, ApiError> {
     let v = version(&app, payer, id).await?;
     if v.state == MasterState::Proposed {

@@ -90,10 +90,6 @@ pub struct SwapRecord {
     pub first_use_after_ms: Option<f64>,
 }
 
-/// Tables kept for files pinned to sets or masters that are no longer live, entries (each
-/// holds its checkers; files started before a swap finish on them).
-pub const PINNED_TABLES_MAX: usize = 4;
-
 /// Swap records kept per payer (a bounded ring: the oldest go first).
 pub const SWAPS_KEPT_MAX: usize = 1024;
 
@@ -108,6 +104,16 @@ impl Releases {
     pub fn master_for(&self, month: Option<YearMonth>) -> usize {
         let Some(month) = month else { return 0 };
         self.masters.iter().rposition(|m| m.from.is_none_or(|f| f <= month)).unwrap_or(0)
+    }
+
+    /// The live master version a version starting at `from` would replace: the one in force
+    /// for that 診療年月 (for a version without a month, the newest without one, else the
+    /// earliest). None while the payer has no master.
+    pub fn master_in_force_for(&self, from: Option<YearMonth>) -> Option<&LiveMaster> {
+        match from {
+            Some(_) => self.masters.get(self.master_for(from)),
+            None => self.masters.iter().rev().find(|m| m.from.is_none()).or(self.masters.first()),
+        }
     }
 
     /// (rule set index, master index) for a 診療年月.
@@ -208,8 +214,9 @@ pub struct Registry {
     /// Observes activation-to-first-use (seconds), per payer.
     pub on_first_use: Option<Box<dyn Fn(Payer, f64) + Send + Sync>>,
     /// Tables rebuilt for pinned files whose sets or masters are no longer the live ones
-    /// (a swap while they were being checked), newest last, at most `PINNED_TABLES_MAX`.
+    /// (a swap while they were being checked), newest last, at most `pinned_tables_max`.
     pinned: Mutex<VecDeque<(Payer, Arc<Releases>)>>,
+    pinned_tables_max: usize,
     /// Reload tickets, taken before a reload reads the store.
     tickets: AtomicU64,
     /// Called by `reload` after building a table and before publishing it: a fault
@@ -234,11 +241,13 @@ pub struct CacheLimits {
     pub plugins_idle_max: usize,
     /// Decoded master sets not in a live table, entries (a real master set is tens of MB).
     pub master_sets_idle_max: usize,
+    /// Tables kept for files pinned to sets or masters that are no longer live, entries.
+    pub pinned_tables_max: usize,
 }
 
 impl Default for CacheLimits {
     fn default() -> CacheLimits {
-        CacheLimits { plugins_idle_max: 32, master_sets_idle_max: 4 }
+        CacheLimits { plugins_idle_max: 32, master_sets_idle_max: 4, pinned_tables_max: 4 }
     }
 }
 
@@ -334,6 +343,7 @@ impl Registry {
             swaps: HashMap::new(),
             on_first_use: None,
             pinned: Mutex::new(VecDeque::new()),
+            pinned_tables_max: cache.pinned_tables_max.max(1),
             tickets: AtomicU64::new(0),
             before_publish: None,
         };
@@ -508,7 +518,7 @@ impl Registry {
         }
         let t = Arc::new(Releases { sets, masters, cause: None, first_used: AtomicBool::new(true), ticket: 0 });
         let mut kept = self.pinned.lock().unwrap();
-        if kept.len() >= PINNED_TABLES_MAX {
+        if kept.len() >= self.pinned_tables_max {
             kept.pop_front();
         }
         kept.push_back((payer, t.clone()));
