@@ -2,6 +2,7 @@
 //! masters, real wasm plugins in the real runtime, and the real `tenken` binary.
 
 mod cli;
+mod cluster;
 mod common;
 mod contract;
 mod converter;

@@ -30,7 +30,24 @@ impl Server {
         Server::start_in(tempfile::tempdir().unwrap(), env)
     }
 
+    /// A node of a cluster on `database_url` named `name`: a data directory of its own
+    /// (artifact cache, demo masters), the rows and blobs in PostgreSQL.
+    pub fn node(database_url: &str, name: &str, env: &[(&str, &str)]) -> Server {
+        let mut all: Vec<(&str, &str)> = vec![("STORE__URL", database_url), ("SCHEDULE__NODE_NAME", name)];
+        all.extend_from_slice(env);
+        Server::start(&all)
+    }
+
+    /// The database the server stores in, when it is PostgreSQL.
+    pub fn database_url(&self) -> Option<&str> {
+        self.env.iter().find(|(k, _)| k == "STORE__URL").map(|(_, v)| v.as_str())
+    }
+
     /// `start` on an existing data directory (e.g. one written by an older release).
+    ///
+    /// With `TENKEN_TEST_BACKEND=postgres` (`.ci/run` runs the server, lifecycle and master
+    /// suites once more that way), a server not given a `STORE__URL` gets a fresh database
+    /// of the test cluster: the same suites against the PostgreSQL backend.
     pub fn start_in(dir: tempfile::TempDir, env: &[(&str, &str)]) -> Server {
         let mut all = vec![
             ("WINDOWS__MODE".to_string(), "always-open".to_string()),
@@ -39,6 +56,12 @@ impl Server {
             // The project's demo masters (a server without masters refuses claims).
             ("DEMO_MASTERS".to_string(), "true".to_string()),
         ];
+        if std::env::var("TENKEN_TEST_BACKEND").as_deref() == Ok("postgres")
+            && !env.iter().any(|(k, _)| *k == "STORE__URL")
+        {
+            let url = fresh_database().expect("TENKEN_TEST_BACKEND=postgres needs TENKEN_TEST_DATABASE_URL");
+            all.push(("STORE__URL".to_string(), url));
+        }
         for (k, v) in env {
             all.retain(|(a, _)| a != k);
             all.push((k.to_string(), v.to_string()));
@@ -117,9 +140,29 @@ impl Server {
         lines[lines.len().saturating_sub(40)..].join("\n")
     }
 
-    /// `tenken token create … --data-dir <dir>` → the secret.
+    /// `tenken token create … --data-dir <dir>` (and `--database-url` on PostgreSQL) → the
+    /// secret.
     pub fn token(&self, role: &[&str]) -> String {
-        token_in(self.dir.path(), role)
+        match self.database_url() {
+            Some(url) => {
+                let mut all = role.to_vec();
+                all.extend(["--database-url", url]);
+                token_in(self.dir.path(), &all)
+            }
+            None => token_in(self.dir.path(), role),
+        }
+    }
+
+    /// SIGSTOP / SIGCONT: the process freezes (a long pause) and resumes.
+    pub fn signal(&self, sig: &str) {
+        let c = self.child.as_ref().expect("running");
+        let ok = Command::new("kill").args([&format!("-{sig}"), &c.id().to_string()]).status().unwrap().success();
+        assert!(ok, "kill -{sig}");
+    }
+
+    /// The whole log of the current run.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
     pub fn institution_token(&self, code: &str) -> String {
@@ -187,7 +230,34 @@ fn finish(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Result<Re
     Ok(Resp { status, body, headers })
 }
 
-/// `tenken token create ROLE… --data-dir DIR` → the secret.
+/// A fresh database on the PostgreSQL test cluster (`TENKEN_TEST_DATABASE_URL`, started
+/// by `scripts/pg-test-cluster.sh`): its URL; `None` without a cluster, unless
+/// `TENKEN_REQUIRE_POSTGRES=1` (`.ci/run`), which makes that a failure.
+pub fn fresh_database() -> Option<String> {
+    let Ok(url) = std::env::var("TENKEN_TEST_DATABASE_URL") else {
+        assert_ne!(
+            std::env::var("TENKEN_REQUIRE_POSTGRES").as_deref(),
+            Ok("1"),
+            "TENKEN_REQUIRE_POSTGRES=1 but TENKEN_TEST_DATABASE_URL is not set (scripts/pg-test-cluster.sh start)"
+        );
+        eprintln!("note: TENKEN_TEST_DATABASE_URL is not set; PostgreSQL test skipped");
+        return None;
+    };
+    Some(create_database(&url))
+}
+
+/// Creates a database with a unique name on the cluster of `url`; returns its URL.
+pub fn create_database(url: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let name = format!("t_{}_{n}_{nanos}", std::process::id());
+    let mut admin = postgres::Client::connect(url, postgres::NoTls).expect("the test cluster answers");
+    admin.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+    let (base, _) = url.rsplit_once('/').unwrap();
+    format!("{base}/{name}")
+}
+
 /// Waits until `probe` returns Some (the event a test waits for: a state the server
 /// reports), checking every 20 ms for at most `max`; panics naming `what` and the last
 /// observation otherwise. Tests wait on what the server says, never on a fixed sleep.

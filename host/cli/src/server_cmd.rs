@@ -14,9 +14,13 @@ pub struct ConfigArgs {
     /// override it, and the flags below override both.
     #[arg(long, env = "TENKEN_CONFIG")]
     config: Option<PathBuf>,
-    /// Data directory (SQLite, blobs, masters).
+    /// Data directory (SQLite and blobs unless --database-url, masters, artifact cache).
     #[arg(long, env = "TENKEN_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// PostgreSQL for a cluster of nodes (`postgresql://USER@HOST:PORT/DB`) instead of the
+    /// embedded SQLite store; see docs/CLUSTER.md.
+    #[arg(long, env = "TENKEN_DATABASE_URL")]
+    database_url: Option<String>,
 }
 
 impl ConfigArgs {
@@ -24,6 +28,9 @@ impl ConfigArgs {
         let mut c = Config::load(self.config.as_deref(), std::env::vars())?;
         if let Some(d) = &self.data_dir {
             c.data_dir = d.clone();
+        }
+        if let Some(u) = &self.database_url {
+            c.store.url = u.clone();
         }
         Ok(c)
     }
@@ -37,6 +44,10 @@ pub struct ServeArgs {
     /// <data-dir>/serve.addr).
     #[arg(long, env = "TENKEN_LISTEN")]
     listen: Option<std::net::SocketAddr>,
+    /// This node's name in the cluster view, decision records and logs (default
+    /// `node-<pid>`).
+    #[arg(long, env = "TENKEN_NODE_NAME")]
+    node_name: Option<String>,
     /// `calendar` (5th–10th of the billing month, JST, staff may extend) or `always-open`
     /// (demos and development).
     #[arg(long)]
@@ -55,6 +66,9 @@ pub fn serve(args: ServeArgs) -> Result<()> {
     let mut config = args.config.load()?;
     if let Some(l) = args.listen {
         config.listen = l;
+    }
+    if let Some(n) = &args.node_name {
+        config.schedule.node_name = n.clone();
     }
     if args.demo_masters {
         config.demo_masters = true;

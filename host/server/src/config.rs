@@ -16,7 +16,8 @@ pub struct Config {
     /// Address to listen on; port 0 picks a free port (printed at start and written to
     /// `<data_dir>/serve.addr`).
     pub listen: SocketAddr,
-    /// SQLite database, blob files and masters live here.
+    /// The SQLite database and blob files (unless `store.url` names PostgreSQL), the
+    /// masters directory and the plugin artifact cache live here.
     pub data_dir: PathBuf,
     /// Where compiled plugin artifacts are cached; default `<data_dir>/artifacts`.
     pub cache_dir: Option<PathBuf>,
@@ -28,6 +29,7 @@ pub struct Config {
     pub admission: Admission,
     pub api: Api,
     pub schedule: Schedule,
+    pub store: StoreConfig,
     pub ssk: PayerConfig,
     pub kokuho: PayerConfig,
     /// The check pipeline's limits (plugin deadline, memory, batch size, ...).
@@ -45,6 +47,7 @@ impl Default for Config {
             admission: Admission::default(),
             api: Api::default(),
             schedule: Schedule::default(),
+            store: StoreConfig::default(),
             ssk: PayerConfig::default(),
             kokuho: PayerConfig {
                 master_format: "kokuho-fixed".into(),
@@ -256,6 +259,47 @@ impl Default for Schedule {
             registry_pinned_tables_max: 4,
             jobs_queued_max: 16,
             jobs_kept_max: 200,
+        }
+    }
+}
+
+/// Which store, and how a node of a cluster talks to it (docs/CLUSTER.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `postgresql://USER@HOST:PORT/DB`: run as one node of a cluster on that database
+    /// (also `--database-url`, `TENKEN_DATABASE_URL`). Empty: the embedded SQLite store in
+    /// `data_dir`, for one node.
+    pub url: String,
+    /// PostgreSQL connections this node holds at most, connections.
+    pub connections_max: u32,
+    /// Longest wait for a free connection (or for the database to answer a connect) before
+    /// a request is answered 503 + Retry-After, milliseconds.
+    pub connection_wait_ms_max: u64,
+    /// Longest a statement may run (`statement_timeout`), milliseconds.
+    pub statement_ms_max: u64,
+    /// Longest a node's session may sit idle inside a transaction before PostgreSQL ends it
+    /// (`idle_in_transaction_session_timeout`), milliseconds: a node frozen inside a claim
+    /// must not hold the other nodes' claims up for longer.
+    pub transaction_idle_ms_max: u64,
+    /// How often a node looks for registry changes and new work made through other nodes
+    /// when no notification came (the fallback for a lost LISTEN connection), milliseconds.
+    pub change_poll_ms: u64,
+    /// The window the cluster view's per-node figures cover (chunks, receipts, busy),
+    /// milliseconds.
+    pub stats_window_ms: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            url: String::new(),
+            connections_max: 16,
+            connection_wait_ms_max: 2_000,
+            statement_ms_max: 30_000,
+            transaction_idle_ms_max: 2_000,
+            change_poll_ms: 1_000,
+            stats_window_ms: 60_000,
         }
     }
 }

@@ -84,6 +84,12 @@ impl From<StoreError> for ApiError {
                 ApiError::new(status, code, e.to_string())
             }
             StoreError::Missing { .. } => ApiError::not_found(e.to_string()),
+            StoreError::Unavailable(ref why) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database-unavailable",
+                format!("the database is unavailable ({why}); nothing was stored; retry after the Retry-After delay"),
+            )
+            .retry_after(2),
             StoreError::Busy { .. } | StoreError::Closed => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "store-busy",

@@ -11,6 +11,7 @@ pub mod app;
 pub mod auth;
 mod blocking;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod extract;
@@ -47,9 +48,22 @@ pub fn masters_dir(config: &Config, payer: Payer) -> PathBuf {
     config.payer(payer).masters_dir.clone().unwrap_or_else(|| config.data_dir.join("masters").join(payer.as_str()))
 }
 
-/// Opens the store in the data directory (the CLI's token and master commands use it too).
-/// Callers get the backend-neutral trait object: only this function knows the backend.
+/// Opens the store: PostgreSQL when `store.url` names one (a node of a cluster), else
+/// SQLite in the data directory (the CLI's token and master commands use it too). Callers
+/// get the backend-neutral trait object: only this function knows the backend.
 pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    if !config.store.url.is_empty() {
+        let c = &config.store;
+        let options = tenken_store_postgres::PgOptions {
+            connections_max: c.connections_max.max(1) as usize,
+            connection_wait_ms_max: c.connection_wait_ms_max,
+            statement_ms_max: c.statement_ms_max,
+            transaction_idle_ms_max: c.transaction_idle_ms_max,
+        };
+        let store = tenken_store_postgres::PgStore::open(&c.url, options)
+            .with_context(|| format!("opening the PostgreSQL store at {}", redact_url(&c.url)))?;
+        return Ok(Arc::new(store));
+    }
     let s = &config.schedule;
     let store = SqliteStore::open(
         &config.data_dir,
@@ -61,6 +75,19 @@ pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     )
     .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
     Ok(Arc::new(store))
+}
+
+/// A database URL without its password, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            let hidden = if userinfo.contains(':') { ":***" } else { "" };
+            format!("{}{user}{hidden}{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
 }
 
 /// With `demo_masters`: the project's demo masters for each payer whose masters directory is
@@ -294,56 +321,13 @@ pub async fn run_with(
     shutdown: impl std::future::Future<Output = ()>,
     clock: Arc<dyn clock::Clock>,
 ) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
-    seed(&config)?;
-    let store = open_store(&config)?;
-    let dyn_store = store.clone();
-    let metrics = Arc::new(metrics::Metrics::new());
-    let registry = {
-        let (c, st) = (config.clone(), dyn_store.clone());
-        let mut r = tokio::task::spawn_blocking(move || build_registry(&c, st)).await??;
-        let m = metrics.clone();
-        r.on_first_use = Some(Box::new(move |payer, seconds| {
-            m.first_use_latency.get_or_create(&metrics::PayerLabel { payer: payer.to_string() }).observe(seconds);
-        }));
-        Arc::new(r)
+    // Start-up does blocking store work (and the PostgreSQL client must not run on the
+    // runtime's threads): all of it on a blocking thread.
+    let (store, work, registry, metrics) = {
+        let (config, clock) = (config.clone(), clock.clone());
+        tokio::task::spawn_blocking(move || start_up(&config, clock)).await??
     };
-    let lease = config.schedule.lease_ms as i64;
-    let node = dyn_store.register_node(&config.schedule.node_name, clock.now_ms(), lease)?;
-    let pools = Payer::ALL
-        .into_iter()
-        .map(|payer| {
-            let pc = config.payer(payer);
-            (payer, pc.workers.max(1), pc.queue_chunks_max)
-        })
-        .collect();
-    let work = work::Work::new(
-        dyn_store.clone(),
-        metrics.clone(),
-        registry.clone(),
-        pools,
-        work::WorkOptions {
-            chunk_receipts: config.schedule.chunk_receipts.max(1),
-            active_files_max: config.schedule.active_files_max,
-            lease_ms: config.schedule.lease_ms,
-            idle_poll_ms: config.schedule.idle_poll_ms,
-            node_name: config.schedule.node_name.clone(),
-            findings_per_file_max: config.limits.check_findings_per_file_max,
-            auto_rollback_window_receipts: config.schedule.auto_rollback_window_receipts,
-            auto_rollback_failure_rate_max: config.schedule.auto_rollback_failure_rate_max,
-            worker_nice: config.schedule.check_worker_nice.min(19),
-        },
-        node,
-        clock.clone(),
-    );
-    seed_regression(&config.limits, &work, &dyn_store)?;
-    let resumed = work.recover()?;
-    if resumed > 0 {
-        tracing::info!(submissions = resumed, "resumed pending submissions");
-    }
-    work.start();
-
+    let dyn_store = store.clone();
     let adm = &config.admission;
     let per_minute = std::num::NonZeroU32::new(adm.submissions_per_institution_per_minute_max.max(1)).unwrap();
     let burst = std::num::NonZeroU32::new(adm.submissions_per_institution_burst_max.max(1)).unwrap();
@@ -379,6 +363,70 @@ pub async fn run_with(
     })
     .await?;
     result
+}
+
+/// What `run_with` starts before it serves: the store, the registry, the workers.
+type Started = (Arc<dyn Store>, Arc<work::Work>, Arc<registry::Registry>, Arc<metrics::Metrics>);
+
+/// Opens the store, bootstraps a new one (under the cluster-wide bootstrap lock), builds
+/// the registry, registers this node and starts its workers. Blocking.
+fn start_up(config: &Config, clock: Arc<dyn clock::Clock>) -> anyhow::Result<Started> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    seed(config)?;
+    let store = open_store(config)?;
+    let dyn_store = store.clone();
+    // Nodes starting together on an empty database: one bootstraps, the others wait and
+    // find masters, release sets and seeds in place.
+    let bootstrap = dyn_store.bootstrap_lock()?;
+    let metrics = Arc::new(metrics::Metrics::for_node(&config.schedule.node_name));
+    let registry = {
+        let mut r = build_registry(config, dyn_store.clone())?;
+        let m = metrics.clone();
+        r.on_first_use = Some(Box::new(move |payer, seconds| {
+            m.first_use_latency.get_or_create(&metrics::PayerLabel { payer: payer.to_string() }).observe(seconds);
+        }));
+        Arc::new(r)
+    };
+    let lease = config.schedule.lease_ms as i64;
+    let node = dyn_store.register_node(&config.schedule.node_name, clock.now_ms(), lease)?;
+    let pools = Payer::ALL
+        .into_iter()
+        .map(|payer| {
+            let pc = config.payer(payer);
+            (payer, pc.workers.max(1), pc.queue_chunks_max)
+        })
+        .collect();
+    let work = work::Work::new(
+        dyn_store.clone(),
+        metrics.clone(),
+        registry.clone(),
+        pools,
+        work::WorkOptions {
+            chunk_receipts: config.schedule.chunk_receipts.max(1),
+            active_files_max: config.schedule.active_files_max,
+            lease_ms: config.schedule.lease_ms,
+            idle_poll_ms: config.schedule.idle_poll_ms,
+            node_name: config.schedule.node_name.clone(),
+            findings_per_file_max: config.limits.check_findings_per_file_max,
+            auto_rollback_window_receipts: config.schedule.auto_rollback_window_receipts,
+            auto_rollback_failure_rate_max: config.schedule.auto_rollback_failure_rate_max,
+            worker_nice: config.schedule.check_worker_nice.min(19),
+            change_poll_ms: config.store.change_poll_ms,
+            stats_window_ms: config.store.stats_window_ms,
+        },
+        node,
+        clock.clone(),
+    );
+    seed_regression(&config.limits, &work, &dyn_store)?;
+    drop(bootstrap);
+    let resumed = work.recover()?;
+    if resumed > 0 {
+        tracing::info!(submissions = resumed, "resumed pending submissions");
+    }
+    work.start();
+
+    Ok((store, work, registry, metrics))
 }
 
 /// First start: each payer's regression corpus gets two generated claim files (the

@@ -59,7 +59,15 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("tenken");
+        Metrics::for_node("")
+    }
+
+    /// Every series carries `node="<name>"` (several nodes scraped into one Prometheus
+    /// stay apart); an empty name adds no label.
+    pub fn for_node(node: &str) -> Metrics {
+        let labels =
+            (!node.is_empty()).then(|| (std::borrow::Cow::Borrowed("node"), std::borrow::Cow::Owned(node.to_owned())));
+        let mut registry = Registry::with_prefix_and_labels("tenken", labels.into_iter());
         let m = Metrics {
             submissions: Family::default(),
             responses: Family::default(),

@@ -326,8 +326,23 @@ const ROUTES: &[(HttpMethod, &str, &str, Body, &str, Option<&str>)] = &[
         "200",
         None,
     ),
-    (HttpMethod::Get, "/healthz", "Liveness.", Body::None, "200", None),
-    (HttpMethod::Get, "/readyz", "Readiness: 503 while starting or shutting down.", Body::None, "200", None),
+    (
+        HttpMethod::Get,
+        "/v1/cluster",
+        "The cluster (staff and admins): every node with its heartbeat, alive or not, and per payer its chunks, receipts and busy share over the stats window; per payer the balance busy max/mean over alive nodes.",
+        Body::None,
+        "200",
+        Some("ClusterView"),
+    ),
+    (HttpMethod::Get, "/healthz", "Liveness; names database trouble when there is some.", Body::None, "200", None),
+    (
+        HttpMethod::Get,
+        "/readyz",
+        "Readiness: 503 while starting, shutting down or while the database is unavailable.",
+        Body::None,
+        "200",
+        None,
+    ),
     (HttpMethod::Get, "/metrics", "Prometheus metrics.", Body::None, "200", None),
 ];
 
@@ -408,6 +423,9 @@ pub fn document() -> String {
         .schema_from::<TokenCreated>()
         .schema_from::<ErrorBody>()
         .schema_from::<ErrorDetail>()
+        .schema_from::<crate::cluster::ClusterView>()
+        .schema_from::<crate::cluster::NodeView>()
+        .schema_from::<crate::cluster::PayerBalance>()
         .security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()))
         .build();
     let doc = OpenApiBuilder::new()

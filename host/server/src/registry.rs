@@ -232,6 +232,10 @@ pub enum Reloaded {
     /// A reload that started later had already published: its table was read after this
     /// one's and so holds at least this one's change; this one was dropped.
     Superseded,
+    /// The store holds the live table's release sets and master versions already (a
+    /// change another node announced that this node had reloaded for, or one that changes
+    /// no live table, such as an approval): nothing was swapped.
+    Unchanged,
 }
 
 /// How many loaded things the registry keeps beyond those the live tables use.
@@ -535,8 +539,35 @@ impl Registry {
     /// ticket read every committed change; an older table finishing last is dropped
     /// (`Reloaded::Superseded`) instead of undoing a newer activation.
     pub fn reload(&self, payer: Payer, cause: SwapCause) -> Result<Reloaded, RegistryError> {
+        self.reload_with(payer, cause, false)
+    }
+
+    /// `reload` for a change another node made (heard through the store's change feed, or
+    /// found by looking): publishes only when the live sets or master versions differ, so
+    /// an approval or upload elsewhere records no swap here.
+    pub fn reload_if_changed(&self, payer: Payer, cause: SwapCause) -> Result<Reloaded, RegistryError> {
+        self.reload_with(payer, cause, true)
+    }
+
+    fn reload_with(&self, payer: Payer, cause: SwapCause, only_if_changed: bool) -> Result<Reloaded, RegistryError> {
         let ticket = self.tickets.fetch_add(1, Ordering::SeqCst) + 1;
-        let t = self.build(payer, Some(cause.clone()), ticket)?;
+        let mut t = self.build(payer, Some(cause.clone()), ticket)?;
+        let mut cause = cause;
+        if only_if_changed {
+            // Another node's change: what it made effective is the newest live set (or,
+            // without sets, master version), as far as this node can tell.
+            cause.subject = t.sets.iter().map(|s| s.id).max().or(t.masters.iter().map(|m| m.id).max()).unwrap_or(0);
+            t.cause = Some(cause.clone());
+            let ids = |r: &Releases| {
+                (
+                    r.sets.iter().map(|s| (s.id, s.from)).collect::<Vec<_>>(),
+                    r.masters.iter().map(|m| (m.id, m.from)).collect::<Vec<_>>(),
+                )
+            };
+            if ids(&self.tables[&payer].load()) == ids(&t) {
+                return Ok(Reloaded::Unchanged);
+            }
+        }
         if let Some(hook) = &self.before_publish {
             hook(payer, &cause);
         }

@@ -31,6 +31,7 @@ pub fn router(app: Arc<App>) -> axum::Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/v1/openapi.json", get(openapi))
+        .route("/v1/cluster", get(crate::cluster::cluster))
         .route("/v1/submissions", post(submit_any).get(list_submissions))
         .route("/v1/payers/{payer}/submissions", post(submit_to_payer))
         .route("/v1/submissions/{id}", get(status))
@@ -117,14 +118,32 @@ async fn request_context(State(app): AppState, mut req: Request, next: Next) -> 
     resp
 }
 
-async fn healthz() -> &'static str {
-    "ok\n"
+/// Liveness: 200 while the process serves, with the database's trouble named when there is
+/// some (the node recovers by itself when the database is back; meanwhile new submissions
+/// are answered 503 + Retry-After).
+async fn healthz(State(app): AppState) -> String {
+    match app.work.database_trouble() {
+        None => "ok\n".into(),
+        Some((why, since_ms)) => format!(
+            "ok\ndatabase: unavailable for {} ms ({why}); submissions are answered 503 + Retry-After until it is back\n",
+            (app.now_ms() - since_ms).max(0)
+        ),
+    }
 }
 
 async fn readyz(State(app): AppState) -> Response {
     if app.ready.load(Ordering::SeqCst) {
         // Serving; a payer that cannot check claims yet is named (each payer is its own
         // bulkhead, so the server is ready for the other one).
+        if let Some((why, _)) = app.work.database_trouble() {
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database-unavailable",
+                format!("the database is unavailable ({why})"),
+            )
+            .retry_after(2)
+            .into_response();
+        }
         let mut text = String::from("ready\n");
         for payer in Payer::ALL {
             if let Some(why) = app.work.registry.table(payer).not_ready() {

@@ -45,7 +45,14 @@ pub struct PayerWork {
     wake: (Mutex<u64>, Condvar),
     /// The payer's backlog in chunks as last seen (admission reads it without a store call).
     backlog: AtomicU64,
+    /// Chunks this node checked for the payer in the stats window: (when it finished,
+    /// receipts, seconds it took), oldest first (the heartbeat's figures).
+    done: Mutex<std::collections::VecDeque<(Instant, u32, f64)>>,
 }
+
+/// Chunk records kept per payer for the heartbeat's figures, at most (a bound beyond the
+/// stats window, for a node checking very many small chunks).
+const DONE_RECORDS_MAX: usize = 100_000;
 
 impl PayerWork {
     /// Chunks waiting for a worker, as last counted.
@@ -82,6 +89,10 @@ pub struct WorkOptions {
     pub worker_nice: u8,
     /// This node's name (decision records, `nodes`).
     pub node_name: String,
+    /// How often to look for other nodes' registry changes without a notification, ms.
+    pub change_poll_ms: u64,
+    /// The window the heartbeat's per-payer figures cover, ms.
+    pub stats_window_ms: u64,
 }
 
 /// Failures of one release set over its last receipts.
@@ -105,6 +116,8 @@ pub struct Work {
     options: WorkOptions,
     shutdown: AtomicBool,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// Why the database is unavailable and since when (ms), as the heartbeat last found.
+    db_trouble: Mutex<Option<(String, i64)>>,
 }
 
 impl Work {
@@ -127,6 +140,7 @@ impl Work {
                     active: Mutex::new(HashMap::new()),
                     wake: (Mutex::new(0), Condvar::new()),
                     backlog: AtomicU64::new(0),
+                    done: Mutex::new(std::collections::VecDeque::new()),
                 })
             })
             .collect();
@@ -141,6 +155,7 @@ impl Work {
             options,
             shutdown: AtomicBool::new(false),
             threads: Mutex::new(Vec::new()),
+            db_trouble: Mutex::new(None),
         })
     }
 
@@ -150,6 +165,30 @@ impl Work {
 
     pub fn options(&self) -> &WorkOptions {
         &self.options
+    }
+
+    /// Why the database is unavailable and since when (ms), if the last heartbeat failed
+    /// for that reason.
+    pub fn database_trouble(&self) -> Option<(String, i64)> {
+        self.db_trouble.lock().unwrap().clone()
+    }
+
+    fn note_database(&self, result: &Result<bool, StoreError>) {
+        let mut t = self.db_trouble.lock().unwrap();
+        match result {
+            Err(StoreError::Unavailable(why)) => {
+                if t.is_none() {
+                    tracing::error!(error = %why, "the database is unavailable; answering submissions 503 until it is back");
+                }
+                let since = t.as_ref().map_or(self.clock.now_ms(), |(_, s)| *s);
+                *t = Some((why.clone(), since));
+            }
+            Ok(_) if t.is_some() => {
+                tracing::info!("the database is back");
+                *t = None;
+            }
+            _ => {}
+        }
     }
 
     fn node(&self) -> NodeId {
@@ -181,6 +220,123 @@ impl Work {
                 .spawn(move || work.housekeeping_loop())
                 .expect("spawn lease keeper"),
         );
+        match self.store.subscribe() {
+            Ok(None) => {}
+            Ok(Some(feed)) => {
+                let work = self.clone();
+                threads.push(
+                    std::thread::Builder::new()
+                        .name("tenken-changes".into())
+                        .spawn(move || work.changes_loop(Some(feed)))
+                        .expect("spawn change listener"),
+                );
+            }
+            Err(e) => {
+                // The database is away at start: the listener subscribes when it is back.
+                tracing::warn!(error = %e, "subscribing to other nodes' changes failed; retrying");
+                let work = self.clone();
+                threads.push(
+                    std::thread::Builder::new()
+                        .name("tenken-changes".into())
+                        .spawn(move || work.changes_loop(None))
+                        .expect("spawn change listener"),
+                );
+            }
+        }
+    }
+
+    /// A cluster node hears of other nodes' changes: new work wakes this node's idle workers
+    /// of that payer; a registry change reloads the payer's live table (activation,
+    /// rollback, auto-rollback, master swap through any node are in force here within a
+    /// notification's delay). Every `change_poll_ms` it also looks at the audit log's head,
+    /// so a notification lost while the database was away is made up for.
+    fn changes_loop(&self, mut feed: Option<Box<dyn tenken_store::ChangeFeed>>) {
+        let poll = Duration::from_millis(self.options.change_poll_ms.max(10));
+        let mut heads: HashMap<Payer, i64> = HashMap::new();
+        let mut looked = Instant::now() - poll;
+        while !self.shutdown.load(Ordering::SeqCst) {
+            if looked.elapsed() >= poll {
+                looked = Instant::now();
+                for pw in &self.payers {
+                    match self.store.audit(pw.payer, 1) {
+                        Ok(a) => {
+                            let head = a.first().map_or(0, |e| e.id);
+                            if heads.insert(pw.payer, head).is_some_and(|h| h != head) {
+                                self.reload_for_other_node(pw.payer);
+                            }
+                        }
+                        Err(e) => tracing::debug!(error = %e, "looking for registry changes failed"),
+                    }
+                }
+                if feed.is_none() {
+                    match self.store.subscribe() {
+                        Ok(f) => {
+                            feed = f;
+                            // Whatever was announced while unsubscribed: look for it.
+                            for pw in &self.payers {
+                                self.reload_for_other_node(pw.payer);
+                                pw.notify();
+                            }
+                        }
+                        Err(e) => tracing::debug!(error = %e, "subscribing again failed"),
+                    }
+                }
+            }
+            let Some(f) = feed.as_mut() else {
+                std::thread::sleep(poll.min(Duration::from_millis(200)));
+                continue;
+            };
+            match f.wait(poll.min(Duration::from_millis(200))) {
+                Ok(changes) => {
+                    for c in changes {
+                        match c {
+                            tenken_store::Change::Work(p) => self.payer(p).notify(),
+                            tenken_store::Change::Swap(p) => self.reload_for_other_node(p),
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "the change feed broke; looking every change_poll_ms until it is back");
+                    feed = None;
+                }
+            }
+        }
+    }
+
+    fn reload_for_other_node(&self, payer: Payer) {
+        let cause = crate::registry::SwapCause::now("other-node", 0);
+        match self.registry.reload_if_changed(payer, cause) {
+            Ok(crate::registry::Reloaded::Published) => {
+                tracing::info!(%payer, "live rules or masters changed through another node; in force here now");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(%payer, error = %e, "reloading after another node's change failed"),
+        }
+    }
+
+    /// What this node reports with its heartbeat: per payer, the chunks and receipts it
+    /// checked in the stats window and its workers' busy share.
+    pub fn stats(&self) -> tenken_store::NodeStats {
+        let window = Duration::from_millis(self.options.stats_window_ms.max(1));
+        let payers = self
+            .payers
+            .iter()
+            .map(|pw| {
+                let mut done = pw.done.lock().unwrap();
+                while done.front().is_some_and(|(t, _, _)| t.elapsed() > window) {
+                    done.pop_front();
+                }
+                let busy: f64 = done.iter().map(|(_, _, s)| s).sum();
+                tenken_store::PayerLoad {
+                    payer: pw.payer,
+                    workers: pw.workers,
+                    chunks: done.len() as u64,
+                    receipts: done.iter().map(|(_, r, _)| *r as u64).sum(),
+                    busy: (busy / (window.as_secs_f64() * pw.workers.max(1) as f64)).min(1.0),
+                }
+            })
+            .collect();
+        tenken_store::NodeStats { window_ms: window.as_millis() as i64, payers }
     }
 
     /// Stops claiming chunks; running chunks finish; unclaimed ones stay in the store, and
@@ -272,7 +428,9 @@ impl Work {
                 continue;
             }
             last = Instant::now();
-            match self.store.renew_node(self.node(), self.clock.now_ms(), lease) {
+            let renewed = self.store.renew_node(self.node(), self.clock.now_ms(), lease, &self.stats());
+            self.note_database(&renewed);
+            match renewed {
                 Ok(true) => {}
                 Ok(false) => {
                     // Our lease lapsed (a long pause): our claims are fenced and may be
@@ -334,10 +492,20 @@ impl Work {
             let span =
                 tracing::info_span!("chunk", payer = %pw.payer, submission = chunk.submission, index = chunk.index);
             let _g = span.enter();
-            if let Err(e) = self.run_chunk(pw, chunk) {
-                tracing::error!(error = %e, "chunk failed; its claim lapses and it is claimed again");
+            let receipts = match self.run_chunk(pw, chunk) {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::error!(error = %e, "chunk failed; its claim lapses and it is claimed again");
+                    0
+                }
+            };
+            let took = t0.elapsed().as_secs_f64();
+            busy.inc_by(took);
+            let mut done = pw.done.lock().unwrap();
+            if done.len() >= DONE_RECORDS_MAX {
+                done.pop_front();
             }
-            busy.inc_by(t0.elapsed().as_secs_f64());
+            done.push_back((Instant::now(), receipts, took));
         }
     }
 
@@ -376,12 +544,13 @@ impl Work {
         Ok(active.jobs.lock().unwrap().entry(key).or_insert(job).clone())
     }
 
-    fn run_chunk(&self, pw: &PayerWork, chunk: ChunkClaim) -> Result<(), String> {
+    /// Checks one claimed chunk and records it; returns the receipts it covered.
+    fn run_chunk(&self, pw: &PayerWork, chunk: ChunkClaim) -> Result<u32, String> {
         let Some(s) = self.store.get(chunk.submission).map_err(|e| e.to_string())? else {
             return Err(format!("submission {} vanished", chunk.submission));
         };
         if !s.state.is_pending() {
-            return Ok(());
+            return Ok(0);
         }
         let active = self.active(pw, &s)?;
         // The table in force when the file's checking started (its pin, stored, so every
@@ -464,12 +633,15 @@ impl Work {
         }
         match outcome {
             ChunkOutcome::Recorded { all_done: true } => self.finalize(&s),
-            ChunkOutcome::Recorded { all_done: false } | ChunkOutcome::Duplicate => {}
+            ChunkOutcome::Recorded { all_done: false } => {}
+            ChunkOutcome::Duplicate => {
+                tracing::warn!("chunk result dropped: the chunk was recorded already (under a later claim)")
+            }
             ChunkOutcome::Fenced => {
                 tracing::warn!("chunk result fenced (lease lapsed or submission no longer pending)")
             }
         }
-        Ok(())
+        Ok(receipts as u32)
     }
 
     /// Records a chunk's result, retrying while the store is busy (a full write queue):
@@ -479,7 +651,9 @@ impl Work {
         loop {
             let r = ChunkResult { now_ms: self.clock.now_ms(), ..result.clone() };
             match self.store.complete_chunk(r) {
-                Err(StoreError::Busy { .. }) if !self.shutdown.load(Ordering::SeqCst) => {
+                // Busy, or the database away for a moment: the claim stays ours until the
+                // lease lapses (after that the result is fenced, and another node has it).
+                Err(StoreError::Busy { .. } | StoreError::Unavailable(_)) if !self.shutdown.load(Ordering::SeqCst) => {
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(Duration::from_millis(500));
                 }

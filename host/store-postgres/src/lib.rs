@@ -1,24 +1,39 @@
-//! The PostgreSQL store backend, for several nodes on one database (issue 12). Built in
-//! steps: this step holds the connection pool, the schema migrations (run at start under an
-//! advisory lock, so nodes may start together), the content-addressed blobs, which live
-//! in the database so that no shared file system is needed, and the access aggregate
-//! (tokens, window overrides, notices). The other aggregates (submissions and claimed
-//! chunks, registry, masters) follow on the same pool.
+//! The PostgreSQL store backend: several nodes on one database. A bounded connection pool,
+//! schema migrations at start under an advisory lock (nodes may start together), rows and
+//! content-addressed blobs both in the database (no shared file system), every aggregate
+//! of the store contract, and the change feed (LISTEN/NOTIFY) that wakes other nodes'
+//! workers and reloads their registries.
 //!
 //! Why the synchronous `postgres` client: the store traits are synchronous and are called
 //! from the server's blocking pool, as the SQLite backend is.
+//!
+//! Concurrency, in one place: every write is one transaction at READ COMMITTED. Claims of a
+//! payer serialize on that payer's `payer_clock` row (the fair order is one sequence per
+//! payer) and take chunk rows `FOR UPDATE SKIP LOCKED`; a chunk's result locks its
+//! submission, then its chunk row (the order every writer of both keeps); registry and
+//! master changes of a payer serialize on an advisory lock, so the lifecycle rules checked
+//! in the transaction cannot be slipped past by a concurrent change on another node. A
+//! deadlock or serialization failure the database reports is retried.
 
 #![forbid(unsafe_code)]
+
+mod feed;
+mod registry;
+mod submissions;
 
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use postgres::{Client, NoTls};
 use tenken_model::{Digest, Payer, YearMonth};
-use tenken_store::{AccessStore, Audience, BlobStore, Notice, Role, StoreError, TokenInfo, WindowOverride};
+use tenken_store::{
+    AccessStore, Audience, BlobStore, ChangeFeed, Notice, Role, Store, StoreError, TokenInfo, WindowOverride,
+};
 
 /// The advisory lock key the migrations run under (`tenken` in ASCII).
 const MIGRATION_LOCK: i64 = 0x7465_6e6b_656e;
+/// The advisory lock key of the first start's bootstrap (`tenkenb`).
+const BOOTSTRAP_LOCK: i64 = 0x7465_6e6b_656e_62;
 
 /// The schema, in order; `schema_version` holds how many have run. Never edit one that has
 /// shipped: add the next.
@@ -37,6 +52,71 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE notices(id BIGSERIAL PRIMARY KEY, payer TEXT, audience TEXT NOT NULL, message TEXT NOT NULL,
         created_ms BIGINT NOT NULL, created_by BIGINT NOT NULL);
     "#,
+    // 3: submissions, claimed chunks (fair order, fencing), results, pins, nodes.
+    r#"
+    CREATE TABLE submissions(id BIGSERIAL PRIMARY KEY, reception TEXT NOT NULL DEFAULT '',
+        payer TEXT NOT NULL CHECK (payer IN ('ssk', 'kokuho')), institution TEXT NOT NULL,
+        billing_month TEXT NOT NULL, digest TEXT NOT NULL REFERENCES blobs(digest), bytes BIGINT NOT NULL,
+        receipts BIGINT NOT NULL, state TEXT NOT NULL, chunks BIGINT NOT NULL, chunk_receipts BIGINT NOT NULL,
+        chunks_done BIGINT NOT NULL DEFAULT 0, n_error BIGINT NOT NULL DEFAULT 0, n_warning BIGINT NOT NULL DEFAULT 0,
+        n_info BIGINT NOT NULL DEFAULT 0, findings_dropped BIGINT NOT NULL DEFAULT 0, idempotency_key TEXT,
+        token_id BIGINT NOT NULL, accepted_ms BIGINT NOT NULL, checked_ms BIGINT, confirmed_ms BIGINT,
+        supersedes BIGINT, superseded_by BIGINT);
+    CREATE UNIQUE INDEX submissions_idem ON submissions(token_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
+    CREATE INDEX submissions_month ON submissions(payer, institution, billing_month);
+    CREATE INDEX submissions_pending ON submissions(state) WHERE state IN ('queued', 'checking');
+    CREATE TABLE withdrawn_receipts(submission BIGINT NOT NULL, receipt BIGINT NOT NULL, PRIMARY KEY (submission, receipt));
+    CREATE TABLE chunk_results(submission BIGINT NOT NULL, idx BIGINT NOT NULL, owner BIGINT NOT NULL,
+        findings JSONB NOT NULL, n_error BIGINT NOT NULL, n_warning BIGINT NOT NULL, n_info BIGINT NOT NULL,
+        done_ms BIGINT NOT NULL, decision JSONB NOT NULL, PRIMARY KEY (submission, idx));
+    CREATE TABLE final_findings(submission BIGINT PRIMARY KEY, findings JSONB NOT NULL);
+    CREATE TABLE check_pins(submission BIGINT PRIMARY KEY, pin JSONB NOT NULL);
+    CREATE TABLE nodes(owner BIGSERIAL PRIMARY KEY, name TEXT NOT NULL, started_ms BIGINT NOT NULL,
+        expires_ms BIGINT NOT NULL, heartbeat_ms BIGINT NOT NULL, stats JSONB NOT NULL DEFAULT '{}');
+    CREATE TABLE chunks(submission BIGINT NOT NULL, idx BIGINT NOT NULL, payer TEXT NOT NULL,
+        institution TEXT NOT NULL, cost BIGINT NOT NULL, node BIGINT, fence BIGINT NOT NULL DEFAULT 0,
+        PRIMARY KEY (submission, idx));
+    CREATE INDEX chunks_ready ON chunks(payer, institution, submission, idx) WHERE node IS NULL;
+    CREATE INDEX chunks_claimed ON chunks(node) WHERE node IS NOT NULL;
+    CREATE TABLE tenants(payer TEXT NOT NULL, institution TEXT NOT NULL, served BIGINT NOT NULL DEFAULT 0,
+        ready BIGINT NOT NULL DEFAULT 0, PRIMARY KEY (payer, institution));
+    CREATE INDEX tenants_ready ON tenants(payer, served, institution) WHERE ready > 0;
+    CREATE TABLE payer_clock(payer TEXT PRIMARY KEY, vclock BIGINT NOT NULL);
+    INSERT INTO payer_clock VALUES ('ssk', 0), ('kokuho', 0);
+    CREATE SEQUENCE fence_seq;
+    "#,
+    // 4: the registry (plugins, approvals, keys, release sets, audit, regression corpus)
+    // and master versions; every audit event notifies the other nodes (a swap).
+    r#"
+    CREATE TABLE plugins(payer TEXT NOT NULL, digest TEXT NOT NULL, name TEXT NOT NULL, version TEXT NOT NULL,
+        contract TEXT NOT NULL, described JSONB NOT NULL, bytes BIGINT NOT NULL, uploaded_by BIGINT NOT NULL,
+        uploaded_ms BIGINT NOT NULL, signed_by TEXT, state TEXT NOT NULL, validation JSONB,
+        PRIMARY KEY (payer, digest));
+    CREATE TABLE plugin_approvals(payer TEXT NOT NULL, digest TEXT NOT NULL, approver BIGINT NOT NULL,
+        at_ms BIGINT NOT NULL, PRIMARY KEY (payer, digest, approver));
+    CREATE TABLE signing_keys(payer TEXT NOT NULL, key_hex TEXT NOT NULL, added_by BIGINT NOT NULL,
+        added_ms BIGINT NOT NULL, PRIMARY KEY (payer, key_hex));
+    CREATE TABLE release_sets(id BIGSERIAL PRIMARY KEY, payer TEXT NOT NULL, from_month TEXT NOT NULL,
+        plugins TEXT[] NOT NULL, state TEXT NOT NULL, created_by BIGINT NOT NULL, created_ms BIGINT NOT NULL,
+        reason TEXT NOT NULL);
+    CREATE INDEX release_sets_active ON release_sets(payer, state);
+    CREATE TABLE audit(id BIGSERIAL PRIMARY KEY, payer TEXT NOT NULL, actor BIGINT NOT NULL, at_ms BIGINT NOT NULL,
+        action TEXT NOT NULL, digest TEXT, release_set BIGINT, reason TEXT NOT NULL);
+    CREATE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql AS
+        $$ BEGIN RAISE EXCEPTION 'the audit log is append-only'; END $$;
+    CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit
+        FOR EACH ROW EXECUTE FUNCTION audit_append_only();
+    CREATE FUNCTION audit_notify() RETURNS trigger LANGUAGE plpgsql AS
+        $$ BEGIN PERFORM pg_notify('tenken_swap', NEW.payer); RETURN NULL; END $$;
+    CREATE TRIGGER audit_notify AFTER INSERT ON audit FOR EACH ROW EXECUTE FUNCTION audit_notify();
+    CREATE TABLE regression(id BIGSERIAL PRIMARY KEY, payer TEXT NOT NULL, name TEXT NOT NULL,
+        digest TEXT NOT NULL, expected JSONB NOT NULL, added_by BIGINT NOT NULL, added_ms BIGINT NOT NULL);
+    CREATE TABLE master_versions(id BIGSERIAL PRIMARY KEY, payer TEXT NOT NULL, from_month TEXT NOT NULL,
+        digest TEXT NOT NULL, sources JSONB NOT NULL, state TEXT NOT NULL, provided_by TEXT, report JSONB NOT NULL,
+        created_by BIGINT NOT NULL, created_ms BIGINT NOT NULL, reason TEXT NOT NULL);
+    CREATE TABLE master_approvals(version BIGINT NOT NULL, approver BIGINT NOT NULL, approver_payer TEXT NOT NULL,
+        at_ms BIGINT NOT NULL, PRIMARY KEY (version, approver));
+    "#,
 ];
 
 /// Connection settings and bounds.
@@ -48,17 +128,70 @@ pub struct PgOptions {
     pub connection_wait_ms_max: u64,
     /// Longest a statement may run (`statement_timeout`), milliseconds.
     pub statement_ms_max: u64,
+    /// Longest a session may sit idle inside a transaction before the database ends it
+    /// (`idle_in_transaction_session_timeout`), milliseconds: a node frozen (a long GC-like
+    /// pause, SIGSTOP) inside a claim would otherwise hold its row locks, and every other
+    /// node's claims would wait for it.
+    pub transaction_idle_ms_max: u64,
 }
 
 impl Default for PgOptions {
     fn default() -> PgOptions {
-        PgOptions { connections_max: 8, connection_wait_ms_max: 2_000, statement_ms_max: 30_000 }
+        PgOptions {
+            connections_max: 8,
+            connection_wait_ms_max: 2_000,
+            statement_ms_max: 30_000,
+            transaction_idle_ms_max: 2_000,
+        }
     }
 }
 
+/// A database error as the store's: a lost connection, a database that is shutting down or
+/// starting, or a statement cut by its timeout is `Unavailable` (503 + Retry-After: nothing
+/// was written); anything else is a backend error.
 fn db(e: postgres::Error) -> StoreError {
-    StoreError::Backend(e.to_string())
+    use postgres::error::SqlState;
+    let transient = [
+        SqlState::ADMIN_SHUTDOWN,
+        SqlState::CRASH_SHUTDOWN,
+        SqlState::CANNOT_CONNECT_NOW,
+        SqlState::QUERY_CANCELED,
+        SqlState::TOO_MANY_CONNECTIONS,
+        SqlState::CONNECTION_FAILURE,
+        SqlState::CONNECTION_EXCEPTION,
+        SqlState::IDLE_IN_TRANSACTION_SESSION_TIMEOUT,
+    ];
+    match e.code() {
+        None => StoreError::Unavailable(e.to_string()),
+        Some(c) if transient.contains(c) => StoreError::Unavailable(e.to_string()),
+        Some(_) if e.is_closed() => StoreError::Unavailable(e.to_string()),
+        Some(_) => StoreError::Backend(e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_owned())),
+    }
 }
+
+/// What a transaction body fails with: the database's error (retried when the database
+/// asks for it) or the store's (a refusal, returned as is).
+enum TxError {
+    Pg(postgres::Error),
+    Store(StoreError),
+}
+
+impl From<postgres::Error> for TxError {
+    fn from(e: postgres::Error) -> TxError {
+        TxError::Pg(e)
+    }
+}
+
+impl From<StoreError> for TxError {
+    fn from(e: StoreError) -> TxError {
+        TxError::Store(e)
+    }
+}
+
+type TxResult<T> = Result<T, TxError>;
+
+/// Attempts of a transaction the database aborted as a deadlock or serialization failure.
+const TX_ATTEMPTS_MAX: u32 = 5;
 
 /// A bounded pool of connections: a caller waits at most `connection_wait_ms_max` for one,
 /// then gets `StoreError::Busy` (never an unbounded wait). A connection that failed is
@@ -74,7 +207,10 @@ impl Pool {
     fn connect(&self) -> Result<Client, StoreError> {
         let mut config: postgres::Config = self.url.parse().map_err(db)?;
         config.connect_timeout(Duration::from_millis(self.options.connection_wait_ms_max.max(1)));
-        config.options(&format!("-c statement_timeout={} -c synchronous_commit=on", self.options.statement_ms_max));
+        config.options(&format!(
+            "-c statement_timeout={} -c idle_in_transaction_session_timeout={} -c synchronous_commit=on",
+            self.options.statement_ms_max, self.options.transaction_idle_ms_max
+        ));
         config.connect(NoTls).map_err(db)
     }
 
@@ -121,9 +257,11 @@ impl Pool {
     }
 }
 
-/// The PostgreSQL store (so far: migrations and blobs).
+/// The PostgreSQL store.
 pub struct PgStore {
     pool: Pool,
+    url: String,
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl PgStore {
@@ -133,6 +271,8 @@ impl PgStore {
     pub fn open(url: &str, options: PgOptions) -> Result<PgStore, StoreError> {
         let store = PgStore {
             pool: Pool { url: url.to_owned(), options, idle: Mutex::new((Vec::new(), 0)), freed: Condvar::new() },
+            url: url.to_owned(),
+            closed: std::sync::atomic::AtomicBool::new(false),
         };
         store.pool.with(migrate)?;
         Ok(store)
@@ -149,6 +289,79 @@ impl PgStore {
     /// The migrations this build knows.
     pub fn migrations() -> usize {
         MIGRATIONS.len()
+    }
+
+    /// Runs `f` in one transaction on a pooled connection and commits; a deadlock or
+    /// serialization failure is retried (up to `TX_ATTEMPTS_MAX` attempts), a refusal is
+    /// returned as is and rolls everything back.
+    fn tx<T>(&self, f: impl Fn(&mut postgres::Transaction<'_>) -> TxResult<T>) -> Result<T, StoreError> {
+        use postgres::error::SqlState;
+        if self.closed.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(StoreError::Closed);
+        }
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let out = self.pool.with(|c| {
+                let mut run = || -> TxResult<T> {
+                    let mut tx = c.transaction()?;
+                    let v = f(&mut tx)?;
+                    tx.commit()?;
+                    Ok(v)
+                };
+                Ok(run())
+            })?;
+            match out {
+                Ok(v) => return Ok(v),
+                Err(TxError::Store(e)) => return Err(e),
+                Err(TxError::Pg(e))
+                    if attempt < TX_ATTEMPTS_MAX
+                        && matches!(e.code(), Some(c) if *c == SqlState::T_R_DEADLOCK_DETECTED
+                            || *c == SqlState::T_R_SERIALIZATION_FAILURE) =>
+                {
+                    tracing::debug!(attempt, error = %e, "transaction retried");
+                }
+                Err(TxError::Pg(e)) => return Err(db(e)),
+            }
+        }
+    }
+
+    /// A read on a pooled connection (no transaction of its own).
+    fn read<T>(&self, f: impl FnOnce(&mut Client) -> TxResult<T>) -> Result<T, StoreError> {
+        if self.closed.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(StoreError::Closed);
+        }
+        self.pool.with(|c| match f(c) {
+            Ok(v) => Ok(v),
+            Err(TxError::Store(e)) => Err(e),
+            Err(TxError::Pg(e)) => Err(db(e)),
+        })
+    }
+}
+
+impl Store for PgStore {
+    fn blobs(&self) -> &dyn BlobStore {
+        self
+    }
+
+    fn close(&self) {
+        self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn subscribe(&self) -> Result<Option<Box<dyn ChangeFeed>>, StoreError> {
+        Ok(Some(Box::new(feed::PgFeed::connect(&self.url, &self.pool.options)?)))
+    }
+
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    /// A session-level advisory lock on a connection of its own: dropping the guard closes
+    /// the connection, which releases the lock (so does a node that dies holding it).
+    fn bootstrap_lock(&self) -> Result<Option<Box<dyn Send>>, StoreError> {
+        let mut client = self.pool.connect()?;
+        client.execute("SELECT pg_advisory_lock($1)", &[&BOOTSTRAP_LOCK]).map_err(db)?;
+        Ok(Some(Box::new(client)))
     }
 }
 

@@ -72,3 +72,105 @@ fn blobs_are_content_addressed_durable_and_checked() {
     let e = other.get(&d).unwrap_err();
     assert!(matches!(&e, StoreError::Blob(m) if m.contains("no longer match")), "{e}");
 }
+
+fn open(url: &str) -> PgStore {
+    PgStore::open(url, PgOptions::default()).unwrap()
+}
+
+#[test]
+fn acceptance_conforms_and_is_seen_by_another_node() {
+    let Some(url) = fresh_database() else { return };
+    let store = open(&url);
+    tenken_store_conformance::check_acceptance(&store);
+    let other = open(&url);
+    let filter = tenken_store::ListFilter { limit: 10, ..Default::default() };
+    use tenken_store::SubmissionStore;
+    assert_eq!(other.list(&filter).unwrap(), store.list(&filter).unwrap());
+}
+
+#[test]
+fn claims_conform() {
+    let Some(url) = fresh_database() else { return };
+    tenken_store_conformance::check_claims(&open(&url));
+}
+
+#[test]
+fn dropped_work_conforms() {
+    let Some(url) = fresh_database() else { return };
+    tenken_store_conformance::check_dropped_work(&open(&url));
+}
+
+#[test]
+fn fairness_conforms() {
+    let Some(url) = fresh_database() else { return };
+    tenken_store_conformance::check_fairness(&open(&url));
+}
+
+#[test]
+fn concurrent_claims_conform() {
+    let Some(url) = fresh_database() else { return };
+    tenken_store_conformance::check_concurrent_claims(vec![Arc::new(open(&url))]);
+}
+
+/// The same, with each node on a store (a connection pool) of its own, as separate
+/// processes are.
+#[test]
+fn concurrent_claims_from_separate_pools_conform() {
+    let Some(url) = fresh_database() else { return };
+    let stores: Vec<Arc<dyn tenken_store::Store>> = (0..4).map(|_| Arc::new(open(&url)) as _).collect();
+    tenken_store_conformance::check_concurrent_claims(stores);
+}
+
+#[test]
+fn heartbeats_conform() {
+    let Some(url) = fresh_database() else { return };
+    tenken_store_conformance::check_heartbeats(&open(&url));
+}
+
+#[test]
+fn many_writers_conform() {
+    let Some(url) = fresh_database() else { return };
+    tenken_store_conformance::check_many_writers(Arc::new(open(&url)));
+}
+
+#[test]
+fn retire_race_conforms() {
+    let Some(url) = fresh_database() else { return };
+    tenken_store_conformance::check_retire_race(Arc::new(open(&url)));
+}
+
+#[test]
+fn master_documents_conform() {
+    let Some(url) = fresh_database() else { return };
+    tenken_store_conformance::check_master_documents(&open(&url));
+}
+
+#[test]
+fn restart_pinned_conforms() {
+    let Some(url) = fresh_database() else { return };
+    tenken_store_conformance::check_restart_pinned(&open(&url));
+}
+
+/// A swap made through one node reaches another node's feed (NOTIFY at commit), and so
+/// does new work.
+#[test]
+fn changes_reach_the_other_nodes_feed() {
+    use tenken_store::{Change, Store, SubmissionStore};
+    let Some(url) = fresh_database() else { return };
+    let (a, b) = (open(&url), open(&url));
+    let mut feed = b.subscribe().unwrap().expect("PostgreSQL has a feed");
+    let t0 = std::time::Instant::now();
+    tenken_store_conformance::approved_plugin(&a, tenken_model::Payer::Kokuho, "p");
+    let mut seen = Vec::new();
+    while !seen.contains(&Change::Swap(tenken_model::Payer::Kokuho)) {
+        assert!(t0.elapsed() < std::time::Duration::from_secs(5), "no swap heard: {seen:?}");
+        seen.extend(feed.wait(std::time::Duration::from_millis(500)).unwrap());
+    }
+    a.accept(tenken_store_conformance::new_sub("1234567", "2026-11", b"x", None)).unwrap();
+    let mut seen = Vec::new();
+    while !seen.contains(&Change::Work(tenken_model::Payer::Ssk)) {
+        assert!(t0.elapsed() < std::time::Duration::from_secs(5), "no work heard: {seen:?}");
+        seen.extend(feed.wait(std::time::Duration::from_millis(500)).unwrap());
+    }
+    assert!(feed.wait(std::time::Duration::from_millis(50)).unwrap().is_empty(), "nothing else");
+}

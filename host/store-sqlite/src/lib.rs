@@ -337,6 +337,13 @@ const MIGRATIONS: &[Migration] = &[
     CREATE TABLE IF NOT EXISTS check_pins(submission INTEGER PRIMARY KEY, pin TEXT NOT NULL);
     "#,
     ),
+    // 9: node heartbeats with what the node reports (the cluster view).
+    Migration::Sql(
+        r#"
+    ALTER TABLE nodes ADD COLUMN heartbeat_ms INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE nodes ADD COLUMN stats TEXT NOT NULL DEFAULT '{}';
+    "#,
+    ),
 ];
 
 /// Migration 7: master sources and conversion proofs name blobs as `sha256:<hex>`; a plugin
@@ -1517,7 +1524,7 @@ impl SubmissionStore for SqliteStore {
         let name = name.to_owned();
         self.write(move |conn| {
             conn.execute(
-                "INSERT INTO nodes(name, started_ms, expires_ms) VALUES (?1, ?2, ?3)",
+                "INSERT INTO nodes(name, started_ms, expires_ms, heartbeat_ms) VALUES (?1, ?2, ?3, ?2)",
                 params![name, now_ms, now_ms + ttl_ms],
             )
             .map_err(db)?;
@@ -1525,12 +1532,13 @@ impl SubmissionStore for SqliteStore {
         })
     }
 
-    fn renew_node(&self, node: NodeId, now_ms: i64, ttl_ms: i64) -> Result<bool, StoreError> {
+    fn renew_node(&self, node: NodeId, now_ms: i64, ttl_ms: i64, stats: &NodeStats) -> Result<bool, StoreError> {
+        let stats = to_json(stats);
         self.write(move |conn| {
             let n = conn
                 .execute(
-                    "UPDATE nodes SET expires_ms = ?2 WHERE owner = ?1 AND expires_ms >= ?3",
-                    params![node.0, now_ms + ttl_ms, now_ms],
+                    "UPDATE nodes SET expires_ms = ?2, heartbeat_ms = ?3, stats = ?4 WHERE owner = ?1 AND expires_ms >= ?3",
+                    params![node.0, now_ms + ttl_ms, now_ms, stats],
                 )
                 .map_err(db)?;
             Ok(n == 1)
@@ -1540,7 +1548,10 @@ impl SubmissionStore for SqliteStore {
     fn nodes(&self) -> Result<Vec<NodeInfo>, StoreError> {
         self.read(|c| {
             let mut stmt = c
-                .prepare_cached("SELECT owner, name, started_ms, expires_ms FROM nodes ORDER BY owner DESC LIMIT 1000")
+                .prepare_cached(
+                    "SELECT owner, name, started_ms, expires_ms, heartbeat_ms, stats FROM nodes \
+                     ORDER BY owner DESC LIMIT 1000",
+                )
                 .map_err(db)?;
             let rows = stmt
                 .query_map([], |r| {
@@ -1549,6 +1560,8 @@ impl SubmissionStore for SqliteStore {
                         name: r.get(1)?,
                         started_ms: r.get(2)?,
                         expires_ms: r.get(3)?,
+                        heartbeat_ms: r.get(4)?,
+                        stats: json_col(r, 5)?,
                     })
                 })
                 .map_err(db)?
@@ -2189,6 +2202,10 @@ impl MasterStore for SqliteStore {
 impl Store for SqliteStore {
     fn blobs(&self) -> &dyn BlobStore {
         &*self.blobs
+    }
+
+    fn backend(&self) -> &'static str {
+        "sqlite"
     }
 
     fn close(&self) {

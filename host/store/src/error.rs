@@ -9,6 +9,10 @@ pub enum StoreError {
     /// The backend failed (a database error, a failed commit); the message is the backend's.
     #[error("database error: {0}")]
     Backend(String),
+    /// The database cannot be reached (restarting, network trouble): nothing was written;
+    /// retry later. The server answers 503 + Retry-After, never 500.
+    #[error("the database is unavailable ({0}); retry later")]
+    Unavailable(String),
     #[error("the store is shutting down")]
     Closed,
     /// A bound was reached (the write queue is full): retry later. Never a wait.

@@ -106,9 +106,9 @@ pub trait SubmissionStore: Send + Sync {
 
     /// Registers a worker node with a lease of `ttl_ms`.
     fn register_node(&self, name: &str, now_ms: i64, ttl_ms: i64) -> Result<NodeId, StoreError>;
-    /// Extends the lease; false when it had already lapsed (the node must register again:
-    /// its claims are fenced).
-    fn renew_node(&self, node: NodeId, now_ms: i64, ttl_ms: i64) -> Result<bool, StoreError>;
+    /// Extends the lease (the node's heartbeat, with what it reports); false when it had
+    /// already lapsed (the node must register again: its claims are fenced).
+    fn renew_node(&self, node: NodeId, now_ms: i64, ttl_ms: i64, stats: &NodeStats) -> Result<bool, StoreError>;
     /// Every registered node, newest first.
     fn nodes(&self) -> Result<Vec<NodeInfo>, StoreError>;
 }
@@ -300,6 +300,20 @@ pub trait Store: SubmissionStore + AccessStore + RegistryStore + MasterStore {
     /// Stops taking writes after the queued ones are committed; later calls fail with
     /// [`StoreError::Closed`].
     fn close(&self);
+    /// Other nodes' changes, for a backend several nodes share; `None` for one that only
+    /// one process uses (SQLite).
+    fn subscribe(&self) -> Result<Option<Box<dyn ChangeFeed>>, StoreError> {
+        Ok(None)
+    }
+    /// Holds a lock across every process sharing the store until the guard is dropped, for
+    /// the first start's bootstrap (first masters, first release sets, regression seeds):
+    /// nodes starting together on an empty database bootstrap once. `None` where one
+    /// process owns the store.
+    fn bootstrap_lock(&self) -> Result<Option<Box<dyn Send>>, StoreError> {
+        Ok(None)
+    }
+    /// Which backend this is (`sqlite`, `postgres`), for `/healthz` and the cluster view.
+    fn backend(&self) -> &'static str;
 
     /// Bytes by digest (shorthand for `blobs().get`).
     fn bytes(&self, digest: &Digest) -> Result<Vec<u8>, StoreError> {

@@ -468,11 +468,56 @@ pub struct ChunkClaim {
     pub fence: Fence,
 }
 
-/// What a node registers with.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A registered node: its lease and what it reported with its last heartbeat.
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodeInfo {
     pub id: NodeId,
     pub name: String,
     pub started_ms: i64,
     pub expires_ms: i64,
+    /// When the node last renewed its lease (its heartbeat), ms since the epoch.
+    pub heartbeat_ms: i64,
+    /// What the node reported with that heartbeat.
+    pub stats: NodeStats,
+}
+
+/// What a node reports with each heartbeat, per payer: its work over the last
+/// `window_ms` (the cluster view's balance is computed from these).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct NodeStats {
+    /// The window the figures cover, milliseconds.
+    pub window_ms: i64,
+    pub payers: Vec<PayerLoad>,
+}
+
+/// One payer's work on one node over the stats window.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct PayerLoad {
+    pub payer: tenken_model::Payer,
+    /// The payer's check workers on the node.
+    pub workers: u32,
+    pub chunks: u64,
+    pub receipts: u64,
+    /// Worker-seconds spent checking / (workers × window seconds): 0 idle, 1 every worker busy.
+    pub busy: f64,
+}
+
+/// What another node changed, as a node hears it (a backend for several nodes publishes
+/// these; the single-node SQLite backend has no other node to hear from).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Change {
+    /// Work of the payer became claimable (an acceptance, a restart, released claims).
+    Work(tenken_model::Payer),
+    /// The payer's registry changed (an activation, rollback, master change, approval…):
+    /// reload the live tables.
+    Swap(tenken_model::Payer),
+}
+
+/// A subscription to other nodes' changes.
+pub trait ChangeFeed: Send {
+    /// Waits at most `timeout` for changes; an empty list is a timeout. An error means the
+    /// subscription broke (the database went away): subscribe again later; changes made
+    /// meanwhile must be found by looking (the registry's audit head), not by this feed.
+    fn wait(&mut self, timeout: std::time::Duration) -> Result<Vec<Change>, crate::StoreError>;
 }
