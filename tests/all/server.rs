@@ -332,7 +332,7 @@ fn bad_input_gets_clear_answers_and_windows_are_enforced() {
 
 #[test]
 fn operations_endpoints() {
-    let server = Server::start(&[]);
+    let server = Server::start(&[("SCHEDULE__NODE_NAME", "ops")]);
     let r = get_raw(&server.url, &[], "/healthz");
     assert_eq!(r.status, 200);
     let r = get_raw(&server.url, &[], "/readyz");
@@ -347,12 +347,12 @@ fn operations_endpoints() {
     let m = get_raw(&server.url, &[], "/metrics");
     let text = m.body.as_str().unwrap().to_owned();
     for needle in [
-        "tenken_submissions_total{outcome=\"accepted\"} 1",
-        "tenken_submissions_total{outcome=\"empty-body\"} 1",
-        "tenken_receipts_checked_total{payer=\"kokuho\"} 10",
-        "tenken_check_latency_seconds_count{payer=\"kokuho\"} 1",
-        "tenken_worker_busy_seconds_total{payer=\"kokuho\"",
-        "tenken_queue_chunks{payer=\"kokuho\"} 0",
+        "tenken_submissions_total{node=\"ops\",outcome=\"accepted\"} 1",
+        "tenken_submissions_total{node=\"ops\",outcome=\"empty-body\"} 1",
+        "tenken_receipts_checked_total{node=\"ops\",payer=\"kokuho\"} 10",
+        "tenken_check_latency_seconds_count{node=\"ops\",payer=\"kokuho\"} 1",
+        "tenken_worker_busy_seconds_total{node=\"ops\",payer=\"kokuho\"",
+        "tenken_queue_chunks{node=\"ops\",payer=\"kokuho\"} 0",
     ] {
         assert!(text.contains(needle), "{needle} missing from /metrics:\n{text}");
     }

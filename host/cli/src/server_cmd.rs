@@ -31,6 +31,12 @@ impl ConfigArgs {
         }
         if let Some(u) = &self.database_url {
             c.store.url = u.clone();
+        } else if c.store.url.is_empty()
+            && let Some(u) = tenken_server::recorded_database_url(&c.data_dir)
+        {
+            // A cluster node's data directory: its rows are in PostgreSQL, not here.
+            eprintln!("note: {} is a cluster node's data directory; using its database", c.data_dir.display());
+            c.store.url = u;
         }
         Ok(c)
     }

@@ -282,8 +282,9 @@ pub struct StoreConfig {
     /// (`idle_in_transaction_session_timeout`), milliseconds: a node frozen inside a claim
     /// must not hold the other nodes' claims up for longer.
     pub transaction_idle_ms_max: u64,
-    /// How often a node looks for registry changes and new work made through other nodes
-    /// when no notification came (the fallback for a lost LISTEN connection), milliseconds.
+    /// While a node's LISTEN connection is broken (the database went away), how often it
+    /// looks at the audit log for registry changes made through other nodes and tries to
+    /// subscribe again, milliseconds.
     pub change_poll_ms: u64,
     /// The window the cluster view's per-node figures cover (chunks, receipts, busy),
     /// milliseconds.

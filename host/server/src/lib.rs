@@ -77,6 +77,37 @@ pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     Ok(Arc::new(store))
 }
 
+/// The file in a node's data directory that names its cluster's database, so that
+/// `tenken token …`, `master import`, `replay` given only `--data-dir` reach the cluster
+/// instead of creating an empty SQLite store beside it.
+pub const DATABASE_URL_FILE: &str = "database-url";
+
+/// Records `store.url` in the data directory (owner-only: it may hold a password).
+pub fn write_database_url(config: &Config) -> anyhow::Result<()> {
+    let path = config.data_dir.join(DATABASE_URL_FILE);
+    if config.store.url.is_empty() {
+        return Ok(());
+    }
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    use std::io::Write;
+    writeln!(f, "{}", config.store.url)?;
+    Ok(())
+}
+
+/// The database URL a node recorded in `data_dir` (see [`DATABASE_URL_FILE`]).
+pub fn recorded_database_url(data_dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(data_dir.join(DATABASE_URL_FILE)).ok()?;
+    let url = text.trim();
+    (!url.is_empty()).then(|| url.to_owned())
+}
+
 /// A database URL without its password, for messages and logs.
 pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -375,6 +406,7 @@ fn start_up(config: &Config, clock: Arc<dyn clock::Clock>) -> anyhow::Result<Sta
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     seed(config)?;
     let store = open_store(config)?;
+    write_database_url(config)?;
     let dyn_store = store.clone();
     // Nodes starting together on an empty database: one bootstraps, the others wait and
     // find masters, release sets and seeds in place.

@@ -248,14 +248,16 @@ impl Work {
     /// A cluster node hears of other nodes' changes: new work wakes this node's idle workers
     /// of that payer; a registry change reloads the payer's live table (activation,
     /// rollback, auto-rollback, master swap through any node are in force here within a
-    /// notification's delay). Every `change_poll_ms` it also looks at the audit log's head,
-    /// so a notification lost while the database was away is made up for.
+    /// notification's delay). While the feed is broken it looks at the audit log's head
+    /// every `change_poll_ms` instead, and once it subscribes again it reloads, so nothing
+    /// announced meanwhile is missed.
     fn changes_loop(&self, mut feed: Option<Box<dyn tenken_store::ChangeFeed>>) {
         let poll = Duration::from_millis(self.options.change_poll_ms.max(10));
         let mut heads: HashMap<Payer, i64> = HashMap::new();
         let mut looked = Instant::now() - poll;
         while !self.shutdown.load(Ordering::SeqCst) {
-            if looked.elapsed() >= poll {
+            // Without a feed (the database went away), look at the audit heads instead.
+            if feed.is_none() && looked.elapsed() >= poll {
                 looked = Instant::now();
                 for pw in &self.payers {
                     match self.store.audit(pw.payer, 1) {
@@ -268,18 +270,16 @@ impl Work {
                         Err(e) => tracing::debug!(error = %e, "looking for registry changes failed"),
                     }
                 }
-                if feed.is_none() {
-                    match self.store.subscribe() {
-                        Ok(f) => {
-                            feed = f;
-                            // Whatever was announced while unsubscribed: look for it.
-                            for pw in &self.payers {
-                                self.reload_for_other_node(pw.payer);
-                                pw.notify();
-                            }
+                match self.store.subscribe() {
+                    Ok(f) => {
+                        feed = f;
+                        // Whatever was announced while unsubscribed: look for it.
+                        for pw in &self.payers {
+                            self.reload_for_other_node(pw.payer);
+                            pw.notify();
                         }
-                        Err(e) => tracing::debug!(error = %e, "subscribing again failed"),
                     }
+                    Err(e) => tracing::debug!(error = %e, "subscribing again failed"),
                 }
             }
             let Some(f) = feed.as_mut() else {
@@ -557,13 +557,15 @@ impl Work {
         // node and every restart agrees): one file, one master and one set per 診療年月,
         // whatever is swapped in while it is checked. New files start on the live table.
         let live = self.registry.table_for_work(pw.payer);
-        let started_ms = self.clock.now_ms();
         // Read for every chunk, never cached: a rollback may have dropped the pin and
         // restarted the file since the last chunk.
         let pin = match self.store.check_pin(s.id).map_err(|e| e.to_string())? {
             Some(p) => p,
-            None => self.store.pin_check(s.id, &live.pin(started_ms)).map_err(|e| e.to_string())?,
+            None => self.store.pin_check(s.id, &live.pin(self.clock.now_ms())).map_err(|e| e.to_string())?,
         };
+        // Not before the pin: another worker (or node) may have stored the file's pin a
+        // moment after this one read the clock, and the chunk runs under that pin.
+        let started_ms = self.clock.now_ms().max(pin.taken_ms);
         let table = self.registry.table_for_pin(pw.payer, live, &pin).map_err(|e| e.to_string())?;
         let claim = &active.claim;
         let mut findings: Vec<Finding> = Vec::new();

@@ -17,27 +17,34 @@ const NOTIFICATIONS_PER_WAIT_MAX: usize = 1024;
 
 pub(crate) struct PgFeed {
     client: Client,
+    /// This store's origin: notifications it caused itself are skipped.
+    origin: String,
 }
 
 impl PgFeed {
-    pub(crate) fn connect(url: &str, options: &PgOptions) -> Result<PgFeed, StoreError> {
+    pub(crate) fn connect(url: &str, options: &PgOptions, origin: &str) -> Result<PgFeed, StoreError> {
         let mut config: postgres::Config = url.parse().map_err(db)?;
         config.connect_timeout(Duration::from_millis(options.connection_wait_ms_max.max(1)));
         let mut client = config.connect(NoTls).map_err(db)?;
         client.batch_execute("LISTEN tenken_work; LISTEN tenken_swap").map_err(db)?;
-        Ok(PgFeed { client })
+        Ok(PgFeed { client, origin: origin.to_owned() })
     }
 }
 
 impl ChangeFeed for PgFeed {
     fn wait(&mut self, timeout: Duration) -> Result<Vec<Change>, StoreError> {
-        fn change(note: &postgres::Notification) -> Option<Change> {
-            let payer = note.payload().parse::<Payer>().ok()?;
+        let origin = self.origin.clone();
+        let change = |note: &postgres::Notification| -> Option<Change> {
+            let (payer, from) = note.payload().split_once(' ').unwrap_or((note.payload(), ""));
+            if from == origin {
+                return None;
+            }
+            let payer = payer.parse::<Payer>().ok()?;
             Some(match note.channel() {
                 "tenken_work" => Change::Work(payer),
                 _ => Change::Swap(payer),
             })
-        }
+        };
         let mut out = Vec::new();
         let mut n = self.client.notifications();
         let first = n.timeout_iter(timeout).next().map_err(db)?;

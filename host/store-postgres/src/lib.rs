@@ -107,7 +107,8 @@ const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit
         FOR EACH ROW EXECUTE FUNCTION audit_append_only();
     CREATE FUNCTION audit_notify() RETURNS trigger LANGUAGE plpgsql AS
-        $$ BEGIN PERFORM pg_notify('tenken_swap', NEW.payer); RETURN NULL; END $$;
+        $$ BEGIN PERFORM pg_notify('tenken_swap',
+            NEW.payer || ' ' || COALESCE(current_setting('tenken.origin', true), '')); RETURN NULL; END $$;
     CREATE TRIGGER audit_notify AFTER INSERT ON audit FOR EACH ROW EXECUTE FUNCTION audit_notify();
     CREATE TABLE regression(id BIGSERIAL PRIMARY KEY, payer TEXT NOT NULL, name TEXT NOT NULL,
         digest TEXT NOT NULL, expected JSONB NOT NULL, added_by BIGINT NOT NULL, added_ms BIGINT NOT NULL);
@@ -193,12 +194,22 @@ type TxResult<T> = Result<T, TxError>;
 /// Attempts of a transaction the database aborted as a deadlock or serialization failure.
 const TX_ATTEMPTS_MAX: u32 = 5;
 
+/// A store's origin: a random id every connection of the store sets as `tenken.origin`,
+/// carried in its notifications, so that a node's own feed skips what the node itself
+/// changed (it has acted on those already).
+fn new_origin() -> String {
+    let mut raw = [0u8; 8];
+    let _ = getrandom::fill(&mut raw);
+    hex::encode(raw)
+}
+
 /// A bounded pool of connections: a caller waits at most `connection_wait_ms_max` for one,
 /// then gets `StoreError::Busy` (never an unbounded wait). A connection that failed is
 /// dropped and replaced on the next use, so a database restart heals by itself.
 struct Pool {
     url: String,
     options: PgOptions,
+    origin: String,
     idle: Mutex<(Vec<Client>, usize)>,
     freed: Condvar,
 }
@@ -208,8 +219,8 @@ impl Pool {
         let mut config: postgres::Config = self.url.parse().map_err(db)?;
         config.connect_timeout(Duration::from_millis(self.options.connection_wait_ms_max.max(1)));
         config.options(&format!(
-            "-c statement_timeout={} -c idle_in_transaction_session_timeout={} -c synchronous_commit=on",
-            self.options.statement_ms_max, self.options.transaction_idle_ms_max
+            "-c statement_timeout={} -c idle_in_transaction_session_timeout={} -c synchronous_commit=on -c tenken.origin={}",
+            self.options.statement_ms_max, self.options.transaction_idle_ms_max, self.origin
         ));
         config.connect(NoTls).map_err(db)
     }
@@ -270,7 +281,13 @@ impl PgStore {
     /// schema current.
     pub fn open(url: &str, options: PgOptions) -> Result<PgStore, StoreError> {
         let store = PgStore {
-            pool: Pool { url: url.to_owned(), options, idle: Mutex::new((Vec::new(), 0)), freed: Condvar::new() },
+            pool: Pool {
+                url: url.to_owned(),
+                options,
+                origin: new_origin(),
+                idle: Mutex::new((Vec::new(), 0)),
+                freed: Condvar::new(),
+            },
             url: url.to_owned(),
             closed: std::sync::atomic::AtomicBool::new(false),
         };
@@ -344,12 +361,16 @@ impl Store for PgStore {
         self
     }
 
+    /// Refuses further calls and closes the idle connections here, on the caller's
+    /// (blocking) thread: the synchronous client must not be dropped on an async runtime.
     fn close(&self) {
         self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+        let idle = std::mem::take(&mut self.pool.idle.lock().unwrap().0);
+        drop(idle);
     }
 
     fn subscribe(&self) -> Result<Option<Box<dyn ChangeFeed>>, StoreError> {
-        Ok(Some(Box::new(feed::PgFeed::connect(&self.url, &self.pool.options)?)))
+        Ok(Some(Box::new(feed::PgFeed::connect(&self.url, &self.pool.options, &self.pool.origin)?)))
     }
 
     fn backend(&self) -> &'static str {

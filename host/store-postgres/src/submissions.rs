@@ -139,7 +139,10 @@ fn add_chunks(c: &mut impl GenericClient, s: &Submission) -> TxResult<()> {
         c.execute(&stmt, &[&s.id, &(i as i64), &s.payer.as_str(), &s.institution, &cost])?;
     }
     add_ready(c, s.payer, &s.institution, s.chunks as i64)?;
-    c.execute("SELECT pg_notify('tenken_work', $1)", &[&s.payer.as_str()])?;
+    c.execute(
+        "SELECT pg_notify('tenken_work', $1 || ' ' || COALESCE(current_setting('tenken.origin', true), ''))",
+        &[&s.payer.as_str()],
+    )?;
     Ok(())
 }
 
