@@ -495,7 +495,8 @@ impl Work {
             let receipts = match self.run_chunk(pw, chunk) {
                 Ok(n) => n,
                 Err(e) => {
-                    tracing::error!(error = %e, "chunk failed; its claim lapses and it is claimed again");
+                    tracing::error!(error = %e, "chunk failed; it is given back to be claimed again");
+                    self.release(pw, chunk);
                     0
                 }
             };
@@ -506,6 +507,29 @@ impl Work {
                 done.pop_front();
             }
             done.push_back((Instant::now(), receipts, took));
+        }
+    }
+
+    /// Gives a failed chunk's claim back, retrying while the store cannot be reached (the
+    /// usual cause of the failure) until it is released, the claim is gone, or shutdown. A
+    /// live node would otherwise hold it for ever: its lease never lapses.
+    fn release(&self, pw: &PayerWork, chunk: ChunkClaim) {
+        let mut backoff = Duration::from_millis(100);
+        while !self.shutdown.load(Ordering::SeqCst) {
+            std::thread::sleep(backoff);
+            match self.store.release_chunk(self.node(), chunk.submission, chunk.index, chunk.fence) {
+                Ok(released) => {
+                    if released {
+                        pw.backlog.fetch_add(1, Ordering::Relaxed);
+                        pw.notify();
+                    }
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "giving the chunk back failed; retrying");
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
         }
     }
 
@@ -520,12 +544,23 @@ impl Work {
             }
             map.entry(s.id).or_default().clone()
         };
-        cell.get_or_init(|| {
-            let bytes = self.store.bytes(&s.digest).map_err(|e| e.to_string())?;
-            let claim = Arc::new(tenken_claim::parse(&bytes, &self.registry.limits));
-            Ok(Arc::new(Active { claim, jobs: Mutex::new(HashMap::new()) }))
-        })
-        .clone()
+        let out = cell
+            .get_or_init(|| {
+                let bytes = self.store.bytes(&s.digest).map_err(|e| e.to_string())?;
+                let claim = Arc::new(tenken_claim::parse(&bytes, &self.registry.limits));
+                Ok(Arc::new(Active { claim, jobs: Mutex::new(HashMap::new()) }))
+            })
+            .clone();
+        if out.is_err() {
+            // A failed read (the database away for a moment) is not the file's fate: the
+            // next claim of one of its chunks reads it again. (Kept, the error failed every
+            // later chunk of the file, which then was never checked.)
+            let mut map = pw.active.lock().unwrap();
+            if map.get(&s.id).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+                map.remove(&s.id);
+            }
+        }
+        out
     }
 
     fn job(

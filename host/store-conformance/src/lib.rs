@@ -492,3 +492,19 @@ pub fn check_heartbeats(store: &dyn Store) {
     assert_eq!(info.stats, stats);
     assert!(!store.renew_node(a, 8_000, 5_000, &stats).unwrap(), "a lapsed lease is not renewed");
 }
+
+/// A chunk whose check failed on a live node is given back: claimable again at once with a
+/// new fence; giving back under a stale fence, or another node's claim, does nothing.
+pub fn check_release(store: &dyn Store) {
+    let s = store.accept(new_sub("1234567", "2026-11", b"x", None)).unwrap().submission;
+    let (a, b) = (store.register_node("a", 0, 1_000_000).unwrap(), store.register_node("b", 0, 1_000_000).unwrap());
+    let held = store.claim_chunks(a, Payer::Ssk, 1, 1).unwrap().remove(0);
+    assert!(!store.release_chunk(b, s.id, held.index, held.fence).unwrap(), "not b's claim");
+    assert!(store.release_chunk(a, s.id, held.index, held.fence).unwrap());
+    assert!(!store.release_chunk(a, s.id, held.index, held.fence).unwrap(), "released once");
+    let again = store.claim_chunks(b, Payer::Ssk, 1, 2).unwrap().remove(0);
+    assert_eq!((again.submission, again.index), (s.id, held.index), "claimable again at once, first in line");
+    assert!(again.fence > held.fence);
+    assert_eq!(store.complete_chunk(result(s.id, &held, a, 3)).unwrap(), ChunkOutcome::Fenced);
+    assert_eq!(store.complete_chunk(result(s.id, &again, b, 3)).unwrap(), ChunkOutcome::Recorded { all_done: false });
+}

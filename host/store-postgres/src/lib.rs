@@ -24,7 +24,7 @@ mod submissions;
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
-use postgres::{Client, NoTls};
+use postgres::{Client, GenericClient, NoTls};
 use tenken_model::{Digest, Payer, YearMonth};
 use tenken_store::{
     AccessStore, Audience, BlobStore, ChangeFeed, Notice, Role, Store, StoreError, TokenInfo, WindowOverride,
@@ -203,6 +203,87 @@ fn new_origin() -> String {
     hex::encode(raw)
 }
 
+/// Statements kept prepared per connection, at most (the store's SQL is a fixed set of
+/// strings, well below this; the bound only guards against a bug that formats values into
+/// SQL).
+const STATEMENTS_CACHED_MAX: usize = 512;
+
+/// A pooled connection and its prepared statements.
+struct Conn {
+    client: Client,
+    stmts: std::collections::HashMap<String, postgres::Statement>,
+}
+
+impl Conn {
+    fn db(&mut self) -> Db<'_, Client> {
+        Db { c: &mut self.client, stmts: &mut self.stmts }
+    }
+
+    fn query(&mut self, sql: &str, params: &Params<'_>) -> Result<Vec<postgres::Row>, postgres::Error> {
+        self.db().query(sql, params)
+    }
+
+    fn query_one(&mut self, sql: &str, params: &Params<'_>) -> Result<postgres::Row, postgres::Error> {
+        self.db().query_one(sql, params)
+    }
+
+    fn query_opt(&mut self, sql: &str, params: &Params<'_>) -> Result<Option<postgres::Row>, postgres::Error> {
+        self.db().query_opt(sql, params)
+    }
+
+    fn execute(&mut self, sql: &str, params: &Params<'_>) -> Result<u64, postgres::Error> {
+        self.db().execute(sql, params)
+    }
+}
+
+/// A connection, or its open transaction, that runs every statement prepared: parsed and
+/// planned once per connection instead of at every call (measured: preparing each
+/// statement anew cost PostgreSQL most of its CPU per acceptance, see PERFORMANCE.md).
+pub(crate) struct Db<'a, C: GenericClient> {
+    c: &'a mut C,
+    stmts: &'a mut std::collections::HashMap<String, postgres::Statement>,
+}
+
+type Params<'p> = [&'p (dyn postgres::types::ToSql + Sync)];
+
+impl<C: GenericClient> Db<'_, C> {
+    fn stmt(&mut self, sql: &str) -> Result<postgres::Statement, postgres::Error> {
+        if let Some(s) = self.stmts.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.c.prepare(sql)?;
+        if self.stmts.len() >= STATEMENTS_CACHED_MAX {
+            self.stmts.clear();
+        }
+        self.stmts.insert(sql.to_owned(), s.clone());
+        Ok(s)
+    }
+
+    pub(crate) fn query(&mut self, sql: &str, params: &Params<'_>) -> Result<Vec<postgres::Row>, postgres::Error> {
+        let s = self.stmt(sql)?;
+        self.c.query(&s, params)
+    }
+
+    pub(crate) fn query_one(&mut self, sql: &str, params: &Params<'_>) -> Result<postgres::Row, postgres::Error> {
+        let s = self.stmt(sql)?;
+        self.c.query_one(&s, params)
+    }
+
+    pub(crate) fn query_opt(
+        &mut self,
+        sql: &str,
+        params: &Params<'_>,
+    ) -> Result<Option<postgres::Row>, postgres::Error> {
+        let s = self.stmt(sql)?;
+        self.c.query_opt(&s, params)
+    }
+
+    pub(crate) fn execute(&mut self, sql: &str, params: &Params<'_>) -> Result<u64, postgres::Error> {
+        let s = self.stmt(sql)?;
+        self.c.execute(&s, params)
+    }
+}
+
 /// A bounded pool of connections: a caller waits at most `connection_wait_ms_max` for one,
 /// then gets `StoreError::Busy` (never an unbounded wait). A connection that failed is
 /// dropped and replaced on the next use, so a database restart heals by itself.
@@ -210,7 +291,7 @@ struct Pool {
     url: String,
     options: PgOptions,
     origin: String,
-    idle: Mutex<(Vec<Client>, usize)>,
+    idle: Mutex<(Vec<Conn>, usize)>,
     freed: Condvar,
 }
 
@@ -218,6 +299,9 @@ impl Pool {
     fn connect(&self) -> Result<Client, StoreError> {
         let mut config: postgres::Config = self.url.parse().map_err(db)?;
         config.connect_timeout(Duration::from_millis(self.options.connection_wait_ms_max.max(1)));
+        // A database that vanished without closing the connection (a network partition) is
+        // noticed by keepalive probes instead of a statement hanging on a dead socket.
+        config.keepalives(true).keepalives_idle(Duration::from_secs(5));
         config.options(&format!(
             "-c statement_timeout={} -c idle_in_transaction_session_timeout={} -c synchronous_commit=on -c tenken.origin={}",
             self.options.statement_ms_max, self.options.transaction_idle_ms_max, self.origin
@@ -225,7 +309,7 @@ impl Pool {
         config.connect(NoTls).map_err(db)
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut Client) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    fn with<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T, StoreError>) -> Result<T, StoreError> {
         let deadline = std::time::Instant::now() + Duration::from_millis(self.options.connection_wait_ms_max);
         let taken = {
             let mut g = self.idle.lock().unwrap();
@@ -244,10 +328,10 @@ impl Pool {
                 g = self.freed.wait_timeout(g, left).unwrap().0;
             }
         };
-        let mut client = match taken.filter(|c| !c.is_closed()) {
+        let mut client = match taken.filter(|c| !c.client.is_closed()) {
             Some(c) => c,
             None => match self.connect() {
-                Ok(c) => c,
+                Ok(c) => Conn { client: c, stmts: Default::default() },
                 Err(e) => {
                     self.idle.lock().unwrap().1 -= 1;
                     self.freed.notify_one();
@@ -257,7 +341,7 @@ impl Pool {
         };
         let out = f(&mut client);
         let mut g = self.idle.lock().unwrap();
-        if client.is_closed() {
+        if client.client.is_closed() {
             g.1 -= 1;
         } else {
             g.0.push(client);
@@ -291,14 +375,14 @@ impl PgStore {
             url: url.to_owned(),
             closed: std::sync::atomic::AtomicBool::new(false),
         };
-        store.pool.with(migrate)?;
+        store.pool.with(|c| migrate(&mut c.client))?;
         Ok(store)
     }
 
     /// How many migrations the database has run.
     pub fn schema_version(&self) -> Result<usize, StoreError> {
         self.pool.with(|c| {
-            let n: i32 = c.query_one("SELECT version FROM schema_version", &[]).map_err(db)?.get(0);
+            let n: i32 = c.client.query_one("SELECT version FROM schema_version", &[]).map_err(db)?.get(0);
             Ok(n as usize)
         })
     }
@@ -311,7 +395,7 @@ impl PgStore {
     /// Runs `f` in one transaction on a pooled connection and commits; a deadlock or
     /// serialization failure is retried (up to `TX_ATTEMPTS_MAX` attempts), a refusal is
     /// returned as is and rolls everything back.
-    fn tx<T>(&self, f: impl Fn(&mut postgres::Transaction<'_>) -> TxResult<T>) -> Result<T, StoreError> {
+    fn tx<T>(&self, f: impl Fn(&mut Db<'_, postgres::Transaction<'_>>) -> TxResult<T>) -> Result<T, StoreError> {
         use postgres::error::SqlState;
         if self.closed.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(StoreError::Closed);
@@ -321,8 +405,8 @@ impl PgStore {
             attempt += 1;
             let out = self.pool.with(|c| {
                 let mut run = || -> TxResult<T> {
-                    let mut tx = c.transaction()?;
-                    let v = f(&mut tx)?;
+                    let mut tx = c.client.transaction()?;
+                    let v = f(&mut Db { c: &mut tx, stmts: &mut c.stmts })?;
                     tx.commit()?;
                     Ok(v)
                 };
@@ -344,11 +428,11 @@ impl PgStore {
     }
 
     /// A read on a pooled connection (no transaction of its own).
-    fn read<T>(&self, f: impl FnOnce(&mut Client) -> TxResult<T>) -> Result<T, StoreError> {
+    fn read<T>(&self, f: impl FnOnce(&mut Db<'_, Client>) -> TxResult<T>) -> Result<T, StoreError> {
         if self.closed.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(StoreError::Closed);
         }
-        self.pool.with(|c| match f(c) {
+        self.pool.with(|c| match f(&mut c.db()) {
             Ok(v) => Ok(v),
             Err(TxError::Store(e)) => Err(e),
             Err(TxError::Pg(e)) => Err(db(e)),

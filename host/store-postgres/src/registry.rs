@@ -9,7 +9,7 @@ use tenken_model::{Digest, Finding, Payer, YearMonth};
 use tenken_store::*;
 
 use crate::submissions::digest_from_sql;
-use crate::{PgStore, TxError, TxResult, payer_of};
+use crate::{Db, PgStore, TxError, TxResult, payer_of};
 
 /// How "from the beginning" is stored (sorts first), as in the SQLite backend.
 const FROM_THE_BEGINNING: &str = "0000-01";
@@ -26,7 +26,7 @@ fn month_from_sql(s: &str) -> Result<Option<YearMonth>, StoreError> {
 }
 
 /// Serializes the registry and master changes of one payer across the cluster.
-fn lock_payer(c: &mut impl GenericClient, payer: Payer) -> TxResult<()> {
+fn lock_payer(c: &mut Db<'_, impl GenericClient>, payer: Payer) -> TxResult<()> {
     c.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 1))", &[&format!("registry/{}", payer.as_str())])?;
     Ok(())
 }
@@ -39,7 +39,7 @@ const PLUGIN_COLS: &str =
     "payer, digest, name, version, contract, described, bytes, uploaded_by, uploaded_ms, signed_by, state, validation";
 
 fn load_plugins(
-    c: &mut impl GenericClient,
+    c: &mut Db<'_, impl GenericClient>,
     clause: &str,
     args: &[&(dyn postgres::types::ToSql + Sync)],
 ) -> TxResult<Vec<PluginRecord>> {
@@ -74,16 +74,16 @@ fn load_plugins(
     Ok(out)
 }
 
-fn plugin_opt(c: &mut impl GenericClient, payer: Payer, digest: &Digest) -> TxResult<Option<PluginRecord>> {
+fn plugin_opt(c: &mut Db<'_, impl GenericClient>, payer: Payer, digest: &Digest) -> TxResult<Option<PluginRecord>> {
     Ok(load_plugins(c, "WHERE payer = $1 AND digest = $2", &[&payer.as_str(), &digest.to_string()])?.pop())
 }
 
-fn must_plugin(c: &mut impl GenericClient, payer: Payer, digest: &Digest) -> TxResult<PluginRecord> {
+fn must_plugin(c: &mut Db<'_, impl GenericClient>, payer: Payer, digest: &Digest) -> TxResult<PluginRecord> {
     plugin_opt(c, payer, digest)?
         .ok_or_else(|| TxError::Store(StoreError::Missing { what: format!("{payer} plugin {digest}") }))
 }
 
-fn audit_tx(c: &mut impl GenericClient, e: &AuditEvent) -> TxResult<()> {
+fn audit_tx(c: &mut Db<'_, impl GenericClient>, e: &AuditEvent) -> TxResult<()> {
     c.execute(
         "INSERT INTO audit(payer, actor, at_ms, action, digest, release_set, reason) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         &[&e.payer.as_str(), &e.actor, &e.at_ms, &e.action, &e.digest.map(|d| d.to_string()), &e.release_set, &e.reason],
@@ -113,7 +113,7 @@ fn event(
 }
 
 fn load_sets(
-    c: &mut impl GenericClient,
+    c: &mut Db<'_, impl GenericClient>,
     clause: &str,
     args: &[&(dyn postgres::types::ToSql + Sync)],
 ) -> TxResult<Vec<ReleaseSet>> {
@@ -140,7 +140,7 @@ fn load_sets(
 }
 
 fn load_masters(
-    c: &mut impl GenericClient,
+    c: &mut Db<'_, impl GenericClient>,
     clause: &str,
     args: &[&(dyn postgres::types::ToSql + Sync)],
 ) -> TxResult<Vec<MasterVersion>> {
@@ -182,7 +182,7 @@ fn load_masters(
     Ok(out)
 }
 
-fn must_master(c: &mut impl GenericClient, payer: Payer, id: i64) -> TxResult<MasterVersion> {
+fn must_master(c: &mut Db<'_, impl GenericClient>, payer: Payer, id: i64) -> TxResult<MasterVersion> {
     load_masters(c, "WHERE id = $1 AND payer = $2", &[&id, &payer.as_str()])?
         .pop()
         .ok_or_else(|| TxError::Store(StoreError::Missing { what: format!("{payer} master version {id}") }))
@@ -190,7 +190,7 @@ fn must_master(c: &mut impl GenericClient, payer: Payer, id: i64) -> TxResult<Ma
 
 /// Rolls back the active version `v` itself (see `MasterStore::activate_master`).
 fn undo_master(
-    c: &mut impl GenericClient,
+    c: &mut Db<'_, impl GenericClient>,
     payer: Payer,
     v: &MasterVersion,
     actor: i64,

@@ -7,7 +7,7 @@ use postgres::types::Json;
 use tenken_model::{Digest, Finding, Payer};
 use tenken_store::*;
 
-use crate::{PgStore, TxError, TxResult, payer_of};
+use crate::{Db, PgStore, TxError, TxResult, payer_of};
 
 /// How "no 請求年月" is stored (the column is NOT NULL and indexed), as in the SQLite backend.
 fn billing_to_sql(m: Option<tenken_model::YearMonth>) -> String {
@@ -29,7 +29,7 @@ const SUBMISSION_COLS: &str = "id, reception, payer, institution, billing_month,
     chunk_receipts, chunks_done, n_error, n_warning, n_info, findings_dropped, idempotency_key, token_id, accepted_ms, \
     checked_ms, confirmed_ms, supersedes, superseded_by";
 
-fn submission(c: &mut impl GenericClient, r: &postgres::Row) -> TxResult<Submission> {
+fn submission(c: &mut Db<'_, impl GenericClient>, r: &postgres::Row) -> TxResult<Submission> {
     let id: i64 = r.get(0);
     let withdrawn: Vec<i64> = c
         .query("SELECT receipt FROM withdrawn_receipts WHERE submission = $1 ORDER BY receipt", &[&id])?
@@ -67,7 +67,7 @@ fn submission(c: &mut impl GenericClient, r: &postgres::Row) -> TxResult<Submiss
 }
 
 fn load_where(
-    c: &mut impl GenericClient,
+    c: &mut Db<'_, impl GenericClient>,
     clause: &str,
     args: &[&(dyn postgres::types::ToSql + Sync)],
 ) -> TxResult<Vec<Submission>> {
@@ -75,17 +75,17 @@ fn load_where(
     rows.iter().map(|r| submission(c, r)).collect()
 }
 
-fn load(c: &mut impl GenericClient, id: SubmissionId) -> TxResult<Option<Submission>> {
+fn load(c: &mut Db<'_, impl GenericClient>, id: SubmissionId) -> TxResult<Option<Submission>> {
     Ok(load_where(c, "WHERE id = $1", &[&id])?.pop())
 }
 
-fn must_load(c: &mut impl GenericClient, id: SubmissionId) -> TxResult<Submission> {
+fn must_load(c: &mut Db<'_, impl GenericClient>, id: SubmissionId) -> TxResult<Submission> {
     load(c, id)?.ok_or(TxError::Store(StoreError::NotFound(id)))
 }
 
 /// Locks a submission row for the rest of the transaction (every writer of a submission
 /// and its chunks locks the submission first: one lock order, no deadlock between them).
-fn lock(c: &mut impl GenericClient, id: SubmissionId) -> TxResult<Submission> {
+fn lock(c: &mut Db<'_, impl GenericClient>, id: SubmissionId) -> TxResult<Submission> {
     let rows = c.query(&format!("SELECT {SUBMISSION_COLS} FROM submissions WHERE id = $1 FOR UPDATE"), &[&id])?;
     match rows.first() {
         Some(r) => submission(c, r),
@@ -106,7 +106,11 @@ fn reception_number(payer: Payer, id: SubmissionId, now_ms: i64) -> String {
     format!("{letter}{:04}{:02}{:02}-{id:08}", jst.year(), jst.month() as u8, jst.day())
 }
 
-fn idempotent_match(c: &mut impl GenericClient, new: &NewSubmission, digest: &Digest) -> TxResult<Option<Accepted>> {
+fn idempotent_match(
+    c: &mut Db<'_, impl GenericClient>,
+    new: &NewSubmission,
+    digest: &Digest,
+) -> TxResult<Option<Accepted>> {
     let Some(key) = &new.idempotency_key else { return Ok(None) };
     let found = load_where(c, "WHERE token_id = $1 AND idempotency_key = $2", &[&new.token_id, key])?.pop();
     match found {
@@ -118,7 +122,7 @@ fn idempotent_match(c: &mut impl GenericClient, new: &NewSubmission, digest: &Di
 
 /// Adds `n` claimable chunks to an institution's count; one that had none starts at the
 /// payer's virtual clock (no credit for idle time).
-fn add_ready(c: &mut impl GenericClient, payer: Payer, institution: &str, n: i64) -> TxResult<()> {
+fn add_ready(c: &mut Db<'_, impl GenericClient>, payer: Payer, institution: &str, n: i64) -> TxResult<()> {
     c.execute(
         "INSERT INTO tenants(payer, institution, served, ready) \
          VALUES ($1, $2, COALESCE((SELECT vclock FROM payer_clock WHERE payer = $1), 0), $3) \
@@ -131,13 +135,14 @@ fn add_ready(c: &mut impl GenericClient, payer: Payer, institution: &str, n: i64
     Ok(())
 }
 
-fn add_chunks(c: &mut impl GenericClient, s: &Submission) -> TxResult<()> {
-    let stmt =
-        c.prepare("INSERT INTO chunks(submission, idx, payer, institution, cost) VALUES ($1, $2, $3, $4, $5)")?;
-    for i in 0..s.chunks {
-        let cost = chunk_cost(i, s.receipts, s.chunks, s.chunk_receipts) as i64;
-        c.execute(&stmt, &[&s.id, &(i as i64), &s.payer.as_str(), &s.institution, &cost])?;
-    }
+fn add_chunks(c: &mut Db<'_, impl GenericClient>, s: &Submission) -> TxResult<()> {
+    // One statement for every chunk of the file (a large file has hundreds).
+    let costs: Vec<i64> = (0..s.chunks).map(|i| chunk_cost(i, s.receipts, s.chunks, s.chunk_receipts) as i64).collect();
+    c.execute(
+        "INSERT INTO chunks(submission, idx, payer, institution, cost) \
+         SELECT $1, t.i - 1, $2, $3, t.cost FROM unnest($4::BIGINT[]) WITH ORDINALITY AS t(cost, i)",
+        &[&s.id, &s.payer.as_str(), &s.institution, &costs],
+    )?;
     add_ready(c, s.payer, &s.institution, s.chunks as i64)?;
     c.execute(
         "SELECT pg_notify('tenken_work', $1 || ' ' || COALESCE(current_setting('tenken.origin', true), ''))",
@@ -146,7 +151,7 @@ fn add_chunks(c: &mut impl GenericClient, s: &Submission) -> TxResult<()> {
     Ok(())
 }
 
-fn drop_chunks(c: &mut impl GenericClient, s: &Submission) -> TxResult<()> {
+fn drop_chunks(c: &mut Db<'_, impl GenericClient>, s: &Submission) -> TxResult<()> {
     let unclaimed: i64 =
         c.query_one("SELECT COUNT(*) FROM chunks WHERE submission = $1 AND node IS NULL", &[&s.id])?.get(0);
     c.execute("DELETE FROM chunks WHERE submission = $1", &[&s.id])?;
@@ -160,7 +165,7 @@ fn drop_chunks(c: &mut impl GenericClient, s: &Submission) -> TxResult<()> {
 }
 
 /// Chunks of `payer` held by nodes whose lease lapsed become claimable again.
-fn reclaim_lapsed(c: &mut impl GenericClient, payer: Payer, now_ms: i64) -> TxResult<()> {
+fn reclaim_lapsed(c: &mut Db<'_, impl GenericClient>, payer: Payer, now_ms: i64) -> TxResult<()> {
     let lapsed = c.query(
         "SELECT c.submission, c.idx, c.institution FROM chunks c LEFT JOIN nodes n ON n.owner = c.node \
          WHERE c.node IS NOT NULL AND c.payer = $1 AND (n.owner IS NULL OR n.expires_ms < $2) \
@@ -178,12 +183,31 @@ fn reclaim_lapsed(c: &mut impl GenericClient, payer: Payer, now_ms: i64) -> TxRe
 /// Claims up to `n` chunks in the fair order, in the caller's transaction. The payer's
 /// clock row is locked first: claims of one payer take turns (the fair order is one
 /// sequence), claims of the two payers never wait for each other (the bulkhead).
-fn claim_tx(c: &mut impl GenericClient, node: NodeId, payer: Payer, n: u32, now_ms: i64) -> TxResult<Vec<ChunkClaim>> {
+fn claim_tx(
+    c: &mut Db<'_, impl GenericClient>,
+    node: NodeId,
+    payer: Payer,
+    n: u32,
+    now_ms: i64,
+) -> TxResult<Vec<ChunkClaim>> {
     let lease = c.query_opt("SELECT expires_ms FROM nodes WHERE owner = $1", &[&node.0])?;
     if lease.is_none_or(|r| r.get::<_, i64>(0) < now_ms) {
         return Ok(Vec::new());
     }
     let p = payer.as_str();
+    // An idle cluster must not hammer the database: with nothing ready and no lapsed claim
+    // to release, answer from two index reads, without the payer's lock or any write.
+    let work: bool = c
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM tenants WHERE payer = $1 AND ready > 0) \
+             OR EXISTS (SELECT 1 FROM chunks c LEFT JOIN nodes n ON n.owner = c.node \
+                        WHERE c.node IS NOT NULL AND c.payer = $1 AND (n.owner IS NULL OR n.expires_ms < $2))",
+            &[&p, &now_ms],
+        )?
+        .get(0);
+    if !work {
+        return Ok(Vec::new());
+    }
     let mut vclock: i64 = c.query_one("SELECT vclock FROM payer_clock WHERE payer = $1 FOR UPDATE", &[&p])?.get(0);
     reclaim_lapsed(c, payer, now_ms)?;
     let mut out = Vec::new();
@@ -342,6 +366,30 @@ impl SubmissionStore for PgStore {
 
     fn claim_chunks(&self, node: NodeId, payer: Payer, n: u32, now_ms: i64) -> Result<Vec<ChunkClaim>, StoreError> {
         self.tx(|tx| claim_tx(tx, node, payer, n, now_ms))
+    }
+
+    fn release_chunk(
+        &self,
+        node: NodeId,
+        submission: SubmissionId,
+        index: u32,
+        fence: Fence,
+    ) -> Result<bool, StoreError> {
+        self.tx(|tx| {
+            let held = tx.query_opt(
+                "UPDATE chunks SET node = NULL WHERE submission = $1 AND idx = $2 AND node = $3 AND fence = $4 \
+                 RETURNING payer, institution",
+                &[&submission, &(index as i64), &node.0, &fence.0],
+            )?;
+            let Some(row) = held else { return Ok(false) };
+            let (payer, institution): (&str, &str) = (row.get(0), row.get(1));
+            add_ready(tx, payer_of(payer)?, institution, 1)?;
+            tx.execute(
+                "SELECT pg_notify('tenken_work', $1 || ' ' || COALESCE(current_setting('tenken.origin', true), ''))",
+                &[&payer],
+            )?;
+            Ok(true)
+        })
     }
 
     fn backlog(&self, payer: Payer, _now_ms: i64) -> Result<u64, StoreError> {

@@ -122,6 +122,12 @@ fn concurrent_claims_from_separate_pools_conform() {
 }
 
 #[test]
+fn release_conforms() {
+    let Some(url) = fresh_database() else { return };
+    tenken_store_conformance::check_release(&open(&url));
+}
+
+#[test]
 fn heartbeats_conform() {
     let Some(url) = fresh_database() else { return };
     tenken_store_conformance::check_heartbeats(&open(&url));

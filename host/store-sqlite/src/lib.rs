@@ -338,13 +338,24 @@ const MIGRATIONS: &[Migration] = &[
     "#,
     ),
     // 9: node heartbeats with what the node reports (the cluster view).
-    Migration::Sql(
-        r#"
-    ALTER TABLE nodes ADD COLUMN heartbeat_ms INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE nodes ADD COLUMN stats TEXT NOT NULL DEFAULT '{}';
-    "#,
-    ),
+    Migration::Rust(node_heartbeats),
 ];
+
+/// Migration 9: `nodes.heartbeat_ms` and `nodes.stats`, added only where missing (SQLite has
+/// no `ADD COLUMN IF NOT EXISTS`; a store whose version was set back runs this again).
+fn node_heartbeats(conn: &Connection) -> Result<(), StoreError> {
+    let cols: Vec<String> = conn
+        .prepare("SELECT name FROM pragma_table_info('nodes')")
+        .and_then(|mut q| q.query_map([], |r| r.get(0))?.collect())
+        .map_err(db)?;
+    if !cols.iter().any(|c| c == "heartbeat_ms") {
+        conn.execute_batch("ALTER TABLE nodes ADD COLUMN heartbeat_ms INTEGER NOT NULL DEFAULT 0").map_err(db)?;
+    }
+    if !cols.iter().any(|c| c == "stats") {
+        conn.execute_batch("ALTER TABLE nodes ADD COLUMN stats TEXT NOT NULL DEFAULT '{}'").map_err(db)?;
+    }
+    Ok(())
+}
 
 /// Migration 7: master sources and conversion proofs name blobs as `sha256:<hex>`; a plugin
 /// description without a `kind` is a checker's (converters always wrote theirs).
@@ -1251,6 +1262,30 @@ impl SubmissionStore for SqliteStore {
     fn claim_chunks(&self, node: NodeId, payer: Payer, n: u32, now_ms: i64) -> Result<Vec<ChunkClaim>, StoreError> {
         // Not durable: a claim lost in a crash only means the chunk is claimed again.
         self.write_op(WriteKind::Volatile, move |conn| claim_tx(conn, node, payer, n, now_ms))
+    }
+
+    fn release_chunk(
+        &self,
+        node: NodeId,
+        submission: SubmissionId,
+        index: u32,
+        fence: Fence,
+    ) -> Result<bool, StoreError> {
+        self.write(move |conn| {
+            let held: Option<(String, String)> = conn
+                .query_row(
+                    "SELECT payer, institution FROM chunks WHERE submission = ?1 AND idx = ?2 AND node = ?3 AND fence = ?4",
+                    params![submission, index, node.0, fence.0],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(db)?;
+            let Some((payer, institution)) = held else { return Ok(false) };
+            conn.execute("UPDATE chunks SET node = NULL WHERE submission = ?1 AND idx = ?2", params![submission, index])
+                .map_err(db)?;
+            add_ready(conn, payer_of(&payer)?, &institution, 1)?;
+            Ok(true)
+        })
     }
 
     fn backlog(&self, payer: Payer, _now_ms: i64) -> Result<u64, StoreError> {

@@ -54,6 +54,11 @@ fn concurrent_claims_conform() {
 }
 
 #[test]
+fn release_conforms() {
+    conformance::check_release(&fresh().1);
+}
+
+#[test]
 fn heartbeats_conform() {
     conformance::check_heartbeats(&fresh().1);
 }

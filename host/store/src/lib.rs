@@ -60,6 +60,17 @@ pub trait SubmissionStore: Send + Sync {
     /// Chunks of `payer` waiting for a worker: unclaimed ones (a lapsed node's claims are
     /// counted once the next claim of that payer has released them).
     fn backlog(&self, payer: Payer, now_ms: i64) -> Result<u64, StoreError>;
+    /// Gives a claimed chunk back (its check failed on this node, e.g. the database was away
+    /// while it ran): claimable again at once, if `fence` is still its current claim by
+    /// `node`. Returns whether it was released. Without this, a live node that keeps its
+    /// lease would hold a failed chunk for ever.
+    fn release_chunk(
+        &self,
+        node: NodeId,
+        submission: SubmissionId,
+        index: u32,
+        fence: Fence,
+    ) -> Result<bool, StoreError>;
     /// Records a chunk's findings if `result.fence` is the chunk's current claim and the
     /// claiming node's lease is valid.
     fn complete_chunk(&self, result: ChunkResult) -> Result<ChunkOutcome, StoreError>;
