@@ -152,9 +152,14 @@ fn add_chunks(c: &mut Db<'_, impl GenericClient>, s: &Submission) -> TxResult<()
 }
 
 fn drop_chunks(c: &mut Db<'_, impl GenericClient>, s: &Submission) -> TxResult<()> {
-    let unclaimed: i64 =
-        c.query_one("SELECT COUNT(*) FROM chunks WHERE submission = $1 AND node IS NULL", &[&s.id])?.get(0);
-    c.execute("DELETE FROM chunks WHERE submission = $1", &[&s.id])?;
+    // Counted from the rows the DELETE removed, as it removed them: a count taken by a
+    // statement before it could include a chunk a concurrent claim took (and counted off
+    // `ready`) in between, and `ready` would drift below the chunks really waiting.
+    let unclaimed = c
+        .query("DELETE FROM chunks WHERE submission = $1 RETURNING node", &[&s.id])?
+        .iter()
+        .filter(|r| r.get::<_, Option<i64>>(0).is_none())
+        .count() as i64;
     if unclaimed > 0 {
         c.execute(
             "UPDATE tenants SET ready = GREATEST(0, ready - $3) WHERE payer = $1 AND institution = $2",
@@ -199,7 +204,7 @@ fn claim_tx(
     // to release, answer from two index reads, without the payer's lock or any write.
     let work: bool = c
         .query_one(
-            "SELECT EXISTS (SELECT 1 FROM tenants WHERE payer = $1 AND ready > 0) \
+            "SELECT EXISTS (SELECT 1 FROM chunks WHERE payer = $1 AND node IS NULL) \
              OR EXISTS (SELECT 1 FROM chunks c LEFT JOIN nodes n ON n.owner = c.node \
                         WHERE c.node IS NOT NULL AND c.payer = $1 AND (n.owner IS NULL OR n.expires_ms < $2))",
             &[&p, &now_ms],
@@ -212,13 +217,32 @@ fn claim_tx(
     reclaim_lapsed(c, payer, now_ms)?;
     let mut out = Vec::new();
     let mut skipped: Vec<String> = Vec::new();
+    let mut recounted = false;
     while out.len() < n as usize {
         let next = c.query_opt(
             "SELECT institution, served FROM tenants WHERE payer = $1 AND ready > 0 AND NOT (institution = ANY($2)) \
              ORDER BY served, institution LIMIT 1",
             &[&p, &skipped],
         )?;
-        let Some(next) = next else { break };
+        let Some(next) = next else {
+            // Nothing ready by the counts, yet unclaimed chunks exist (the pre-check saw
+            // work): the counts drifted. Recount from the rows, once, and go on.
+            if out.is_empty() && skipped.is_empty() && !recounted {
+                recounted = true;
+                let fixed = c.execute(
+                    "UPDATE tenants t SET ready = (SELECT COUNT(*) FROM chunks k WHERE k.payer = t.payer \
+                     AND k.institution = t.institution AND k.node IS NULL) WHERE t.payer = $1 \
+                     AND ready != (SELECT COUNT(*) FROM chunks k WHERE k.payer = t.payer \
+                     AND k.institution = t.institution AND k.node IS NULL)",
+                    &[&p],
+                )?;
+                if fixed > 0 {
+                    tracing::warn!(%payer, institutions = fixed, "claimable chunk counts had drifted; recounted");
+                    continue;
+                }
+            }
+            break;
+        };
         let (institution, served): (String, i64) = (next.get(0), next.get(1));
         let chunk = c.query_opt(
             "SELECT submission, idx, cost FROM chunks WHERE payer = $1 AND institution = $2 AND node IS NULL \

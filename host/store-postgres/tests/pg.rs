@@ -180,3 +180,21 @@ fn changes_reach_the_other_nodes_feed() {
     }
     assert!(feed.wait(std::time::Duration::from_millis(50)).unwrap().is_empty(), "nothing else");
 }
+
+/// Claimable-chunk counts that drifted below the rows (issue 12: a withdrawal racing a claim
+/// once counted a chunk off twice, and the file's last chunk was never claimed) are
+/// recounted by the next claim instead of leaving work unclaimed for ever.
+#[test]
+fn drifted_counts_are_recounted_by_the_next_claim() {
+    use tenken_store::SubmissionStore;
+    let Some(url) = fresh_database() else { return };
+    let store = open(&url);
+    let s = store.accept(tenken_store_conformance::new_sub("1234567", "2026-11", b"x", None)).unwrap().submission;
+    let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    c.execute("UPDATE tenants SET ready = 0", &[]).unwrap();
+    let node = store.register_node("a", 0, 1_000_000).unwrap();
+    let claims = store.claim_chunks(node, tenken_model::Payer::Ssk, 5, 1).unwrap();
+    assert_eq!(claims.iter().map(|c| (c.submission, c.index)).collect::<Vec<_>>(), vec![(s.id, 0), (s.id, 1)]);
+    let ready: i64 = c.query_one("SELECT SUM(ready)::BIGINT FROM tenants", &[]).unwrap().get(0);
+    assert_eq!(ready, 0, "the counts agree with the rows again");
+}
