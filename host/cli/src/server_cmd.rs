@@ -478,12 +478,14 @@ pub fn master(cmd: MasterCommand) -> Result<std::process::ExitCode> {
             if payer == Payer::Kokuho { " (kokuho and ssk staff)" } else { "" }
         );
     } else {
-        eprintln!(
-            "{payer}: master version {} ({} file(s), digest {}) is active; a running server uses it after its next start",
-            v.id,
-            loaded.len(),
-            v.digest
-        );
+        // On a cluster the install is an audited store change like any other: running nodes
+        // hear of it (NOTIFY) and put it in force; one SQLite server reads it at its start.
+        let when = if store.backend() == "postgres" {
+            "running nodes are notified and put it in force once they have loaded it"
+        } else {
+            "a running server uses it after its next start"
+        };
+        eprintln!("{payer}: master version {} ({} file(s), digest {}) is active; {when}", v.id, loaded.len(), v.digest);
     }
     Ok(std::process::ExitCode::SUCCESS)
 }
