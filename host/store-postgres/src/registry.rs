@@ -91,27 +91,6 @@ fn audit_tx(c: &mut Db<'_, impl GenericClient>, e: &AuditEvent) -> TxResult<()> 
     Ok(())
 }
 
-fn event(
-    payer: Payer,
-    actor: i64,
-    at_ms: i64,
-    action: &str,
-    digest: Option<&Digest>,
-    set: Option<i64>,
-    reason: &str,
-) -> AuditEvent {
-    AuditEvent {
-        id: 0,
-        payer,
-        actor,
-        at_ms,
-        action: action.to_owned(),
-        digest: digest.copied(),
-        release_set: set,
-        reason: reason.to_owned(),
-    }
-}
-
 fn load_sets(
     c: &mut Db<'_, impl GenericClient>,
     clause: &str,
@@ -226,7 +205,7 @@ fn undo_master(
         None => format!("{} is covered by the versions of earlier months again", month_to_sql(v.from_month)),
     };
     let what = format!("master version {} rolled back; {now_in_force}: {reason}", v.id);
-    audit_tx(c, &event(payer, actor, now_ms, "master-rollback", None, None, &what))?;
+    audit_tx(c, &AuditEvent::new(payer, actor, now_ms, "master-rollback", None, None, &what))?;
     must_master(c, payer, v.id)
 }
 
@@ -263,7 +242,10 @@ impl RegistryStore for PgStore {
             )?;
             if n == 1 {
                 let why = format!("{} {} ({} bytes)", p.name, p.version, size);
-                audit_tx(tx, &event(p.payer, p.uploaded_by, p.now_ms, "upload", Some(&p.digest), None, &why))?;
+                audit_tx(
+                    tx,
+                    &AuditEvent::new(p.payer, p.uploaded_by, p.now_ms, "upload", Some(&p.digest), None, &why),
+                )?;
             }
             Ok((must_plugin(tx, p.payer, &p.digest)?, n == 1))
         })
@@ -305,7 +287,7 @@ impl RegistryStore for PgStore {
                 "UPDATE plugins SET state = $3, validation = COALESCE($4, validation) WHERE payer = $1 AND digest = $2",
                 &[&payer.as_str(), &digest.to_string(), &state.as_str(), &validation],
             )?;
-            audit_tx(tx, &event(payer, actor, now_ms, state.as_str(), Some(digest), None, reason))?;
+            audit_tx(tx, &AuditEvent::new(payer, actor, now_ms, state.as_str(), Some(digest), None, reason))?;
             must_plugin(tx, payer, digest)
         })
     }
@@ -338,7 +320,7 @@ impl RegistryStore for PgStore {
                 "INSERT INTO plugin_approvals(payer, digest, approver, at_ms) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
                 &[&payer.as_str(), &digest.to_string(), &approver, &now_ms],
             )?;
-            audit_tx(tx, &event(payer, approver, now_ms, "approval", Some(digest), None, ""))?;
+            audit_tx(tx, &AuditEvent::new(payer, approver, now_ms, "approval", Some(digest), None, ""))?;
             let rec = must_plugin(tx, payer, digest)?;
             if rec.state == PluginState::Validated && rec.approvals.len() >= required.max(1) as usize {
                 tx.execute("UPDATE plugins SET state = 'approved' WHERE payer = $1 AND digest = $2", &[
@@ -346,7 +328,7 @@ impl RegistryStore for PgStore {
                     &digest.to_string(),
                 ])?;
                 let why = format!("{} approval(s)", rec.approvals.len());
-                audit_tx(tx, &event(payer, approver, now_ms, "approved", Some(digest), None, &why))?;
+                audit_tx(tx, &AuditEvent::new(payer, approver, now_ms, "approved", Some(digest), None, &why))?;
                 return must_plugin(tx, payer, digest);
             }
             Ok(rec)
@@ -360,7 +342,7 @@ impl RegistryStore for PgStore {
                 "INSERT INTO signing_keys(payer, key_hex, added_by, added_ms) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
                 &[&payer.as_str(), &key_hex, &actor, &now_ms],
             )?;
-            audit_tx(tx, &event(payer, actor, now_ms, "signing-key", None, None, key_hex))
+            audit_tx(tx, &AuditEvent::new(payer, actor, now_ms, "signing-key", None, None, key_hex))
         })
     }
 
@@ -412,7 +394,7 @@ impl RegistryStore for PgStore {
                     &[&payer.as_str(), &from, &list, &actor, &now_ms, &reason],
                 )?
                 .get(0);
-            audit_tx(tx, &event(payer, actor, now_ms, "activate", None, Some(id), &format!("from {from}: {reason}")))?;
+            audit_tx(tx, &AuditEvent::new(payer, actor, now_ms, "activate", None, Some(id), &format!("from {from}: {reason}")))?;
             load_sets(tx, "WHERE id = $1", &[&id])?
                 .pop()
                 .ok_or(TxError::Store(StoreError::Corrupt("release set vanished".into())))
@@ -441,7 +423,7 @@ impl RegistryStore for PgStore {
                 &[&payer.as_str(), &month_to_sql(target.from_month), &to],
             )?;
             tx.execute("UPDATE release_sets SET state = 'active' WHERE id = $1", &[&to])?;
-            audit_tx(tx, &event(payer, actor, now_ms, "rollback", None, Some(to), reason))?;
+            audit_tx(tx, &AuditEvent::new(payer, actor, now_ms, "rollback", None, Some(to), reason))?;
             load_sets(tx, "WHERE id = $1", &[&to])?
                 .pop()
                 .ok_or(TxError::Store(StoreError::Corrupt("release set vanished".into())))
@@ -507,7 +489,7 @@ impl RegistryStore for PgStore {
                     &[&payer.as_str(), &name, &digest.to_string(), &json, &actor, &now_ms],
                 )?
                 .get(0);
-            audit_tx(tx, &event(payer, actor, now_ms, "regression-case", None, None, name))?;
+            audit_tx(tx, &AuditEvent::new(payer, actor, now_ms, "regression-case", None, None, name))?;
             Ok(RegressionCase {
                 id,
                 payer,
@@ -581,7 +563,7 @@ impl MasterStore for PgStore {
                 Some(p) => format!("master version {id} ({digest}) converted from {p}'s"),
                 None => format!("master version {id} ({digest}) from {from}"),
             };
-            audit_tx(tx, &event(payer, actor, now_ms, "master-version", None, None, &what))?;
+            audit_tx(tx, &AuditEvent::new(payer, actor, now_ms, "master-version", None, None, &what))?;
             must_master(tx, payer, id)
         })
     }
@@ -607,7 +589,7 @@ impl MasterStore for PgStore {
             )?;
             tx.execute("UPDATE master_versions SET state = 'active' WHERE id = $1", &[&v.id])?;
             let what = format!("master version {}: {reason}", v.id);
-            audit_tx(tx, &event(payer, actor, now_ms, "master-install", None, None, &what))?;
+            audit_tx(tx, &AuditEvent::new(payer, actor, now_ms, "master-install", None, None, &what))?;
             must_master(tx, payer, v.id)
         })
     }
@@ -647,7 +629,7 @@ impl MasterStore for PgStore {
                  ON CONFLICT DO NOTHING",
                 &[&id, &approver, &approver_payer.as_str(), &now_ms],
             )?;
-            audit_tx(tx, &event(payer, approver, now_ms, "master-approval", None, None, &reason))?;
+            audit_tx(tx, &AuditEvent::new(payer, approver, now_ms, "master-approval", None, None, &reason))?;
             must_master(tx, payer, id)
         })
     }
@@ -668,7 +650,7 @@ impl MasterStore for PgStore {
                 return Err(refused(Refusal::MasterState { id, state: v.state, action: "withdrawal" }));
             }
             tx.execute("UPDATE master_versions SET state = 'withdrawn' WHERE id = $1", &[&id])?;
-            audit_tx(tx, &event(payer, actor, now_ms, "master-withdraw", None, None, &reason))?;
+            audit_tx(tx, &AuditEvent::new(payer, actor, now_ms, "master-withdraw", None, None, &reason))?;
             must_master(tx, payer, id)
         })
     }
@@ -690,7 +672,7 @@ impl MasterStore for PgStore {
             }
             tx.execute("UPDATE master_versions SET report = $2 WHERE id = $1", &[&id, &json])?;
             let why = format!("master version {id}: diff and impact re-checked against the version now in force");
-            audit_tx(tx, &event(payer, actor, now_ms, "master-recheck", None, None, &why))?;
+            audit_tx(tx, &AuditEvent::new(payer, actor, now_ms, "master-recheck", None, None, &why))?;
             must_master(tx, payer, id)
         })
     }
@@ -741,7 +723,7 @@ impl MasterStore for PgStore {
             )?;
             tx.execute("UPDATE master_versions SET state = 'active' WHERE id = $1", &[&id])?;
             let action = if rollback { "master-rollback" } else { "master-activate" };
-            audit_tx(tx, &event(payer, actor, now_ms, action, None, None, &format!("master version {id}: {reason}")))?;
+            audit_tx(tx, &AuditEvent::new(payer, actor, now_ms, action, None, None, &format!("master version {id}: {reason}")))?;
             must_master(tx, payer, id)
         })
     }

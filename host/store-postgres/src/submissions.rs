@@ -93,19 +93,6 @@ fn lock(c: &mut Db<'_, impl GenericClient>, id: SubmissionId) -> TxResult<Submis
     }
 }
 
-/// 受付番号: payer letter, acceptance date in Japan, submission id (unique cluster-wide: the
-/// id is the database's sequence).
-fn reception_number(payer: Payer, id: SubmissionId, now_ms: i64) -> String {
-    let jst = time::OffsetDateTime::from_unix_timestamp(now_ms.div_euclid(1000))
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
-        .to_offset(time::UtcOffset::from_hms(9, 0, 0).expect("JST offset"));
-    let letter = match payer {
-        Payer::Ssk => 'S',
-        Payer::Kokuho => 'K',
-    };
-    format!("{letter}{:04}{:02}{:02}-{id:08}", jst.year(), jst.month() as u8, jst.day())
-}
-
 fn idempotent_match(
     c: &mut Db<'_, impl GenericClient>,
     new: &NewSubmission,
@@ -338,7 +325,7 @@ impl SubmissionStore for PgStore {
                     .get(0);
                 tx.execute(
                     "UPDATE submissions SET reception = $2 WHERE id = $1",
-                    &[&id, &reception_number(new.payer, id, new.now_ms)],
+                    &[&id, &tenken_store::reception_number(new.payer, id, new.now_ms)],
                 )?;
                 for s in &earlier {
                     tx.execute(

@@ -697,18 +697,6 @@ fn must_load(conn: &Connection, id: SubmissionId) -> Result<Submission, StoreErr
     load(conn, id)?.ok_or(StoreError::NotFound(id))
 }
 
-/// 受付番号: payer letter, acceptance date in Japan, submission id.
-fn reception_number(payer: Payer, id: SubmissionId, now_ms: i64) -> String {
-    let jst = time::OffsetDateTime::from_unix_timestamp(now_ms.div_euclid(1000))
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
-        .to_offset(time::UtcOffset::from_hms(9, 0, 0).expect("JST offset"));
-    let letter = match payer {
-        Payer::Ssk => 'S',
-        Payer::Kokuho => 'K',
-    };
-    format!("{letter}{:04}{:02}{:02}-{id:08}", jst.year(), jst.month() as u8, jst.day())
-}
-
 fn idempotent_match(conn: &Connection, new: &NewSubmission, digest: &Digest) -> Result<Option<Accepted>, StoreError> {
     let Some(key) = &new.idempotency_key else { return Ok(None) };
     let found = load_where(conn, "WHERE token_id = ?1 AND idempotency_key = ?2", params![new.token_id, key])?.pop();
@@ -843,27 +831,6 @@ fn audit_tx(conn: &Connection, e: &AuditEvent) -> Result<(), StoreError> {
     ).map_err(db)?
     .execute(params![e.payer.as_str(), e.actor, e.at_ms, e.action, e.digest.map(|d| d.to_string()), e.release_set, e.reason]).map_err(db)?;
     Ok(())
-}
-
-fn event(
-    payer: Payer,
-    actor: i64,
-    at_ms: i64,
-    action: &str,
-    digest: Option<&Digest>,
-    set: Option<i64>,
-    reason: &str,
-) -> AuditEvent {
-    AuditEvent {
-        id: 0,
-        payer,
-        actor,
-        at_ms,
-        action: action.to_owned(),
-        digest: digest.copied(),
-        release_set: set,
-        reason: reason.to_owned(),
-    }
 }
 
 fn load_sets(conn: &Connection, clause: &str, args: impl rusqlite::Params) -> Result<Vec<ReleaseSet>, StoreError> {
@@ -1008,7 +975,7 @@ fn undo_master(
         None => format!("{} is covered by the versions of earlier months again", month_to_sql(v.from_month)),
     };
     let what = format!("master version {} rolled back; {now_in_force}: {reason}", v.id);
-    audit_tx(conn, &event(payer, actor, now_ms, "master-rollback", None, None, &what))?;
+    audit_tx(conn, &AuditEvent::new(payer, actor, now_ms, "master-rollback", None, None, &what))?;
     must_master(conn, payer, v.id)
 }
 
@@ -1216,7 +1183,7 @@ impl SubmissionStore for SqliteStore {
             let id = conn.last_insert_rowid();
             conn.prepare_cached("UPDATE submissions SET reception = ?2 WHERE id = ?1")
                 .map_err(db)?
-                .execute(params![id, reception_number(meta.payer, id, meta.now_ms)])
+                .execute(params![id, tenken_store::reception_number(meta.payer, id, meta.now_ms)])
                 .map_err(db)?;
             for s in &earlier {
                 conn.prepare_cached("UPDATE submissions SET state = 'superseded', superseded_by = ?2 WHERE id = ?1")
@@ -1776,7 +1743,10 @@ impl RegistryStore for SqliteStore {
             ).map_err(db)?;
             if n == 1 {
                 let why = format!("{} {} ({} bytes)", p.name, p.version, size);
-                audit_tx(conn, &event(p.payer, p.uploaded_by, p.now_ms, "upload", Some(&p.digest), None, &why))?;
+                audit_tx(
+                    conn,
+                    &AuditEvent::new(p.payer, p.uploaded_by, p.now_ms, "upload", Some(&p.digest), None, &why),
+                )?;
             }
             Ok((must_plugin(conn, p.payer, &p.digest)?, n == 1))
         })
@@ -1821,7 +1791,7 @@ impl RegistryStore for SqliteStore {
                 params![payer.as_str(), digest.to_string(), state.as_str(), validation],
             )
             .map_err(db)?;
-            audit_tx(conn, &event(payer, actor, now_ms, state.as_str(), Some(&digest), None, &reason))?;
+            audit_tx(conn, &AuditEvent::new(payer, actor, now_ms, state.as_str(), Some(&digest), None, &reason))?;
             must_plugin(conn, payer, &digest)
         })
     }
@@ -1855,7 +1825,7 @@ impl RegistryStore for SqliteStore {
                 params![payer.as_str(), digest.to_string(), approver, now_ms],
             )
             .map_err(db)?;
-            audit_tx(conn, &event(payer, approver, now_ms, "approval", Some(&digest), None, ""))?;
+            audit_tx(conn, &AuditEvent::new(payer, approver, now_ms, "approval", Some(&digest), None, ""))?;
             let rec = must_plugin(conn, payer, &digest)?;
             if rec.state == PluginState::Validated && rec.approvals.len() >= required.max(1) as usize {
                 conn.execute(
@@ -1864,7 +1834,7 @@ impl RegistryStore for SqliteStore {
                 )
                 .map_err(db)?;
                 let why = format!("{} approval(s)", rec.approvals.len());
-                audit_tx(conn, &event(payer, approver, now_ms, "approved", Some(&digest), None, &why))?;
+                audit_tx(conn, &AuditEvent::new(payer, approver, now_ms, "approved", Some(&digest), None, &why))?;
                 return must_plugin(conn, payer, &digest);
             }
             Ok(rec)
@@ -1879,7 +1849,7 @@ impl RegistryStore for SqliteStore {
                 params![payer.as_str(), key, actor, now_ms],
             )
             .map_err(db)?;
-            audit_tx(conn, &event(payer, actor, now_ms, "signing-key", None, None, &key))
+            audit_tx(conn, &AuditEvent::new(payer, actor, now_ms, "signing-key", None, None, &key))
         })
     }
 
@@ -1933,7 +1903,7 @@ impl RegistryStore for SqliteStore {
                 params![payer.as_str(), from, list, actor, now_ms, reason],
             ).map_err(db)?;
             let id = conn.last_insert_rowid();
-            audit_tx(conn, &event(payer, actor, now_ms, "activate", None, Some(id), &format!("from {from}: {reason}")))?;
+            audit_tx(conn, &AuditEvent::new(payer, actor, now_ms, "activate", None, Some(id), &format!("from {from}: {reason}")))?;
             load_sets(conn, "WHERE id = ?1", [id])?.pop().ok_or(StoreError::Corrupt("release set vanished".into()))
         })
     }
@@ -1961,7 +1931,7 @@ impl RegistryStore for SqliteStore {
                 params![payer.as_str(), month_to_sql(target.from_month), to],
             ).map_err(db)?;
             conn.execute("UPDATE release_sets SET state = 'active' WHERE id = ?1", [to]).map_err(db)?;
-            audit_tx(conn, &event(payer, actor, now_ms, "rollback", None, Some(to), &reason))?;
+            audit_tx(conn, &AuditEvent::new(payer, actor, now_ms, "rollback", None, Some(to), &reason))?;
             load_sets(conn, "WHERE id = ?1", [to])?.pop().ok_or(StoreError::Corrupt("release set vanished".into()))
         })
     }
@@ -2014,7 +1984,7 @@ impl RegistryStore for SqliteStore {
                 params![payer.as_str(), name, digest.to_string(), json, actor, now_ms],
             ).map_err(db)?;
             let id = conn.last_insert_rowid();
-            audit_tx(conn, &event(payer, actor, now_ms, "regression-case", None, None, &name))?;
+            audit_tx(conn, &AuditEvent::new(payer, actor, now_ms, "regression-case", None, None, &name))?;
             Ok(RegressionCase { id, payer, name, digest, expected, added_by: actor, added_ms: now_ms })
         })
     }
@@ -2073,7 +2043,7 @@ impl MasterStore for SqliteStore {
             )
             .map_err(db)?;
             conn.execute("UPDATE master_versions SET state = 'active' WHERE id = ?1", [id]).map_err(db)?;
-            audit_tx(conn, &event(payer, actor, now_ms, "master-install", None, None, &format!("master version {id}: {reason}")))?;
+            audit_tx(conn, &AuditEvent::new(payer, actor, now_ms, "master-install", None, None, &format!("master version {id}: {reason}")))?;
             must_master(conn, payer, id)
         })
     }
@@ -2103,7 +2073,7 @@ impl MasterStore for SqliteStore {
                 Some(p) => format!("master version {id} ({digest}) converted from {p}'s"),
                 None => format!("master version {id} ({digest}) from {from}"),
             };
-            audit_tx(conn, &event(payer, actor, now_ms, "master-version", None, None, &what))?;
+            audit_tx(conn, &AuditEvent::new(payer, actor, now_ms, "master-version", None, None, &what))?;
             must_master(conn, payer, id)
         })
     }
@@ -2137,7 +2107,7 @@ impl MasterStore for SqliteStore {
                 "INSERT OR IGNORE INTO master_approvals(version, approver, approver_payer, at_ms) VALUES (?1, ?2, ?3, ?4)",
                 params![id, approver, approver_payer.as_str(), now_ms],
             ).map_err(db)?;
-            audit_tx(conn, &event(payer, approver, now_ms, "master-approval", None, None, &reason))?;
+            audit_tx(conn, &AuditEvent::new(payer, approver, now_ms, "master-approval", None, None, &reason))?;
             must_master(conn, payer, id)
         })
     }
@@ -2157,7 +2127,7 @@ impl MasterStore for SqliteStore {
                 return Err(StoreError::Refused(Refusal::MasterState { id, state: v.state, action: "withdrawal" }));
             }
             conn.execute("UPDATE master_versions SET state = 'withdrawn' WHERE id = ?1", [id]).map_err(db)?;
-            audit_tx(conn, &event(payer, actor, now_ms, "master-withdraw", None, None, &reason))?;
+            audit_tx(conn, &AuditEvent::new(payer, actor, now_ms, "master-withdraw", None, None, &reason))?;
             must_master(conn, payer, id)
         })
     }
@@ -2178,7 +2148,7 @@ impl MasterStore for SqliteStore {
             }
             conn.execute("UPDATE master_versions SET report = ?2 WHERE id = ?1", params![id, json]).map_err(db)?;
             let why = format!("master version {id}: diff and impact re-checked against the version now in force");
-            audit_tx(conn, &event(payer, actor, now_ms, "master-recheck", None, None, &why))?;
+            audit_tx(conn, &AuditEvent::new(payer, actor, now_ms, "master-recheck", None, None, &why))?;
             must_master(conn, payer, id)
         })
     }
@@ -2228,7 +2198,7 @@ impl MasterStore for SqliteStore {
             ).map_err(db)?;
             conn.execute("UPDATE master_versions SET state = 'active' WHERE id = ?1", [id]).map_err(db)?;
             let action = if rollback { "master-rollback" } else { "master-activate" };
-            audit_tx(conn, &event(payer, actor, now_ms, action, None, None, &format!("master version {id}: {reason}")))?;
+            audit_tx(conn, &AuditEvent::new(payer, actor, now_ms, action, None, None, &format!("master version {id}: {reason}")))?;
             must_master(conn, payer, id)
         })
     }

@@ -351,3 +351,40 @@ pub fn digest(bytes: &[u8]) -> Digest {
     use sha2::Digest as _;
     Digest::from_sha256(sha2::Sha256::digest(bytes).into())
 }
+
+/// 受付番号: payer letter, acceptance date in Japan, submission id (`S20261208-00000042`).
+/// One spelling for every backend: institutions quote it to their payer.
+pub fn reception_number(payer: Payer, id: SubmissionId, now_ms: i64) -> String {
+    let jst = time::OffsetDateTime::from_unix_timestamp(now_ms.div_euclid(1000))
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+        .to_offset(time::UtcOffset::from_hms(9, 0, 0).expect("JST offset"));
+    let letter = match payer {
+        Payer::Ssk => 'S',
+        Payer::Kokuho => 'K',
+    };
+    format!("{letter}{:04}{:02}{:02}-{id:08}", jst.year(), jst.month() as u8, jst.day())
+}
+
+impl AuditEvent {
+    /// An event to append (its id is the store's to give).
+    pub fn new(
+        payer: Payer,
+        actor: i64,
+        at_ms: i64,
+        action: &str,
+        digest: Option<&Digest>,
+        release_set: Option<i64>,
+        reason: &str,
+    ) -> AuditEvent {
+        AuditEvent {
+            id: 0,
+            payer,
+            actor,
+            at_ms,
+            action: action.to_owned(),
+            digest: digest.copied(),
+            release_set,
+            reason: reason.to_owned(),
+        }
+    }
+}
